@@ -1,0 +1,53 @@
+# The verbs a user types. Every target installs what it needs first (into .venv), so a fresh clone needs
+# only `make demo` or `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONDONTWRITEBYTECODE := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_VERSION_CHECK := 1
+
+.PHONY: setup demo test test-fast lint format typecheck synth bench clean help
+
+help:
+	@echo "make demo   set up and run Encore end to end on this machine (SCALE=small|default|large)"
+	@echo "make test   set up and run the whole test suite (lint, types, unit, integration, infra, e2e)"
+	@echo "make setup | lint | format | typecheck | synth | bench | clean"
+
+$(STAMP): requirements.txt requirements-dev.txt layers/shared/requirements.txt pyproject.toml layers/shared/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e layers/shared -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+SCALE ?= default
+demo: $(STAMP)
+	$(VENV)/bin/encore demo --scale $(SCALE)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+test: lint typecheck
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "unit"
+
+bench: $(STAMP)
+	$(PY) bench/bench_simulator.py
+
+clean:
+	rm -rf $(VENV) cdk.out .pytest_cache .mypy_cache .ruff_cache .hypothesis data .encore

@@ -1,0 +1,171 @@
+"""The ``encore`` command line: simulate, twin, demo. Bad arguments give one line on stderr and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from encore.config import EncoreConfig
+from encore_local.errors import UsageError
+from encore_local.report import render_summary
+
+if TYPE_CHECKING:
+    from encore_local.simulator import SimulationParams
+
+PROG = "encore"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (``encore simulate: --users: ...``) instead of usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' must be 1 or more")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' must be 0 or more")
+    return value
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a date like 2026-09-01") from None
+
+
+def _add_scale_args(p: argparse.ArgumentParser) -> None:
+    from encore_local.simulator import SCALES
+
+    p.add_argument("--scale", choices=sorted(SCALES), default="default", help="preset sizes (default: %(default)s)")
+    p.add_argument("--users", type=_positive_int, help="listeners (overrides --scale)")
+    p.add_argument("--tracks", type=_positive_int, help="tracks in the catalog (overrides --scale)")
+    p.add_argument("--days", type=_positive_int, help="days of listening (overrides --scale)")
+    p.add_argument("--seed", type=_non_negative_int, default=7, help="random seed (default: %(default)s)")
+    p.add_argument("--start", type=_iso_date, help="first simulated day (default: 2026-09-01)")
+
+
+def _params(args: argparse.Namespace) -> SimulationParams:
+    from encore_local.simulator import SCALES, SimulationParams
+
+    sizes = {key: getattr(args, key) or default for key, default in SCALES[args.scale].items()}
+    params = SimulationParams(seed=args.seed, users=sizes["users"], tracks=sizes["tracks"], days=sizes["days"])
+    return dataclasses.replace(params, start=args.start) if args.start else params
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Encore: serverless music recommendations, run on one machine.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sim = sub.add_parser("simulate", help="generate a catalog, listeners and listening events")
+    _add_scale_args(sim)
+    sim.add_argument("--out", type=Path, default=Path("data/sim"), help="output folder (default: %(default)s)")
+    sim.add_argument("--gzip", action="store_true", help="gzip the event files")
+    sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    sim.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    twin = sub.add_parser("twin", help="the offline twin's services (moto, redis) in the background")
+    twin_sub = twin.add_subparsers(dest="twin_command", required=True, parser_class=_Parser)
+    for name, text in (
+        ("up", "start the services and print the environment to export"),
+        ("down", "stop the services"),
+        ("status", "say whether the services run, and where"),
+        ("env", 'print export lines for the running twin (eval "$(encore twin env)")'),
+        ("serve", "run the services in the foreground until Ctrl-C"),
+    ):
+        p = twin_sub.add_parser(name, help=text)
+        p.add_argument("--state-dir", type=Path, default=Path(".encore"), help="where the twin keeps its state")
+        if name in ("up", "serve"):
+            p.add_argument("--stage", choices=["local", "dev", "prod"], default="local")
+            p.add_argument("--cache", choices=["redis-server", "fakeredis"], help="default: redis-server if installed")
+
+    demo = sub.add_parser("demo", help="run what Encore has end to end on one machine and report")
+    _add_scale_args(demo)
+    demo.add_argument("--out", type=Path, default=Path("data/demo"), help="output folder (default: %(default)s)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    from encore_local.simulator import simulate
+
+    params = _params(args)
+    started = time.perf_counter()
+    summary = simulate(params, args.out, compress=args.gzip, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2))
+    else:
+        print(render_summary(summary, time.perf_counter() - started))
+
+
+def _twin(args: argparse.Namespace) -> None:
+    from encore_local.twin import daemon
+
+    cmd = args.twin_command
+    if cmd == "serve":
+        daemon.serve(EncoreConfig.for_stage(args.stage), args.state_dir, args.cache)
+    elif cmd == "up":
+        state = daemon.up(args.state_dir, args.stage, args.cache)
+        print(f"twin up (pid {state['pid']}): AWS APIs at {state['aws_endpoint']}, cache ({state['cache_kind']}) "
+              f"at {state['cache_url']}")  # fmt: skip
+        print("# to use it from a shell:")
+        print(daemon.export_lines(state["env"]))
+    elif cmd == "down":
+        print(f"twin down (pid {daemon.down(args.state_dir)} stopped)")
+    else:
+        running = daemon.read_state(args.state_dir)
+        if running is None:
+            raise UsageError(f"no twin is running from {args.state_dir} (encore twin up first)")
+        if cmd == "status":
+            print(f"twin running (pid {running['pid']}): {running['aws_endpoint']} and {running['cache_url']}")
+        else:
+            print(daemon.export_lines(running["env"]))
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from encore_local.demo import run_demo
+
+    run_demo(_params(args), args.out, progress=not args.quiet)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"simulate": _simulate, "twin": _twin, "demo": _demo}
+    try:
+        handlers[args.command](args)
+    except UsageError as exc:
+        print(f"{PROG} {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:  # a folder that cannot be written, a full disk
+        print(f"{PROG} {args.command}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

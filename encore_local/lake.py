@@ -1,0 +1,48 @@
+"""Moving simulator output into the data lake, in the layout the pipeline reads."""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from encore.clients import get_client
+from encore.config import EncoreConfig
+from encore_local.simulator.run import CATALOG_CSV, EVENTS_DIR, LISTENERS_CSV
+
+
+@dataclass
+class ImportResult:
+    catalog_objects: int = 0
+    event_objects: int = 0
+    events: int = 0
+    bytes: int = 0
+
+
+def raw_key(config: EncoreConfig, day: str, name: str) -> str:
+    """Firehose's layout: ``<prefix>YYYY/MM/DD/HH/<name>``; imports land in hour 00 of their day."""
+    yyyy, mm, dd = day.split("-")
+    return f"{config.lake.raw_events}{yyyy}/{mm}/{dd}/00/{name}"
+
+
+def import_simulation(config: EncoreConfig, sim_dir: Path, *, progress: bool = True) -> ImportResult:
+    """Upload the catalog and listeners to ``catalog/`` and each day's events, gzipped, to the raw zone."""
+    s3 = get_client("s3", config.region)
+    bucket = config.resources.lake_bucket
+    result = ImportResult()
+    for rel in (CATALOG_CSV, LISTENERS_CSV):
+        s3.upload_file(str(sim_dir / rel), bucket, f"{config.lake.catalog}{Path(rel).name}")
+        result.catalog_objects += 1
+    files = sorted((sim_dir / EVENTS_DIR).glob("*.jsonl*"))
+    for path in tqdm(files, desc="importing history", unit="day", disable=not progress, leave=False):
+        data = path.read_bytes()
+        raw = gzip.decompress(data) if path.suffix == ".gz" else data
+        body = data if path.suffix == ".gz" else gzip.compress(raw, compresslevel=5)
+        day = path.name.split(".")[0]
+        s3.put_object(Bucket=bucket, Key=raw_key(config, day, f"encore-import-{day}.gz"), Body=body)
+        result.event_objects += 1
+        result.events += raw.count(b"\n")
+        result.bytes += len(body)
+    return result

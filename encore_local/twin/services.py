@@ -1,0 +1,221 @@
+"""The offline twin's emulated services: moto (AWS APIs) and redis (ElastiCache), on loopback ports of their own.
+
+``TwinServices`` is a context manager used three ways: by ``encore twin serve`` (a foreground process that
+``encore twin up`` starts in the background), by ``encore demo``, and by the pytest fixtures. Starting it
+exports the endpoint variables into this process, so every boto3 client made through ``encore.clients`` from
+then on talks to the twin; nothing in the application code knows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+import redis
+from moto.server import ThreadedMotoServer
+
+from encore.clients import reset_clients
+from encore.config import EncoreConfig
+from encore_local.errors import UsageError
+from encore_local.twin.provision import provision
+
+LOOPBACK = "127.0.0.1"
+RedisKind = Literal["redis-server", "fakeredis"]
+# Credentials moto accepts; they never leave this machine.
+_FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+
+
+@dataclass(frozen=True)
+class TwinEndpoints:
+    aws_endpoint: str
+    cache_url: str
+    cache_kind: RedisKind
+    region: str
+
+    def environment(self) -> dict[str, str]:
+        """What a process needs in its environment to use the twin instead of AWS."""
+        return {
+            "AWS_ENDPOINT_URL": self.aws_endpoint,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            **_FAKE_CREDENTIALS,
+            "ENCORE_CACHE_URL": self.cache_url,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (the caller binds it at once; collisions are retried)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+class _RedisServerProcess:
+    """A real ``redis-server`` with no persistence, in a scratch directory."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self._dir = tempfile.TemporaryDirectory(prefix="encore-redis-")
+
+    def start(self, attempts: int = 5) -> str:
+        for _ in range(attempts):
+            self.port = free_port()
+            self.proc = subprocess.Popen(
+                [
+                    self.binary,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    LOOPBACK,
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    self._dir.name,
+                    "--protected-mode",
+                    "yes",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            if _wait_for_redis(f"redis://{LOOPBACK}:{self.port}/0", self.proc):
+                return f"redis://{LOOPBACK}:{self.port}/0"
+            self.stop()
+        raise UsageError(f"{self.binary} did not start on a loopback port after {attempts} attempts")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        self._dir.cleanup()
+
+
+class _FakeRedisServer:
+    """fakeredis's TCP server (speaks RESP) in a thread: the stand-in when redis-server is not installed."""
+
+    def __init__(self) -> None:
+        from fakeredis import TcpFakeServer
+
+        self.server = TcpFakeServer((LOOPBACK, 0), server_type="redis")
+        self.thread = threading.Thread(target=self.server.serve_forever, name="fakeredis", daemon=True)
+
+    def start(self) -> str:
+        self.thread.start()
+        port = self.server.server_address[1]
+        url = f"redis://{LOOPBACK}:{port}/0"
+        if not _wait_for_redis(url, None):
+            raise UsageError("fakeredis's TCP server did not answer")
+        return url
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _wait_for_redis(url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                return False
+            with contextlib.suppress(redis.RedisError):
+                if client.ping():
+                    return True
+            time.sleep(0.05)
+        return False
+    finally:
+        client.close()
+
+
+class TwinServices:
+    """Start moto and redis on free loopback ports, export their endpoints, create the application's resources."""
+
+    def __init__(self, config: EncoreConfig, *, cache: RedisKind | None = None, export_env: bool = True) -> None:
+        self.config = config
+        self.cache_preference = cache
+        self.export_env = export_env
+        self.endpoints: TwinEndpoints | None = None
+        self._moto: ThreadedMotoServer | None = None
+        self._redis: _RedisServerProcess | _FakeRedisServer | None = None
+        self._saved_env: dict[str, str | None] = {}
+        self.resources: dict[str, list[str]] = {}
+
+    def start(self) -> TwinEndpoints:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request is noise here
+        try:
+            self._moto = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
+            self._moto.start()
+            host, port = self._moto.get_host_and_port()
+            cache_url, kind = self._start_cache()
+            self.endpoints = TwinEndpoints(f"http://{host}:{port}", cache_url, kind, self.config.region)
+            if self.export_env:
+                self._export(self.endpoints.environment())
+            self.resources = provision(self.config)
+        except BaseException:
+            self.stop()
+            raise
+        return self.endpoints
+
+    def _start_cache(self) -> tuple[str, RedisKind]:
+        binary = shutil.which("redis-server")
+        if self.cache_preference == "redis-server" and binary is None:
+            raise UsageError("redis-server is not installed (apt-get install redis-server), or use fakeredis")
+        if binary and self.cache_preference != "fakeredis":
+            self._redis = _RedisServerProcess(binary)
+            return self._redis.start(), "redis-server"
+        self._redis = _FakeRedisServer()
+        return self._redis.start(), "fakeredis"
+
+    def _export(self, env: dict[str, str]) -> None:
+        for key, value in env.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+        reset_clients()
+
+    def stop(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
+        if self._moto is not None:
+            with contextlib.suppress(Exception):
+                self._moto.stop()
+            self._moto = None
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+        reset_clients()
+
+    def __enter__(self) -> TwinEndpoints:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

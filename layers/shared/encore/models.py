@@ -1,0 +1,256 @@
+"""Data contracts: the listening event, track, user profile, recommendation and inference payloads.
+
+Every model forbids unknown fields and uses strict types, so a client that sends ``"played_ms": "12"`` or a
+misspelt field learns it at once instead of having the value silently coerced or dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from encore.regions import ISO_3166_ALPHA2
+
+MAX_BATCH_EVENTS = 500
+MAX_TRACK_DURATION_MS = 6 * 3600 * 1000
+# A client clock may run a little fast; an event further ahead than this is a bug (or seconds sent as ms).
+MAX_FUTURE_SKEW_MS = 3600 * 1000
+# 2000-01-01: anything earlier is almost surely epoch seconds sent where milliseconds are expected.
+MIN_TIMESTAMP_MS = 946_684_800_000
+PLAYED_OVER_DURATION_TOLERANCE_MS = 5_000
+
+Identifier = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"),
+]
+Uuid = Annotated[
+    StrictStr,
+    Field(pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"),
+]
+Number = StrictFloat | StrictInt
+
+
+class Action(StrEnum):
+    LISTEN = "listen"  # played for a while, stopped before the end
+    SKIP = "skip"  # left the track (usually early)
+    COMPLETE = "complete"  # played to the end
+
+
+class Source(StrEnum):
+    APP = "app"
+    SIMULATION = "simulation"
+    IMPORT = "import"
+
+
+class Context(StrEnum):
+    HOME = "home"
+    NEXT = "next"
+    SIMILAR = "similar"
+    CHART = "chart"
+    SEARCH = "search"
+    OTHER = "other"
+
+
+class Surface(StrEnum):
+    HOME = "home"
+    NEXT = "next"
+    SIMILAR = "similar"
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+def _check_region(value: str | None) -> str | None:
+    if value is not None and value not in ISO_3166_ALPHA2:
+        raise ValueError(f"'{value}' is not an ISO 3166-1 alpha-2 country code (for example US, GB, VN)")
+    return value
+
+
+class ListeningEvent(_Contract):
+    """One player event. ``event_id`` is the client's UUID: the idempotency and de-duplication key."""
+
+    event_id: Uuid
+    user_id: Identifier
+    track_id: Identifier
+    action: Action
+    timestamp: StrictInt = Field(description="epoch milliseconds")
+    played_ms: StrictInt = Field(ge=0, le=MAX_TRACK_DURATION_MS)
+    track_duration_ms: StrictInt = Field(gt=0, le=MAX_TRACK_DURATION_MS)
+    session_id: Identifier | None = None
+    region: StrictStr = Field(min_length=2, max_length=2)
+    source: Source = Source.APP
+    context: Context = Context.OTHER
+    recommendation_id: Identifier | None = None
+
+    _check_region = field_validator("region")(_check_region)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp_in_range(cls, value: int, info: ValidationInfo) -> int:
+        now_ms = (info.context or {}).get("now_ms") or int(time.time() * 1000)
+        if value < MIN_TIMESTAMP_MS:
+            raise ValueError("must be epoch milliseconds (this looks like seconds, or is before 2000-01-01)")
+        if value > now_ms + MAX_FUTURE_SKEW_MS:
+            raise ValueError("is more than one hour in the future; check the client clock")
+        return value
+
+    @model_validator(mode="after")
+    def _played_within_duration(self) -> Self:
+        if self.played_ms > self.track_duration_ms + PLAYED_OVER_DURATION_TOLERANCE_MS:
+            raise ValueError(
+                f"played_ms ({self.played_ms}) exceeds track_duration_ms ({self.track_duration_ms}); "
+                "send one event per play"
+            )
+        return self
+
+
+class EventBatch(_Contract):
+    """The body of ``POST /v1/events``."""
+
+    events: list[ListeningEvent] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class AudioFeatures(_Contract):
+    """Spotify-style audio features; the ranges are those of the public tracks dataset."""
+
+    danceability: Number = Field(ge=0, le=1)
+    energy: Number = Field(ge=0, le=1)
+    key: StrictInt = Field(ge=-1, le=11)
+    loudness: Number = Field(ge=-60, le=5)
+    mode: StrictInt = Field(ge=0, le=1)
+    speechiness: Number = Field(ge=0, le=1)
+    acousticness: Number = Field(ge=0, le=1)
+    instrumentalness: Number = Field(ge=0, le=1)
+    liveness: Number = Field(ge=0, le=1)
+    valence: Number = Field(ge=0, le=1)
+    tempo: Number = Field(ge=0, le=300)
+    time_signature: StrictInt = Field(ge=0, le=7)
+
+
+class Track(_Contract):
+    track_id: Identifier
+    name: StrictStr = Field(min_length=1, max_length=500)
+    artist_id: Identifier
+    artist_name: StrictStr = Field(min_length=1, max_length=500)
+    album: StrictStr = Field(max_length=500)
+    genres: list[StrictStr] = Field(max_length=20)
+    release_date: date
+    duration_ms: StrictInt = Field(gt=0, le=MAX_TRACK_DURATION_MS)
+    explicit: StrictBool = False
+    audio: AudioFeatures
+    lyrics: StrictStr | None = Field(None, max_length=20_000)
+    image_url: StrictStr | None = Field(None, max_length=2048)
+    # Filled by the serving side (charts job, model load), absent in a catalog import.
+    plays_7d: StrictInt | None = Field(None, ge=0)
+    plays_total: StrictInt | None = Field(None, ge=0)
+    cf_vector: list[Number] | None = None
+    content_vector: list[Number] | None = None
+
+
+class UserProfile(_Contract):
+    user_id: Identifier
+    display_name: StrictStr | None = Field(None, max_length=200)
+    region: StrictStr = Field(min_length=2, max_length=2)
+    signup_date: date | None = None
+    long_term_vector: list[Number] | None = None
+    model_version: StrictStr | None = None
+    recently_played: list[Identifier] = Field(default_factory=list, max_length=1000)
+    updated_at: StrictInt | None = Field(None, description="epoch milliseconds")
+
+    _check_region = field_validator("region")(_check_region)
+
+
+class ProfileUpdate(_Contract):
+    """The body of ``PUT /v1/users/{user_id}``: the fields a client may set."""
+
+    display_name: StrictStr | None = Field(None, max_length=200)
+    region: StrictStr = Field(min_length=2, max_length=2)
+    signup_date: date | None = None
+
+    _check_region = field_validator("region")(_check_region)
+
+
+class RecommendationItem(_Contract):
+    track_id: Identifier
+    score: Number
+    cf: Number | None = None
+    content: Number | None = None
+    source: StrictStr = Field("model", description="model | trending | chart | popular")
+    name: StrictStr | None = None
+    artist_name: StrictStr | None = None
+    image_url: StrictStr | None = None
+
+
+class RecommendationResponse(_Contract):
+    recommendation_id: StrictStr
+    surface: StrictStr
+    model_version: StrictStr | None
+    fallback: StrictBool = False
+    fallback_reason: StrictStr | None = None
+    items: list[RecommendationItem]
+
+
+class InferenceWeights(_Contract):
+    cf: Number = Field(0.6, ge=0, le=1)
+    content: Number = Field(0.4, ge=0, le=1)
+
+
+class InferenceRequest(_Contract):
+    """What the serving Lambda sends the SageMaker endpoint."""
+
+    surface: Surface
+    user_vector: list[Number] | None = None
+    short_vector: list[Number] | None = None
+    seed_track_id: Identifier | None = None
+    exclude: list[Identifier] = Field(default_factory=list, max_length=5000)
+    k: StrictInt = Field(20, ge=1, le=500)
+    weights: InferenceWeights | None = None
+
+    @model_validator(mode="after")
+    def _surface_needs(self) -> Self:
+        if self.surface in (Surface.NEXT, Surface.SIMILAR) and self.seed_track_id is None:
+            raise ValueError(f"surface '{self.surface}' needs seed_track_id")
+        if self.surface is Surface.HOME and self.user_vector is None and self.short_vector is None:
+            raise ValueError("surface 'home' needs user_vector or short_vector")
+        return self
+
+
+class InferenceItem(_Contract):
+    track_id: Identifier
+    score: Number
+    cf: Number | None = None
+    content: Number | None = None
+
+
+class InferenceResponse(_Contract):
+    items: list[InferenceItem]
+    model_version: StrictStr
+
+
+def field_errors(exc: Any, prefix: tuple[str | int, ...] = ()) -> list[dict[str, str]]:
+    """A pydantic ``ValidationError`` as ``[{"field": "events.3.played_ms", "reason": "..."}]``."""
+    out = []
+    for err in exc.errors(include_url=False, include_context=False):
+        loc = [*prefix, *err["loc"]]
+        field = ".".join(str(part) for part in loc) or "(body)"
+        reason = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            reason = "is not a field of this contract"
+        out.append({"field": field, "reason": reason})
+    return out

@@ -1,0 +1,103 @@
+"""The twin's services: resources from the shared configuration, Firehose into the raw prefix, the cache."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from encore.clients import get_client
+from encore.config import EncoreConfig
+from encore.resources import table_specs
+from encore_local.lake import import_simulation
+from encore_local.simulator import SimulationSummary
+from encore_local.twin import TwinEndpoints, TwinServices
+from encore_local.twin.provision import provision
+
+pytestmark = pytest.mark.integration
+
+
+def test_resources_exist(twin: TwinEndpoints, config: EncoreConfig) -> None:
+    ddb = get_client("dynamodb")
+    assert set(ddb.list_tables()["TableNames"]) >= {s.name for s in table_specs(config).values()}
+    ttl = ddb.describe_time_to_live(TableName=config.resources.idempotency_table)["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == "expiration"
+    assert get_client("s3").head_bucket(Bucket=config.resources.lake_bucket)
+    assert get_client("glue").get_database(Name=config.resources.glue_database)["Database"]["Name"]
+
+
+def test_provision_is_idempotent(twin: TwinEndpoints, config: EncoreConfig) -> None:
+    assert provision(config) == provision(config)
+
+
+def test_firehose_delivers_into_the_raw_prefix(twin: TwinEndpoints, config: EncoreConfig) -> None:
+    record = {"event_id": "x", "user_id": "u1"}
+    firehose = get_client("firehose")
+    resp = firehose.put_record_batch(
+        DeliveryStreamName=config.resources.delivery_stream,
+        Records=[{"Data": (json.dumps(record) + "\n").encode()}],
+    )
+    assert resp["FailedPutCount"] == 0
+    s3 = get_client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=config.resources.lake_bucket, Prefix="raw/events/")["Contents"]]
+    bodies = [s3.get_object(Bucket=config.resources.lake_bucket, Key=k)["Body"].read() for k in keys]
+    texts = [gzip.decompress(b) if b[:2] == b"\x1f\x8b" else b for b in bodies]
+    assert any(b'"user_id": "u1"' in t for t in texts)
+
+
+def test_cache_answers(twin: TwinEndpoints) -> None:
+    client = redis.Redis.from_url(twin.cache_url)
+    client.set("encore:test", "1", ex=5)
+    assert client.get("encore:test") == b"1"
+    assert client.ttl("encore:test") > 0
+
+
+def test_fakeredis_fallback_and_two_twins_do_not_collide(twin: TwinEndpoints) -> None:
+    other = TwinServices(EncoreConfig.for_stage("dev"), cache="fakeredis", export_env=False)
+    with other as endpoints:
+        assert endpoints.cache_kind == "fakeredis"
+        assert endpoints.aws_endpoint != twin.aws_endpoint
+        assert endpoints.cache_url != twin.cache_url
+        assert redis.Redis.from_url(endpoints.cache_url).ping()
+
+
+def test_import_puts_history_in_firehose_layout(
+    twin: TwinEndpoints, config: EncoreConfig, small_sim: tuple[Path, SimulationSummary]
+) -> None:
+    result = import_simulation(config, small_sim[0], progress=False)
+    assert result.events == small_sim[1].events
+    assert result.event_objects == small_sim[1].days
+    s3 = get_client("s3")
+    key = "raw/events/2026/09/01/00/encore-import-2026-09-01.gz"
+    body = gzip.decompress(s3.get_object(Bucket=config.resources.lake_bucket, Key=key)["Body"].read())
+    assert body.count(b"\n") == len((small_sim[0] / "events/2026-09-01.jsonl").read_bytes().splitlines())
+    assert s3.head_object(Bucket=config.resources.lake_bucket, Key="catalog/tracks.csv")
+
+
+def test_twin_up_env_down_through_the_cli(tmp_path: Path) -> None:
+    encore = [sys.executable, "-m", "encore_local.cli", "twin"]
+    state = ["--state-dir", str(tmp_path)]
+    up = subprocess.run([*encore, "up", *state], capture_output=True, text=True, timeout=90, check=False)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "export AWS_ENDPOINT_URL=http://127.0.0.1:" in up.stdout
+        again = subprocess.run([*encore, "up", *state], capture_output=True, text=True, timeout=60, check=False)
+        assert again.returncode == 2
+        assert "already running" in again.stderr
+        env = subprocess.run([*encore, "env", *state], capture_output=True, text=True, timeout=30, check=True).stdout
+        endpoint = next(line.split("=", 1)[1] for line in env.splitlines() if "AWS_ENDPOINT_URL=" in line)
+        probe = (
+            f"import boto3; print(sorted(boto3.client('dynamodb', endpoint_url='{endpoint}', region_name='us-east-1',"
+            " aws_access_key_id='t', aws_secret_access_key='t').list_tables()['TableNames']))"
+        )
+        tables = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True)
+        assert "encore-local-users" in tables.stdout
+    finally:
+        down = subprocess.run([*encore, "down", *state], capture_output=True, text=True, timeout=60, check=False)
+    assert down.returncode == 0, down.stderr
+    assert not (tmp_path / "twin.json").exists()

@@ -1,0 +1,69 @@
+"""The command line: every bad argument gives one line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from encore_local.cli import main
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["frobnicate"],
+        ["simulate", "--users", "-3"],
+        ["simulate", "--users", "many"],
+        ["simulate", "--tracks", "10"],
+        ["simulate", "--days", "0"],
+        ["simulate", "--seed", "-1"],
+        ["simulate", "--start", "yesterday"],
+        ["simulate", "--scale", "huge"],
+        ["simulate", "--unknown"],
+        ["twin"],
+        ["twin", "sideways"],
+        ["twin", "up", "--cache", "memcached"],
+        ["twin", "up", "--stage", "qa"],
+        ["demo", "--users", "0"],
+    ],
+)
+def test_bad_arguments_give_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("encore")
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("cmd", ["down", "status", "env"])
+def test_twin_commands_without_a_twin(cmd: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["twin", cmd, "--state-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"encore twin: no twin is running from {tmp_path}" or err.startswith("encore twin: no twin")
+
+
+def test_unwritable_output_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = main(["simulate", "--users", "5", "--tracks", "100", "--days", "1", "--quiet", "--out", str(blocker / "x")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_simulate_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["simulate", "--users", "40", "--tracks", "200", "--days", "3", "--quiet", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for fragment in ("200 tracks", "40 (", "events", "top 1% of tracks", "cold start", "genre mix"):
+        assert fragment in out
+    assert len(list((tmp_path / "events").glob("*.jsonl"))) == 3
