@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_VERSION_CHECK := 1
+export CDK_CLI_TELEMETRY_OPTOUT := 1
+export CDK_DISABLE_CLI_TELEMETRY := 1
 
 .PHONY: setup demo test test-fast lint format typecheck synth bench clean help
 
@@ -16,11 +18,15 @@ help:
 	@echo "make test   set up and run the whole test suite (lint, types, unit, integration, infra, e2e)"
 	@echo "make setup | lint | format | typecheck | synth | bench | clean"
 
-$(STAMP): requirements.txt requirements-dev.txt layers/shared/requirements.txt pyproject.toml layers/shared/pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt layers/shared/requirements.txt layers/dependencies/requirements.txt pyproject.toml layers/shared/pyproject.toml package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -e layers/shared -e .
+	# Lambda-platform wheels for the dependency layer, so `cdk synth` later needs no network (cdk_app/bundling.py)
+	$(PY) -c "from cdk_app.bundling import download_wheels; download_wheels()"
+	# The CDK CLI, pinned to 2.x in package.json
+	npm ci --no-audit --no-fund --silent
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -46,8 +52,16 @@ test: lint typecheck
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "unit"
 
+CDK := npx cdk
+synth: $(STAMP)
+	rm -rf cdk.out
+	$(CDK) synth --no-notices --quiet -c stage=$(STAGE)
+	$(VENV)/bin/cfn-lint
+	$(PY) cdk_app/synth_report.py cdk.out
+STAGE ?= dev
+
 bench: $(STAMP)
 	$(PY) bench/bench_simulator.py
 
 clean:
-	rm -rf $(VENV) cdk.out .pytest_cache .mypy_cache .ruff_cache .hypothesis data .encore
+	rm -rf $(VENV) cdk.out build node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis data .encore

@@ -101,6 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--stage", choices=["local", "dev", "prod"], default="local")
             p.add_argument("--cache", choices=["redis-server", "fakeredis"], help="default: redis-server if installed")
 
+    job = sub.add_parser("job", help="run a Glue job script on a local SparkSession against the twin")
+    job_sub = job.add_subparsers(dest="job_command", required=True, parser_class=_Parser)
+    run = job_sub.add_parser("run", help="run one job (S3 prefixes are mirrored to a local folder around it)")
+    run.add_argument("name", help="load_catalog | curate_events | build_features | build_charts | load_vectors")
+    run.add_argument("--run-time", help="the job's notion of now (ISO time); default: now")
+    run.add_argument("--lookback-days", type=_non_negative_int, help="curate_events: raw days to read (0: all)")
+    run.add_argument("--model-data", help="load_vectors: s3:// URL of model.tar.gz")
+    run.add_argument("--stage", choices=["local", "dev", "prod"], default="local")
+    run.add_argument("--state-dir", type=Path, default=Path(".encore"), help="the running twin's state folder")
+
     demo = sub.add_parser("demo", help="run what Encore has end to end on one machine and report")
     _add_scale_args(demo)
     demo.add_argument("--out", type=Path, default=Path("data/demo"), help="output folder (default: %(default)s)")
@@ -128,8 +138,10 @@ def _twin(args: argparse.Namespace) -> None:
         daemon.serve(EncoreConfig.for_stage(args.stage), args.state_dir, args.cache)
     elif cmd == "up":
         state = daemon.up(args.state_dir, args.stage, args.cache)
-        print(f"twin up (pid {state['pid']}): AWS APIs at {state['aws_endpoint']}, cache ({state['cache_kind']}) "
-              f"at {state['cache_url']}")  # fmt: skip
+        print(
+            f"twin up (pid {state['pid']}): AWS APIs at {state['aws_endpoint']}, cache ({state['cache_kind']}) "
+            f"at {state['cache_url']}"
+        )
         print("# to use it from a shell:")
         print(daemon.export_lines(state["env"]))
     elif cmd == "down":
@@ -144,6 +156,32 @@ def _twin(args: argparse.Namespace) -> None:
             print(daemon.export_lines(running["env"]))
 
 
+def _job(args: argparse.Namespace) -> None:
+    import os
+
+    from encore_local.jobs import load_job, run_job
+    from encore_local.twin import daemon
+
+    load_job(args.name)  # an unknown name is a usage error before anything starts
+    running = daemon.read_state(args.state_dir)
+    if running is not None:
+        os.environ.update(running["env"])
+    elif "AWS_ENDPOINT_URL" not in os.environ:
+        raise UsageError(f"no twin is running from {args.state_dir} (encore twin up) and AWS_ENDPOINT_URL is not set")
+    extra = {"model_data": args.model_data} if args.model_data else None
+    result = run_job(
+        args.name,
+        EncoreConfig.for_stage(args.stage),
+        run_time=args.run_time,
+        lookback_days=args.lookback_days,
+        extra=extra,
+    )
+    print(
+        f"{result.name}: {result.result} in {result.seconds:.1f} s "
+        f"({result.downloaded} objects mirrored in, {result.uploaded} written back, {result.deleted} removed)"
+    )
+
+
 def _demo(args: argparse.Namespace) -> None:
     from encore_local.demo import run_demo
 
@@ -152,7 +190,7 @@ def _demo(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"simulate": _simulate, "twin": _twin, "demo": _demo}
+    handlers = {"simulate": _simulate, "twin": _twin, "job": _job, "demo": _demo}
     try:
         handlers[args.command](args)
     except UsageError as exc:

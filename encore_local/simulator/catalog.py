@@ -23,11 +23,31 @@ _BASE62 = np.array(list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrs
 
 # Columns of the public Spotify tracks dataset, then the ones it lacks that our contract needs.
 CSV_COLUMNS = [
-    "track_id", "artists", "album_name", "track_name", "popularity", "duration_ms", "explicit",
-    "danceability", "energy", "key", "loudness", "mode", "speechiness", "acousticness",
-    "instrumentalness", "liveness", "valence", "tempo", "time_signature", "track_genre",
-    "artist_id", "sub_genre", "release_date", "lyrics",
-]  # fmt: skip
+    "track_id",
+    "artists",
+    "album_name",
+    "track_name",
+    "popularity",
+    "duration_ms",
+    "explicit",
+    "danceability",
+    "energy",
+    "key",
+    "loudness",
+    "mode",
+    "speechiness",
+    "acousticness",
+    "instrumentalness",
+    "liveness",
+    "valence",
+    "tempo",
+    "time_signature",
+    "track_genre",
+    "artist_id",
+    "sub_genre",
+    "release_date",
+    "lyrics",
+]
 AUDIO_COLUMNS = ["danceability", "energy", "speechiness", "acousticness", "instrumentalness", "valence"]
 
 STYLES = [(g, s) for g, genre in enumerate(GENRES) for s in genre.styles]
@@ -227,12 +247,31 @@ def write_catalog_csv(catalog: Catalog, params: SimulationParams, path: Path, rn
             a = int(catalog.track_artist[i])
             g, s = STYLES[int(catalog.track_style[i])]
             released = params.start + timedelta(days=int(catalog.release_day[i]))
-            writer.writerow([
-                catalog.track_ids[i], catalog.artist_names[a], catalog.albums[i], catalog.names[i], popularity[i],
-                int(catalog.duration_ms[i]), bool(catalog.explicit[i]),
-                audio["danceability"][i], audio["energy"][i], int(audio["key"][i]), audio["loudness"][i],
-                int(audio["mode"][i]), audio["speechiness"][i], audio["acousticness"][i],
-                audio["instrumentalness"][i], audio["liveness"][i], audio["valence"][i], audio["tempo"][i],
-                int(audio["time_signature"][i]), GENRES[g].name,
-                catalog.artist_ids[a], s.name, released.isoformat(), catalog.lyrics[i],
-            ])  # fmt: skip
+            writer.writerow(
+                [
+                    catalog.track_ids[i],
+                    catalog.artist_names[a],
+                    catalog.albums[i],
+                    catalog.names[i],
+                    popularity[i],
+                    int(catalog.duration_ms[i]),
+                    bool(catalog.explicit[i]),
+                    audio["danceability"][i],
+                    audio["energy"][i],
+                    int(audio["key"][i]),
+                    audio["loudness"][i],
+                    int(audio["mode"][i]),
+                    audio["speechiness"][i],
+                    audio["acousticness"][i],
+                    audio["instrumentalness"][i],
+                    audio["liveness"][i],
+                    audio["valence"][i],
+                    audio["tempo"][i],
+                    int(audio["time_signature"][i]),
+                    GENRES[g].name,
+                    catalog.artist_ids[a],
+                    s.name,
+                    released.isoformat(),
+                    catalog.lyrics[i],
+                ]
+            )

@@ -138,6 +138,9 @@ def save_ground_truth(path: Path, listeners: Listeners, catalog: Catalog, params
         track_mood=catalog.track_mood,
         quality=catalog.quality.astype(np.float32),
         weights=np.array([w.genre, w.style, w.mood, w.quality]),
+        # How tracks are offered (popularity) and picked (affinity / temperature): the oracle ranks by both.
+        popularity=catalog.base_weight.astype(np.float32),
+        temperature=np.array(params.choice_temperature),
     )
 
 

@@ -66,9 +66,18 @@ def format_events(day: DayEvents, catalog: Catalog, listeners: Listeners, rng: n
     sessions = np.array(day.session_ids, dtype=object)[day.session].tolist()
     durations = catalog.duration_ms[day.track].tolist()
     rows = zip(
-        range(0, 32 * n, 32), user_ids, track_ids, actions, day.timestamp.tolist(), day.played_ms.tolist(),
-        durations, sessions, regions, contexts, strict=True,
-    )  # fmt: skip
+        range(0, 32 * n, 32),
+        user_ids,
+        track_ids,
+        actions,
+        day.timestamp.tolist(),
+        day.played_ms.tolist(),
+        durations,
+        sessions,
+        regions,
+        contexts,
+        strict=True,
+    )
     return "".join(
         f'{{"event_id":"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-'
         f'{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}",'

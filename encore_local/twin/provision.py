@@ -49,9 +49,15 @@ def provision(config: EncoreConfig) -> dict[str, list[str]]:
     if names.glue_database not in databases:
         glue.create_database(DatabaseInput={"Name": names.glue_database, "Description": "Encore data lake"})
 
+    sagemaker = get_client("sagemaker", config.region)
+    groups = {g["ModelPackageGroupName"] for g in sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]}
+    if names.model_package_group not in groups:
+        sagemaker.create_model_package_group(ModelPackageGroupName=names.model_package_group)
+
     return {
         "buckets": [names.lake_bucket],
         "tables": sorted(spec.name for spec in table_specs(config).values()),
         "delivery_streams": [names.delivery_stream],
         "glue_databases": [names.glue_database],
+        "model_package_groups": [names.model_package_group],
     }

@@ -27,6 +27,7 @@ from moto.server import ThreadedMotoServer
 from encore.clients import reset_clients
 from encore.config import EncoreConfig
 from encore_local.errors import UsageError
+from encore_local.sagemaker_twin import EndpointServer
 from encore_local.twin.provision import provision
 
 LOOPBACK = "127.0.0.1"
@@ -41,6 +42,7 @@ class TwinEndpoints:
     cache_url: str
     cache_kind: RedisKind
     region: str
+    model_endpoint: str
 
     def environment(self) -> dict[str, str]:
         """What a process needs in its environment to use the twin instead of AWS."""
@@ -50,6 +52,7 @@ class TwinEndpoints:
             "AWS_REGION": self.region,
             **_FAKE_CREDENTIALS,
             "ENCORE_CACHE_URL": self.cache_url,
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.model_endpoint,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -161,6 +164,7 @@ class TwinServices:
         self.endpoints: TwinEndpoints | None = None
         self._moto: ThreadedMotoServer | None = None
         self._redis: _RedisServerProcess | _FakeRedisServer | None = None
+        self._endpoint: EndpointServer | None = None
         self._saved_env: dict[str, str | None] = {}
         self.resources: dict[str, list[str]] = {}
 
@@ -171,7 +175,9 @@ class TwinServices:
             self._moto.start()
             host, port = self._moto.get_host_and_port()
             cache_url, kind = self._start_cache()
-            self.endpoints = TwinEndpoints(f"http://{host}:{port}", cache_url, kind, self.config.region)
+            self._endpoint = EndpointServer(LOOPBACK)
+            model_url = self._endpoint.start()
+            self.endpoints = TwinEndpoints(f"http://{host}:{port}", cache_url, kind, self.config.region, model_url)
             if self.export_env:
                 self._export(self.endpoints.environment())
             self.resources = provision(self.config)
@@ -197,6 +203,9 @@ class TwinServices:
         reset_clients()
 
     def stop(self) -> None:
+        if self._endpoint is not None:
+            self._endpoint.stop()
+            self._endpoint = None
         if self._redis is not None:
             self._redis.close()
             self._redis = None

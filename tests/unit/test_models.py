@@ -117,13 +117,30 @@ def test_batch_bounds_and_per_event_paths() -> None:
 def test_track_profile_and_update_contracts() -> None:
     track = Track.model_validate(
         {
-            "track_id": "t1", "name": "Song", "artist_id": "a1", "artist_name": "Artist", "album": "Album",
-            "genres": ["pop", "synth-pop"], "release_date": "2026-09-03", "duration_ms": 200_000,
-            "audio": {"danceability": 0.5, "energy": 0.7, "key": 5, "loudness": -6.0, "mode": 1,
-                      "speechiness": 0.05, "acousticness": 0.1, "instrumentalness": 0, "liveness": 0.1,
-                      "valence": 0.6, "tempo": 120.0, "time_signature": 4},
+            "track_id": "t1",
+            "name": "Song",
+            "artist_id": "a1",
+            "artist_name": "Artist",
+            "album": "Album",
+            "genres": ["pop", "synth-pop"],
+            "release_date": "2026-09-03",
+            "duration_ms": 200_000,
+            "audio": {
+                "danceability": 0.5,
+                "energy": 0.7,
+                "key": 5,
+                "loudness": -6.0,
+                "mode": 1,
+                "speechiness": 0.05,
+                "acousticness": 0.1,
+                "instrumentalness": 0,
+                "liveness": 0.1,
+                "valence": 0.6,
+                "tempo": 120.0,
+                "time_signature": 4,
+            },
         }
-    )  # fmt: skip
+    )
     assert track.release_date.year == 2026
     assert track.plays_7d is None
     profile = UserProfile(user_id="u1", region="US", recently_played=["t1", "t2"])

@@ -125,8 +125,11 @@ def test_hybrid_worked_example() -> None:
     assert np.allclose(got, [0.4, 0.6, 0.5])
 
 
-@given(st.integers(1, 40).flatmap(lambda n: st.tuples(
-    arrays(np.float64, n, elements=finite), arrays(np.float64, n, elements=finite))))  # fmt: skip
+@given(
+    st.integers(1, 40).flatmap(
+        lambda n: st.tuples(arrays(np.float64, n, elements=finite), arrays(np.float64, n, elements=finite))
+    )
+)
 def test_hybrid_is_bounded_by_the_weights(pair: tuple[np.ndarray, np.ndarray]) -> None:
     got = hybrid_scores(pair[0], pair[1], W)
     assert np.all(got >= 0)

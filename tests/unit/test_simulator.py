@@ -22,7 +22,7 @@ Sim = tuple[Path, SimulationSummary]
 
 
 def _events(out: Path) -> pd.DataFrame:
-    return pd.concat(pd.read_json(p, lines=True) for p in sorted((out / "events").glob("*.jsonl")))
+    return pd.concat(pd.read_json(p, lines=True, convert_dates=False) for p in sorted((out / "events").glob("*.jsonl")))
 
 
 @pytest.fixture(scope="module")

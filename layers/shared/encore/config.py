@@ -7,10 +7,11 @@ Logic receives the parsed values as arguments and never reads ``os.environ`` its
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Stage = Literal["dev", "prod", "local"]
@@ -106,6 +107,94 @@ class ServingSettings(_Frozen):
     chart_size: int = Field(100, gt=0)
 
 
+class EndpointSettings(_Frozen):
+    """How the SageMaker endpoint is hosted: serverless by default, instances with autoscaling as the option."""
+
+    kind: Literal["serverless", "instance"] = "serverless"
+    serverless_memory_mb: int = Field(3072, ge=1024, le=6144)
+    serverless_max_concurrency: int = Field(20, ge=1, le=200)
+    instance_type: str = "ml.c6i.large"
+    instance_min: int = Field(1, ge=1)
+    instance_max: int = Field(4, ge=1)
+    invocations_per_instance: int = Field(600, gt=0, description="autoscaling target, invocations per minute")
+    training_instance_type: str = "ml.m5.2xlarge"
+    framework_version: str = Field("1.2-1", description="SageMaker scikit-learn container version")
+
+
+class ScheduleSettings(_Frozen):
+    nightly_cron: str = Field("cron(0 3 * * ? *)", description="EventBridge Scheduler expression, UTC")
+    charts_rate: str = Field("rate(15 minutes)")
+    enabled: bool = True
+
+
+class AlarmSettings(_Frozen):
+    api_5xx_rate: float = Field(0.01, gt=0, description="share of API requests answered 5XX over 5 minutes")
+    api_p99_latency_ms: int = Field(1000, gt=0)
+    function_errors: int = Field(5, gt=0, description="errors per function in 5 minutes")
+    firehose_freshness_s: int = Field(900, gt=0, description="age of the oldest record not yet in S3")
+    model_latency_p99_ms: int = Field(300, gt=0)
+    endpoint_5xx: int = Field(5, gt=0, description="endpoint 5XX errors in 5 minutes")
+    email: str | None = Field(None, description="subscribe this address to the alarm topic")
+
+
+# The retention periods CloudWatch Logs accepts.
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+
+
+class DeploySettings(_Frozen):
+    """Sizes, retention and limits of the deployed stack (read by the CDK app only)."""
+
+    log_retention_days: int = Field(30, gt=0, description=f"one of {LOG_RETENTION_DAYS}")
+    raw_retention_days: int = Field(400, gt=0, description="raw events are deleted after this many days")
+    quarantine_retention_days: int = Field(90, gt=0)
+    lambda_memory_mb: int = Field(1024, ge=128, le=10240)
+    lambda_timeout_s: int = Field(10, gt=0, le=29)
+    api_rate_limit: int = Field(200, gt=0, description="usage plan: steady requests per second per key")
+    api_burst_limit: int = Field(400, gt=0)
+    api_quota_per_day: int = Field(5_000_000, gt=0)
+    cors_origins: tuple[str, ...] = ("*",)
+    cognito_auth: bool = Field(False, description="require a Cognito JWT on top of the API key")
+    glue_workers: int = Field(2, ge=2)
+    glue_worker_type: str = "G.1X"
+    firehose_buffer_seconds: int = Field(300, ge=0, le=900)
+    firehose_buffer_mb: int = Field(64, ge=1, le=128)
+    retain_data: bool = Field(True, description="keep buckets and tables when the stack is deleted")
+    powertools_layer_version: int = Field(36, gt=0, description="version of AWS's Powertools (Python v3) layer")
+    endpoint: EndpointSettings = EndpointSettings()
+    schedules: ScheduleSettings = ScheduleSettings()
+    alarms: AlarmSettings = AlarmSettings()
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _known_retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"CloudWatch Logs keeps logs for one of {LOG_RETENTION_DAYS} days, not {value}")
+        return value
+
+
 class EncoreConfig(BaseSettings):
     """The whole configuration. Build it with :meth:`for_stage`, or :meth:`from_env` at a Lambda entry point."""
 
@@ -121,6 +210,7 @@ class EncoreConfig(BaseSettings):
     rating: RatingWeights = RatingWeights()
     session: SessionSettings = SessionSettings()
     serving: ServingSettings = ServingSettings()
+    deploy: DeploySettings = DeploySettings()
 
     @property
     def name_prefix(self) -> str:
@@ -140,3 +230,25 @@ class EncoreConfig(BaseSettings):
     def from_env(cls) -> EncoreConfig:
         """Parse ``ENCORE_*`` variables (resource names are required there: the stack sets them)."""
         return cls()  # pydantic-settings fills the fields from the environment
+
+
+def runtime_environment(config: EncoreConfig, resources: dict[str, str] | None = None) -> dict[str, str]:
+    """The ``ENCORE_*`` variables a function needs for ``EncoreConfig.from_env`` (deploy settings excluded).
+
+    ``resources`` overrides names known only at deploy time (the CDK app passes the bucket's token).
+    """
+    names = config.resources.model_dump() | (resources or {})
+    env = {
+        "ENCORE_STAGE": config.stage,
+        "ENCORE_PROJECT": config.project,
+        "ENCORE_REGION": config.region,
+        "ENCORE_RESOURCES": json.dumps(names),
+        "ENCORE_LAKE": config.lake.model_dump_json(),
+        "ENCORE_WEIGHTS": config.weights.model_dump_json(),
+        "ENCORE_RATING": config.rating.model_dump_json(),
+        "ENCORE_SESSION": config.session.model_dump_json(),
+        "ENCORE_SERVING": config.serving.model_dump_json(),
+    }
+    if config.cache_url:
+        env["ENCORE_CACHE_URL"] = config.cache_url
+    return env

@@ -1,0 +1,182 @@
+"""Glue: the lake's database in the Data Catalog and one Spark job per pipeline step that needs Spark.
+
+Each job is its script under ``glue_jobs/`` (arguments and I/O) plus the shared library as extra Python
+files (``encore``, including the pure DataFrame transforms in ``encore.transforms``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import Stack
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as assets
+from constructs import Construct
+
+from cdk_app.bundling import ROOT
+from encore.config import EncoreConfig
+from encore.pipeline import CURATE_EVENTS, GLUE_JOBS, PipelineStep, job_name
+
+GLUE_VERSION = "5.1"
+# Packages Glue's Python lacks; installed by Glue at job start.
+GLUE_PYTHON_MODULES = "pydantic==2.14.3,pydantic-settings==2.16.3"
+
+
+class FeaturesConstruct(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: EncoreConfig,
+        bucket: s3.IBucket,
+        key: kms.IKey,
+        tables: dict[str, str],
+        table_arns: list[str],
+    ) -> None:
+        super().__init__(scope, id)
+        self.config = config
+        self.database = glue.CfnDatabase(
+            self,
+            "Database",
+            catalog_id=Stack.of(self).account,
+            database_input=glue.CfnDatabase.DatabaseInputProperty(
+                name=config.resources.glue_database, description="Encore data lake: curated events and features"
+            ),
+        )
+        self.role = self._build_role(bucket, key, table_arns)
+        self.security_configuration = self._build_security_configuration(key)
+        library = assets.Asset(
+            self, "SharedLibrary", path=str(ROOT / "layers" / "shared"), exclude=["*.egg-info", "__pycache__"]
+        )
+        library.grant_read(self.role)
+        runtime_config = json.dumps(
+            {
+                "stage": config.stage,
+                "resources": {**config.resources.model_dump(), "lake_bucket": bucket.bucket_name, **tables},
+                "lake": config.lake.model_dump(),
+                "rating": config.rating.model_dump(),
+                "serving": config.serving.model_dump(),
+            }
+        )
+        self.jobs: dict[str, glue.CfnJob] = {
+            step.name: self._build_job(step, library, runtime_config) for step in GLUE_JOBS
+        }
+
+    def _build_role(self, bucket: s3.IBucket, key: kms.IKey, table_arns: list[str]) -> iam.Role:
+        stack = Stack.of(self)
+        role = iam.Role(
+            self, "JobRole", assumed_by=iam.ServicePrincipal("glue.amazonaws.com"), description="Encore Glue jobs"
+        )
+        bucket.grant_read_write(role)
+        key.grant_encrypt_decrypt(role)
+        db = self.config.resources.glue_database
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="CatalogOfTheLakeDatabase",
+                actions=[
+                    "glue:GetDatabase",
+                    "glue:GetTable",
+                    "glue:GetTables",
+                    "glue:CreateTable",
+                    "glue:UpdateTable",
+                    "glue:GetPartition",
+                    "glue:GetPartitions",
+                    "glue:BatchCreatePartition",
+                    "glue:CreatePartition",
+                    "glue:BatchGetPartition",
+                    "glue:UpdatePartition",
+                    "glue:BatchUpdatePartition",
+                ],
+                resources=[
+                    f"arn:{stack.partition}:glue:{stack.region}:{stack.account}:catalog",
+                    f"arn:{stack.partition}:glue:{stack.region}:{stack.account}:database/{db}",
+                    f"arn:{stack.partition}:glue:{stack.region}:{stack.account}:table/{db}/*",
+                ],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="LoadTables",
+                actions=[
+                    "dynamodb:BatchWriteItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DescribeTable",
+                ],
+                resources=table_arns,
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="JobLogs",
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:AssociateKmsKey"],
+                resources=[f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws-glue/*"],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="JobMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],  # PutMetricData has no resource type; limited to Glue's namespace below
+                conditions={"StringEquals": {"cloudwatch:namespace": "Glue"}},
+            )
+        )
+        return role
+
+    def _build_security_configuration(self, key: kms.IKey) -> glue.CfnSecurityConfiguration:
+        return glue.CfnSecurityConfiguration(
+            self,
+            "Security",
+            name=f"{self.config.name_prefix}-glue",
+            encryption_configuration=glue.CfnSecurityConfiguration.EncryptionConfigurationProperty(
+                cloud_watch_encryption=glue.CfnSecurityConfiguration.CloudWatchEncryptionProperty(
+                    cloud_watch_encryption_mode="SSE-KMS", kms_key_arn=key.key_arn
+                ),
+                job_bookmarks_encryption=glue.CfnSecurityConfiguration.JobBookmarksEncryptionProperty(
+                    job_bookmarks_encryption_mode="CSE-KMS", kms_key_arn=key.key_arn
+                ),
+                s3_encryptions=[
+                    glue.CfnSecurityConfiguration.S3EncryptionProperty(
+                        s3_encryption_mode="SSE-KMS", kms_key_arn=key.key_arn
+                    )
+                ],
+            ),
+        )
+
+    def _build_job(self, step: PipelineStep, library: assets.Asset, runtime_config: str) -> glue.CfnJob:
+        script = assets.Asset(self, f"{step.name}-script", path=str(ROOT / "glue_jobs" / f"{step.name}.py"))
+        script.grant_read(self.role)
+        deploy = self.config.deploy
+        # Only curation reads an append-only source (raw objects); bookmarks let it skip objects already curated.
+        bookmark = "job-bookmark-enable" if step is CURATE_EVENTS else "job-bookmark-disable"
+        return glue.CfnJob(
+            self,
+            step.name,
+            name=job_name(self.config.name_prefix, step),
+            description=step.description,
+            role=self.role.role_arn,
+            glue_version=GLUE_VERSION,
+            worker_type=deploy.glue_worker_type,
+            number_of_workers=deploy.glue_workers,
+            timeout=120,
+            max_retries=1,
+            execution_property=glue.CfnJob.ExecutionPropertyProperty(max_concurrent_runs=1),
+            security_configuration=self.security_configuration.ref,
+            command=glue.CfnJob.JobCommandProperty(
+                name="glueetl", python_version="3", script_location=script.s3_object_url
+            ),
+            default_arguments={
+                "--job-language": "python",
+                "--job-bookmark-option": bookmark,
+                "--enable-metrics": "true",
+                "--enable-observability-metrics": "true",
+                "--enable-continuous-cloudwatch-log": "true",
+                "--extra-py-files": library.s3_object_url,
+                "--additional-python-modules": GLUE_PYTHON_MODULES,
+                "--encore_config": runtime_config,
+            },
+        )

@@ -1,0 +1,223 @@
+"""SageMaker: the training role, the execution role of hosted models, the model package group, and the
+function that points the endpoint at a promoted model.
+
+The endpoint itself is created and updated by the pipeline's deploy step, not by CloudFormation: a SageMaker
+endpoint cannot exist before a model artifact does, and the artifact is what the pipeline produces. The stack
+fixes everything about it (name, serverless or instance hosting, autoscaling bounds, roles, alarms) and the
+deploy step applies those settings (see docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aws_cdk import CfnMapping, Duration, Fn, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from cdk_app.functions import EncoreFunction
+from encore.config import EncoreConfig
+
+# The scikit-learn framework image's registry account per region, as the SageMaker Python SDK lists them.
+_IMAGE = json.loads((Path(__file__).parent / "sklearn_image.json").read_text())
+
+
+class ModelConstruct(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: EncoreConfig,
+        bucket: s3.IBucket,
+        key: kms.IKey,
+        layers: list[lambda_.ILayerVersion],
+        environment: dict[str, str],
+    ) -> None:
+        super().__init__(scope, id)
+        self.config, self.bucket, self.key = config, bucket, key
+        stack = Stack.of(self)
+        self.image_account, self.image_uri = self._image_uri()
+        self.training_role = self._build_sagemaker_role("TrainingRole", "Encore training jobs", bucket, key)
+        bucket.grant_read_write(self.training_role, f"{config.lake.models}*")
+        self.execution_role = self._build_sagemaker_role("ExecutionRole", "Encore hosted model", bucket, key)
+        self.package_group = sagemaker.CfnModelPackageGroup(
+            self,
+            "PackageGroup",
+            model_package_group_name=config.resources.model_package_group,
+            model_package_group_description="Encore hybrid recommender: promoted models",
+        )
+        self.gate = EncoreFunction(
+            self,
+            "Gate",
+            config=config,
+            folder="pipeline",
+            handler="gate.lambda_handler",
+            description="Promotion gate: candidate vs serving model and popularity on NDCG@10; registers the winner",
+            layers=layers,
+            environment={**environment, "ENCORE_MODEL_IMAGE": self.image_uri},
+            timeout=Duration.minutes(2),
+        )
+        bucket.grant_read_write(self.gate.role, f"{config.lake.models}*")
+        key.grant_encrypt_decrypt(self.gate.role)
+        account, region, partition = stack.account, stack.region, stack.partition
+        group_arn = (
+            f"arn:{partition}:sagemaker:{region}:{account}:model-package-group/{config.resources.model_package_group}"
+        )
+        package_arn = (
+            f"arn:{partition}:sagemaker:{region}:{account}:model-package/{config.resources.model_package_group}/*"
+        )
+        self.gate.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="RegisterPromotedModels",
+                actions=[
+                    "sagemaker:CreateModelPackage",
+                    "sagemaker:ListModelPackages",
+                    "sagemaker:DescribeModelPackage",
+                ],
+                resources=[group_arn, package_arn],
+            )
+        )
+        self.deploy = self._build_deploy_function(layers, environment, package_arn)
+
+    def _image_uri(self) -> tuple[str, str]:
+        mapping = CfnMapping(
+            self, "SklearnImage", mapping={r: {"account": a} for r, a in _IMAGE["registries"].items()}, lazy=True
+        )
+        account = mapping.find_in_map(Stack.of(self).region, "account")
+        return account, Fn.join(
+            "",
+            [
+                account,
+                ".dkr.ecr.",
+                Stack.of(self).region,
+                ".",
+                Stack.of(self).url_suffix,
+                "/",
+                _IMAGE["repository"],
+                ":",
+                _IMAGE["tag"],
+            ],
+        )
+
+    def _build_sagemaker_role(self, id: str, description: str, bucket: s3.IBucket, key: kms.IKey) -> iam.Role:
+        stack = Stack.of(self)
+        role = iam.Role(self, id, assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"), description=description)
+        bucket.grant_read(role)
+        key.grant_encrypt_decrypt(role)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="PullFrameworkImage",
+                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                resources=[
+                    f"arn:{stack.partition}:ecr:{stack.region}:{self.image_account}:repository/{_IMAGE['repository']}"
+                ],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="EcrToken",
+                actions=["ecr:GetAuthorizationToken"],
+                resources=["*"],  # GetAuthorizationToken has no resource type
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ContainerLogs",
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=[f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/*"],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ContainerMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],  # PutMetricData has no resource type; limited to SageMaker's namespaces
+                conditions={"StringLike": {"cloudwatch:namespace": ["aws/sagemaker/*", "/aws/sagemaker/*"]}},
+            )
+        )
+        return role
+
+    def _build_deploy_function(
+        self, layers: list[lambda_.ILayerVersion], environment: dict[str, str], package_arn: str
+    ) -> EncoreFunction:
+        config, stack = self.config, Stack.of(self)
+        endpoint = config.deploy.endpoint
+        env = {
+            **environment,
+            "ENCORE_ENDPOINT_SETTINGS": endpoint.model_dump_json(),
+            "ENCORE_MODEL_IMAGE": self.image_uri,
+            "ENCORE_MODEL_EXECUTION_ROLE": self.execution_role.role_arn,
+        }
+        fn = EncoreFunction(
+            self,
+            "Deploy",
+            config=config,
+            folder="pipeline",
+            handler="deploy.lambda_handler",
+            description="Point the endpoint at a promoted model (serverless or instances with autoscaling)",
+            layers=layers,
+            environment=env,
+            timeout=Duration.minutes(2),
+        )
+        arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}"
+        name = config.resources.endpoint_name
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ManageTheEndpoint",
+                actions=[
+                    "sagemaker:CreateModel",
+                    "sagemaker:DescribeModel",
+                    "sagemaker:DeleteModel",
+                    "sagemaker:CreateEndpointConfig",
+                    "sagemaker:DescribeEndpointConfig",
+                    "sagemaker:DeleteEndpointConfig",
+                    "sagemaker:CreateEndpoint",
+                    "sagemaker:UpdateEndpoint",
+                    "sagemaker:DescribeEndpoint",
+                    "sagemaker:AddTags",
+                ],
+                resources=[f"{arn}:model/{name}-*", f"{arn}:endpoint-config/{name}-*", f"{arn}:endpoint/{name}"],
+            )
+        )
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadPromotedPackage", actions=["sagemaker:DescribeModelPackage"], resources=[package_arn]
+            )
+        )
+        self.bucket.grant_read_write(fn.role, f"{config.lake.models}*")  # serving.json
+        self.key.grant_encrypt_decrypt(fn.role)
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="PassExecutionRole",
+                actions=["iam:PassRole"],
+                resources=[self.execution_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
+        if endpoint.kind == "instance":
+            fn.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="EndpointAutoscaling",
+                    actions=[
+                        "application-autoscaling:RegisterScalableTarget",
+                        "application-autoscaling:PutScalingPolicy",
+                    ],
+                    resources=[
+                        f"arn:{stack.partition}:application-autoscaling:{stack.region}:{stack.account}:scalable-target/*"
+                    ],
+                )
+            )
+            fn.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="AutoscalingDescribe",
+                    actions=["application-autoscaling:DescribeScalableTargets"],
+                    resources=["*"],  # Describe* of Application Auto Scaling has no resource type
+                )
+            )
+        return fn

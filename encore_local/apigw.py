@@ -1,0 +1,154 @@
+"""API Gateway REST proxy events, as API Gateway builds them, and loading a Lambda handler in this process.
+
+The twin's HTTP front door and the tests both use these, so a handler sees here exactly what it sees in AWS:
+resource template, path parameters, single and multi-value headers and query strings, and a request context
+with the request id, the stage and the API key's identity.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from encore.clients import reset_clients
+from encore.config import EncoreConfig, runtime_environment
+
+ROOT = Path(__file__).resolve().parent.parent
+LAMBDAS = ROOT / "lambdas"
+
+
+def match_route(templates: Sequence[str], path: str) -> tuple[str, dict[str, str]] | None:
+    """The resource template (``/v1/users/{user_id}``) matching ``path``, with its path parameters."""
+    for template in templates:
+        pattern = "^" + re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(template)) + "$"
+        m = re.match(pattern, path)
+        if m:
+            return template, m.groupdict()
+    return None
+
+
+def rest_event(
+    method: str,
+    path: str,
+    *,
+    resource: str | None = None,
+    path_parameters: Mapping[str, str] | None = None,
+    query: Sequence[tuple[str, str]] = (),
+    headers: Sequence[tuple[str, str]] = (),
+    body: bytes | str | None = None,
+    stage: str = "local",
+    api_key: str | None = None,
+    source_ip: str = "127.0.0.1",
+) -> dict[str, Any]:
+    single_headers: dict[str, str] = {}
+    multi_headers: dict[str, list[str]] = {}
+    for name, value in headers:
+        single_headers[name] = value
+        multi_headers.setdefault(name, []).append(value)
+    single_query: dict[str, str] = {}
+    multi_query: dict[str, list[str]] = {}
+    for name, value in query:
+        single_query[name] = value
+        multi_query.setdefault(name, []).append(value)
+    is_base64 = False
+    if isinstance(body, bytes):
+        raw = body
+        try:
+            body = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            body, is_base64 = base64.b64encode(raw).decode(), True
+    request_id = str(uuid.uuid4())
+    now = time.time()
+    return {
+        "resource": resource or path,
+        "path": path,
+        "httpMethod": method,
+        "headers": single_headers or None,
+        "multiValueHeaders": multi_headers or None,
+        "queryStringParameters": single_query or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": dict(path_parameters) if path_parameters else None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourceId": "twin",
+            "resourcePath": resource or path,
+            "httpMethod": method,
+            "extendedRequestId": request_id,
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "path": f"/{stage}{path}",
+            "accountId": "123456789012",
+            "protocol": "HTTP/1.1",
+            "stage": stage,
+            "domainPrefix": "localhost",
+            "requestTimeEpoch": int(now * 1000),
+            "requestId": request_id,
+            "identity": {
+                "sourceIp": source_ip,
+                "userAgent": single_headers.get("User-Agent") or single_headers.get("user-agent"),
+                "apiKey": api_key,
+                "apiKeyId": "twin-key" if api_key else None,
+                "accessKey": None,
+                "accountId": None,
+                "caller": None,
+                "user": None,
+                "userArn": None,
+                "cognitoIdentityId": None,
+                "cognitoIdentityPoolId": None,
+                "cognitoAuthenticationType": None,
+                "cognitoAuthenticationProvider": None,
+            },
+            "domainName": "localhost",
+            "apiId": "twin",
+        },
+        "body": body,
+        "isBase64Encoded": is_base64,
+    }
+
+
+class LambdaContext:
+    """The attributes of Lambda's context object that Powertools reads."""
+
+    def __init__(self, name: str, timeout_s: float = 10.0) -> None:
+        self.function_name = name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
+        self.memory_limit_in_mb = 1024
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{name}"
+        self.log_stream_name = "twin"
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def function_environment(config: EncoreConfig) -> dict[str, str]:
+    """What the stack sets on every function, for this configuration (see cdk_app.functions)."""
+    return runtime_environment(config) | {
+        "POWERTOOLS_SERVICE_NAME": config.project,
+        "POWERTOOLS_METRICS_NAMESPACE": "Encore",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_DEV": "false",
+    }
+
+
+def load_handler(folder: str, config: EncoreConfig, module: str = "handler") -> ModuleType:
+    """Import ``lambdas/<folder>/<module>.py`` afresh with the function's environment, as a cold start does."""
+    os.environ.update(function_environment(config))
+    reset_clients()
+    name = f"encore_lambda_{folder}_{module}"
+    spec = importlib.util.spec_from_file_location(name, LAMBDAS / folder / f"{module}.py")
+    assert spec is not None and spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded
+    spec.loader.exec_module(loaded)
+    return loaded

@@ -1,0 +1,91 @@
+"""Glue job: top tracks per region per hour and per day, and 7-day trending -> Parquet and the charts table.
+
+Each chart is stored under ``chart_key = kind#region#window#period`` with one item per rank; the newest
+period of each (kind, region, window) is also stored as ``...#latest`` so the API reads "now" in one query.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pyspark.sql import Window
+from pyspark.sql import functions as F
+
+from encore.config import LakePrefixes
+from encore_spark.io import parse_args, path_exists, register_table, spark_session, write_dynamodb
+from encore_spark.transforms import MS_PER_DAY, MS_PER_HOUR, top_charts, trending
+
+HOURS_BACK = 48  # hourly charts recomputed each run
+DAYS_BACK = 7  # daily charts recomputed each run
+TTL_DAYS = {"hour": 14, "day": 90, "7d": 30}
+
+
+def io_prefixes(lake: LakePrefixes) -> tuple[list[str], list[str]]:
+    """What the job reads and (over)writes, for mirroring a local run."""
+    return [lake.curated_events], [f"{lake.features}charts/"]
+
+
+def main(argv: Sequence[str]) -> dict[str, int]:
+    args = parse_args(argv)
+    spark = spark_session("encore-build-charts")
+    config = args.config
+    curated = args.path(config.lake.curated_events)
+    if not path_exists(spark, curated):
+        print("build_charts: no curated events yet; nothing to do")
+        return {}
+    run_ms, size, qualifying = args.run_ms, config.serving.chart_size, config.session.qualifying_play_ms
+    first_day = datetime.fromtimestamp(run_ms / 1000, UTC).date() - timedelta(days=15)
+    events = spark.read.parquet(curated).where(F.col("dt") >= first_day.isoformat()).cache()
+    hour_start = run_ms - run_ms % MS_PER_HOUR
+    day_start = run_ms - run_ms % MS_PER_DAY
+    charts = (
+        top_charts(events, "hour", size, hour_start - (HOURS_BACK - 1) * MS_PER_HOUR, run_ms + 1, qualifying)
+        .unionByName(top_charts(events, "day", size, day_start - (DAYS_BACK - 1) * MS_PER_DAY, run_ms + 1, qualifying))
+        .withColumn("plays_prev_7d", F.lit(None).cast("long"))
+        .withColumn("score", F.lit(None).cast("double"))
+        .unionByName(trending(events, run_ms, size, qualifying))
+        .cache()
+    )
+    prefix = f"{config.lake.features}charts/"
+    charts.write.mode("overwrite").partitionBy("kind", "window").parquet(args.path(prefix))
+    register_table(
+        args,
+        "charts",
+        prefix,
+        charts.schema,
+        ["kind", "window"],
+        [[r.kind, r.window] for r in charts.select("kind", "window").distinct().collect()],
+        "top tracks per region per hour and day, and 7-day trending",
+    )
+
+    newest = F.max("period").over(Window.partitionBy("kind", "region", "window"))
+    latest = charts.withColumn("_newest", newest).where(F.col("period") == F.col("_newest")).drop("_newest")
+    items = charts.withColumn("key_period", F.col("period")).unionByName(
+        latest.withColumn("key_period", F.lit("latest"))
+    )
+    expires_from = run_ms // 1000
+
+    def to_item(row: dict[str, Any]) -> dict[str, Any]:
+        item = {
+            "chart_key": f"{row['kind']}#{row['region']}#{row['window']}#{row['key_period']}",
+            "rank": int(row["rank"]),
+            "track_id": row["track_id"],
+            "plays": int(row["plays"]),
+            "period": row["period"],
+            "expires_at": expires_from + TTL_DAYS[row["window"]] * 86_400,
+        }
+        if row.get("plays_prev_7d") is not None:
+            item["plays_prev_7d"] = int(row["plays_prev_7d"])
+        return item
+
+    loaded = write_dynamodb(items, config.resources.charts_table, config.region, to_item)
+    counts = {"rows": charts.count(), "items": loaded}
+    print(f"build_charts: {counts}")
+    return counts
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,102 @@
+"""Glue job: raw Firehose objects -> curated Parquet by event date, exactly once per event_id; rejects quarantined.
+
+Reads the raw objects of the last ``--lookback_days`` arrival days (0: all), merges them with what the
+curated partitions of the same event dates already hold, de-duplicates by ``event_id`` and rewrites just
+those partitions, so a re-run or a duplicate delivery never duplicates an event. Rejected rows go to
+``quarantine/events/arrival_dt=.../`` with their reason; a re-run rewrites those days rather than appending.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from encore.config import LakePrefixes
+from encore_spark.io import JobArgs, parse_args, path_exists, register_table, spark_session
+from encore_spark.transforms import CURATED_COLUMNS, RAW_EVENT_SCHEMA, dedupe_events, validate_events
+
+
+def raw_paths(spark: SparkSession, args: JobArgs) -> list[str]:
+    root = args.path(args.config.lake.raw_events)
+    if args.lookback_days <= 0:
+        return [root] if path_exists(spark, root) else []
+    run_day = datetime.fromtimestamp(args.run_ms / 1000, UTC).date()
+    paths = [f"{root}{run_day - timedelta(days=n):%Y/%m/%d}/" for n in range(args.lookback_days)]
+    return [p for p in paths if path_exists(spark, p)]
+
+
+def io_prefixes(lake: LakePrefixes) -> tuple[list[str], list[str]]:
+    """What the job reads and (over)writes, for mirroring a local run."""
+    return [lake.raw_events], [lake.curated_events, f"{lake.quarantine}events/"]
+
+
+def main(argv: Sequence[str]) -> dict[str, int]:
+    args = parse_args(argv)
+    spark = spark_session("encore-curate-events")
+    lake = args.config.lake
+    paths = raw_paths(spark, args)
+    if not paths:
+        print("curate_events: no raw objects in the window; nothing to do")
+        return {"raw": 0, "curated": 0, "rejected": 0, "dates": 0}
+    # The arrival day is in the object's key (Firehose: raw/events/YYYY/MM/DD/HH/...).
+    day = F.regexp_extract(F.input_file_name(), r"/(\d{4})/(\d{2})/(\d{2})/\d{2}/[^/]*$", 0)
+    raw = (
+        spark.read.schema(RAW_EVENT_SCHEMA)
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", "_corrupt_record")
+        .option("recursiveFileLookup", "true")
+        .json(paths)
+        .withColumn(
+            "arrival_dt", F.when(day == "", "unknown").otherwise(F.regexp_replace(F.substring(day, 2, 10), "/", "-"))
+        )
+        .cache()
+    )
+    valid, rejected = validate_events(raw, now_ms=args.run_ms, keep=["arrival_dt"])
+    new = dedupe_events(valid).select(*CURATED_COLUMNS)
+    dates = sorted(r.dt for r in new.select("dt").distinct().collect())
+    curated_path = args.path(lake.curated_events)
+    merged = new
+    if dates and path_exists(spark, curated_path):
+        existing = spark.read.parquet(curated_path).where(F.col("dt").isin(dates)).select(*CURATED_COLUMNS)
+        merged = dedupe_events(existing.unionByName(new))
+    # Materialise before overwriting the partitions it was read from.
+    merged = merged.localCheckpoint(eager=True)
+    curated = merged.count()
+    if dates:
+        merged.repartition("dt").write.mode("overwrite").partitionBy("dt").parquet(curated_path)
+        register_table(
+            args,
+            "curated_events",
+            lake.curated_events,
+            merged.schema,
+            ["dt"],
+            [[d] for d in dates],
+            "listening events, one row per event_id, by event date (UTC)",
+        )
+
+    rejected = rejected.cache()
+    n_rejected = rejected.count()
+    if n_rejected:
+        prefix = f"{lake.quarantine}events/"
+        rejected.write.mode("overwrite").partitionBy("arrival_dt").parquet(args.path(prefix))
+        days = sorted(r.arrival_dt for r in rejected.select("arrival_dt").distinct().collect())
+        register_table(
+            args,
+            "quarantine_events",
+            prefix,
+            rejected.schema,
+            ["arrival_dt"],
+            [[d] for d in days],
+            "raw rows that failed validation, with the reason",
+        )
+    counts = {"raw": raw.count(), "curated": curated, "rejected": n_rejected, "dates": len(dates)}
+    print(f"curate_events: {counts}")
+    return counts
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

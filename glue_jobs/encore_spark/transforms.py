@@ -1,0 +1,343 @@
+"""Pure DataFrame -> DataFrame transforms of the Glue jobs (no I/O), tested on a local SparkSession.
+
+The formulas are the architecture's, with their constants from ``encore.config`` (the same values the Lambda
+functions use); ``encore.scoring.event_rating`` is the NumPy statement of the rating below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from encore.config import RatingWeights
+from encore.models import (
+    MAX_FUTURE_SKEW_MS,
+    MAX_TRACK_DURATION_MS,
+    MIN_TIMESTAMP_MS,
+    PLAYED_OVER_DURATION_TOLERANCE_MS,
+    Action,
+    Context,
+    Source,
+)
+from encore.regions import ISO_3166_ALPHA2
+
+MS_PER_DAY = 86_400_000
+MS_PER_HOUR = 3_600_000
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+GLOBAL = "GLOBAL"
+
+# Raw events are read with every field as text, so that a wrong type becomes a reason instead of a null.
+RAW_EVENT_SCHEMA = T.StructType(
+    [
+        T.StructField(name, T.StringType())
+        for name in (
+            "event_id",
+            "user_id",
+            "track_id",
+            "action",
+            "timestamp",
+            "played_ms",
+            "track_duration_ms",
+            "session_id",
+            "region",
+            "source",
+            "context",
+            "recommendation_id",
+        )
+    ]
+    + [T.StructField("_corrupt_record", T.StringType())]
+)
+
+CURATED_COLUMNS = [
+    "event_id",
+    "user_id",
+    "track_id",
+    "action",
+    "timestamp",
+    "played_ms",
+    "track_duration_ms",
+    "session_id",
+    "region",
+    "source",
+    "context",
+    "recommendation_id",
+    "dt",
+]
+
+
+def _as_long(col: str) -> Column:
+    """An integer field, or null when the text is not a whole number."""
+    return F.when(F.col(col).rlike(r"^-?[0-9]{1,18}$"), F.col(col).cast(T.LongType()))
+
+
+def validate_events(raw: DataFrame, now_ms: int, keep: Sequence[str] = ()) -> tuple[DataFrame, DataFrame]:
+    """Split raw rows into valid events (typed, with ``dt``) and rejected rows (``record``, ``reason``, ``keep``).
+
+    The rules are those of ``encore.models.ListeningEvent``; the API applies them first, this is the lake's
+    defence against anything that reached the raw zone another way.
+    """
+    fields = [f.name for f in RAW_EVENT_SCHEMA.fields if f.name != "_corrupt_record"]
+    typed = raw.select(
+        "*",
+        _as_long("timestamp").alias("_ts"),
+        _as_long("played_ms").alias("_played"),
+        _as_long("track_duration_ms").alias("_duration"),
+    )
+    checks: list[tuple[Column, str]] = [
+        (F.col("_corrupt_record").isNotNull(), "malformed JSON"),
+        (~F.coalesce(F.col("event_id").rlike(UUID_PATTERN), F.lit(False)), "event_id: not a UUID"),
+        (~F.coalesce(F.col("user_id").rlike(ID_PATTERN), F.lit(False)), "user_id: missing or not an id"),
+        (~F.coalesce(F.col("track_id").rlike(ID_PATTERN), F.lit(False)), "track_id: missing or not an id"),
+        (
+            ~F.coalesce(F.col("action").isin([a.value for a in Action]), F.lit(False)),
+            "action: not listen|skip|complete",
+        ),
+        (F.col("_ts").isNull(), "timestamp: not an integer"),
+        (F.col("_ts") < MIN_TIMESTAMP_MS, "timestamp: before 2000 (seconds sent as milliseconds?)"),
+        (F.col("_ts") > F.lit(now_ms + MAX_FUTURE_SKEW_MS), "timestamp: in the future"),
+        (F.col("_played").isNull() | (F.col("_played") < 0), "played_ms: not a non-negative integer"),
+        (
+            F.col("_duration").isNull() | (F.col("_duration") <= 0) | (F.col("_duration") > MAX_TRACK_DURATION_MS),
+            "track_duration_ms: not a positive duration",
+        ),
+        (F.col("_played") > F.col("_duration") + PLAYED_OVER_DURATION_TOLERANCE_MS, "played_ms: exceeds the duration"),
+        (~F.coalesce(F.col("region").isin(sorted(ISO_3166_ALPHA2)), F.lit(False)), "region: not ISO 3166-1 alpha-2"),
+        (F.col("source").isNotNull() & ~F.col("source").isin([s.value for s in Source]), "source: unknown"),
+        (F.col("context").isNotNull() & ~F.col("context").isin([c.value for c in Context]), "context: unknown"),
+    ]
+    reasons = F.concat_ws("; ", *[F.when(cond, F.lit(text)) for cond, text in checks])
+    checked = typed.withColumn("reason", reasons)
+    rejected = checked.where(F.col("reason") != "").select(
+        F.coalesce(F.col("_corrupt_record"), F.to_json(F.struct(*fields))).alias("record"), "reason", *keep
+    )
+    valid = checked.where(F.col("reason") == "").select(
+        "event_id",
+        "user_id",
+        "track_id",
+        "action",
+        F.col("_ts").alias("timestamp"),
+        F.col("_played").alias("played_ms"),
+        F.col("_duration").alias("track_duration_ms"),
+        "session_id",
+        "region",
+        F.coalesce("source", F.lit(Source.APP.value)).alias("source"),
+        F.coalesce("context", F.lit(Context.OTHER.value)).alias("context"),
+        "recommendation_id",
+        F.date_format(F.from_unixtime(F.col("_ts") / 1000), "yyyy-MM-dd").alias("dt"),
+    )
+    return valid, rejected
+
+
+def dedupe_events(events: DataFrame) -> DataFrame:
+    """One row per ``event_id`` (the pipeline is at-least-once): the first by timestamp, then by content."""
+    w = Window.partitionBy("event_id").orderBy("timestamp", "user_id", "track_id", "played_ms")
+    return events.withColumn("_n", F.row_number().over(w)).where(F.col("_n") == 1).drop("_n")
+
+
+def is_qualifying(action: Column, played_ms: Column, qualifying_ms: int) -> Column:
+    """A play that counts: completed, or listened to for longer than the threshold."""
+    return (action == Action.COMPLETE.value) | (played_ms > qualifying_ms)
+
+
+def event_rating(events: DataFrame, run_ms: int, rating: RatingWeights) -> DataFrame:
+    """Each event's decayed contribution to its (user, track) rating (0 outside the window)."""
+    age_days = (F.lit(run_ms) - F.col("timestamp")) / MS_PER_DAY
+    base = (
+        F.lit(rating.listened_log) * F.log1p(F.greatest(F.col("played_ms"), F.lit(0)) / 1000.0)
+        + F.when(F.col("action") == Action.COMPLETE.value, rating.complete).otherwise(0.0)
+        - F.when(
+            (F.col("action") == Action.SKIP.value) & (F.col("played_ms") < rating.early_skip_ms), rating.early_skip
+        ).otherwise(0.0)
+    )
+    decay = F.pow(F.lit(0.5), age_days / rating.half_life_days)
+    in_window = (age_days >= 0) & (age_days <= rating.window_days)
+    return events.withColumn("contribution", F.when(in_window, base * decay).otherwise(0.0))
+
+
+def interactions(events: DataFrame, run_ms: int, rating: RatingWeights) -> DataFrame:
+    """Implicit rating per (user, track) over the window: the training matrix."""
+    rated = event_rating(events, run_ms, rating).where(
+        (F.col("timestamp") <= run_ms) & (F.col("timestamp") >= run_ms - rating.window_days * MS_PER_DAY)
+    )
+    return rated.groupBy("user_id", "track_id").agg(
+        F.sum("contribution").alias("rating"),
+        F.min("timestamp").alias("first_ts"),
+        F.count(F.lit(1)).alias("events"),
+        F.sum(F.when(F.col("action") == Action.COMPLETE.value, 1).otherwise(0)).alias("completes"),
+        F.sum(F.when(F.col("action") == Action.SKIP.value, 1).otherwise(0)).alias("skips"),
+        F.max("timestamp").alias("last_ts"),
+    )
+
+
+def transitions(events: DataFrame, run_ms: int, qualifying_ms: int) -> DataFrame:
+    """Consecutive plays within a session (previous track -> a qualifying next play): next-song's training data."""
+    w = Window.partitionBy("session_id").orderBy("timestamp", "event_id")
+    ordered = events.where(F.col("session_id").isNotNull() & (F.col("timestamp") <= run_ms)).withColumn(
+        "prev_track_id", F.lag("track_id").over(w)
+    )
+    return ordered.where(
+        F.col("prev_track_id").isNotNull()
+        & (F.col("prev_track_id") != F.col("track_id"))
+        & is_qualifying(F.col("action"), F.col("played_ms"), qualifying_ms)
+    ).select("user_id", "session_id", "prev_track_id", "track_id", "timestamp")
+
+
+def track_stats(events: DataFrame, run_ms: int, qualifying_ms: int) -> DataFrame:
+    """plays_7d, plays_total, skip rate and distinct listeners per track (plays are qualifying plays)."""
+    play = is_qualifying(F.col("action"), F.col("played_ms"), qualifying_ms)
+    recent = F.col("timestamp") > run_ms - 7 * MS_PER_DAY
+    past = events.where(F.col("timestamp") <= run_ms)
+    return past.groupBy("track_id").agg(
+        F.sum(F.when(play & recent, 1).otherwise(0)).cast("long").alias("plays_7d"),
+        F.sum(F.when(play, 1).otherwise(0)).cast("long").alias("plays_total"),
+        (F.sum(F.when(F.col("action") == Action.SKIP.value, 1).otherwise(0)) / F.count(F.lit(1))).alias("skip_rate"),
+        F.countDistinct("user_id").alias("listeners"),
+        F.max("timestamp").alias("last_ts"),
+    )
+
+
+def user_stats(events: DataFrame, run_ms: int, qualifying_ms: int) -> DataFrame:
+    """Activity per listener: events, plays, distinct tracks, skip rate, last activity, most frequent region."""
+    play = is_qualifying(F.col("action"), F.col("played_ms"), qualifying_ms)
+    past = events.where(F.col("timestamp") <= run_ms)
+    region = (
+        past.groupBy("user_id", "region")
+        .count()
+        .withColumn("_n", F.row_number().over(Window.partitionBy("user_id").orderBy(F.desc("count"), "region")))
+        .where(F.col("_n") == 1)
+        .select("user_id", "region")
+    )
+    stats = past.groupBy("user_id").agg(
+        F.count(F.lit(1)).alias("events"),
+        F.sum(F.when(play, 1).otherwise(0)).cast("long").alias("plays"),
+        F.countDistinct("track_id").alias("tracks"),
+        (F.sum(F.when(F.col("action") == Action.SKIP.value, 1).otherwise(0)) / F.count(F.lit(1))).alias("skip_rate"),
+        F.max("timestamp").alias("last_ts"),
+    )
+    return stats.join(region, "user_id", "left")
+
+
+def _ranked(counts: DataFrame, keys: list[str], size: int) -> DataFrame:
+    w = Window.partitionBy(*keys).orderBy(F.desc("plays"), F.asc("track_id"))
+    return counts.withColumn("rank", F.row_number().over(w)).where(F.col("rank") <= size)
+
+
+def top_charts(
+    events: DataFrame, window: str, size: int, since_ms: int, until_ms: int, qualifying_ms: int
+) -> DataFrame:
+    """Top ``size`` tracks by qualifying plays per region (and GLOBAL) per UTC hour or day.
+
+    Columns: kind ("top"), region, window, period ("2026-11-21T10" or "2026-11-21"), rank, track_id, plays.
+    """
+    fmt = {"hour": "yyyy-MM-dd'T'HH", "day": "yyyy-MM-dd"}[window]
+    plays = events.where(
+        (F.col("timestamp") >= since_ms)
+        & (F.col("timestamp") < until_ms)
+        & is_qualifying(F.col("action"), F.col("played_ms"), qualifying_ms)
+    ).withColumn("period", F.date_format(F.from_unixtime(F.col("timestamp") / 1000), fmt))
+    per_region = plays.groupBy("region", "period", "track_id").agg(F.count(F.lit(1)).alias("plays"))
+    world = (
+        plays.groupBy("period", "track_id").agg(F.count(F.lit(1)).alias("plays")).withColumn("region", F.lit(GLOBAL))
+    )
+    counts = per_region.unionByName(world)
+    return _ranked(counts, ["region", "period"], size).select(
+        F.lit("top").alias("kind"), "region", F.lit(window).alias("window"), "period", "rank", "track_id", "plays"
+    )
+
+
+def trending(events: DataFrame, run_ms: int, size: int, qualifying_ms: int, prior: float = 5.0) -> DataFrame:
+    """7-day trending per region (and GLOBAL): plays in the last 7 days times their growth over the 7 before.
+
+    ``score = plays_7d * (plays_7d + prior) / (plays_prev_7d + prior)``; the prior keeps a track with 2 plays
+    after 0 from outranking one with 500 after 400.
+    """
+    week = 7 * MS_PER_DAY
+    plays = events.where(
+        (F.col("timestamp") > run_ms - 2 * week)
+        & (F.col("timestamp") <= run_ms)
+        & is_qualifying(F.col("action"), F.col("played_ms"), qualifying_ms)
+    ).withColumn("recent", F.col("timestamp") > run_ms - week)
+
+    def agg(df: DataFrame, keys: list[str]) -> DataFrame:
+        return df.groupBy(*keys).agg(
+            F.sum(F.when(F.col("recent"), 1).otherwise(0)).alias("plays_7d"),
+            F.sum(F.when(~F.col("recent"), 1).otherwise(0)).alias("plays_prev_7d"),
+        )
+
+    counts = agg(plays, ["region", "track_id"]).unionByName(
+        agg(plays, ["track_id"]).withColumn("region", F.lit(GLOBAL))
+    )
+    scored = counts.where(F.col("plays_7d") > 0).withColumn(
+        "score", F.col("plays_7d") * (F.col("plays_7d") + prior) / (F.col("plays_prev_7d") + prior)
+    )
+    w = Window.partitionBy("region").orderBy(F.desc("score"), F.desc("plays_7d"), F.asc("track_id"))
+    day = F.date_format(F.from_unixtime(F.lit(run_ms // 1000)), "yyyy-MM-dd")
+    return (
+        scored.withColumn("rank", F.row_number().over(w))
+        .where(F.col("rank") <= size)
+        .select(
+            F.lit("trending").alias("kind"),
+            "region",
+            F.lit("7d").alias("window"),
+            day.alias("period"),
+            "rank",
+            "track_id",
+            F.col("plays_7d").alias("plays"),
+            "plays_prev_7d",
+            "score",
+        )
+    )
+
+
+def catalog_tracks(csv: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """The tracks CSV (public dataset's columns, plus ours where present) -> typed catalog rows, rejects."""
+    cols = set(csv.columns)
+
+    def opt(name: str) -> Column:
+        return F.col(name) if name in cols else F.lit(None).cast("string")
+
+    numeric = [
+        "danceability",
+        "energy",
+        "loudness",
+        "speechiness",
+        "acousticness",
+        "instrumentalness",
+        "liveness",
+        "valence",
+        "tempo",
+    ]
+    typed = csv.select(
+        F.col("track_id"),
+        F.col("track_name").alias("name"),
+        F.coalesce(opt("artist_id"), F.sha2(F.col("artists"), 256).substr(1, 22)).alias("artist_id"),
+        F.col("artists").alias("artist_name"),
+        F.coalesce(F.col("album_name"), F.lit("")).alias("album"),
+        F.array_compact(F.array(F.col("track_genre"), opt("sub_genre"))).alias("genres"),
+        F.coalesce(opt("release_date"), F.lit("1970-01-01")).alias("release_date"),
+        F.col("duration_ms").cast("long").alias("duration_ms"),
+        (F.lower(F.col("explicit").cast("string")) == "true").alias("explicit"),
+        *[F.col(c).cast("double").alias(c) for c in numeric],
+        F.col("key").cast("int").alias("key"),
+        F.col("mode").cast("int").alias("mode"),
+        F.col("time_signature").cast("int").alias("time_signature"),
+        F.col("popularity").cast("int").alias("popularity"),
+        F.coalesce(opt("lyrics"), F.lit("")).alias("lyrics"),
+        opt("image_url").alias("image_url"),
+    )
+    problems = F.concat_ws(
+        "; ",
+        F.when(~F.coalesce(F.col("track_id").rlike(ID_PATTERN), F.lit(False)), F.lit("track_id: missing or not an id")),
+        F.when(F.col("name").isNull() | (F.col("name") == ""), F.lit("track_name: missing")),
+        F.when(F.col("artist_name").isNull(), F.lit("artists: missing")),
+        F.when(F.col("duration_ms").isNull() | (F.col("duration_ms") <= 0), F.lit("duration_ms: not positive")),
+        *[F.when(F.col(c).isNull(), F.lit(f"{c}: not a number")) for c in numeric],
+    )
+    checked = typed.withColumn("reason", problems)
+    good = checked.where(F.col("reason") == "").drop("reason").dropDuplicates(["track_id"])
+    bad = checked.where(F.col("reason") != "").select(F.to_json(F.struct(*typed.columns)).alias("record"), "reason")
+    return good, bad

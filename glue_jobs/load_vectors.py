@@ -1,0 +1,76 @@
+"""Glue job: the promoted model's user and track vectors -> ``vec#<id>`` items in the users and tracks tables.
+
+Reads ``vectors/users.parquet`` and ``vectors/tracks.parquet`` out of ``--model_data`` (the model.tar.gz the
+gate promoted), so the vectors served are exactly those of the model behind the endpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+import tarfile
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from encore.clients import get_client
+from encore.config import LakePrefixes
+from encore.promotion import _s3_url
+from encore.stores import VECTOR_PREFIX
+from encore_spark.io import parse_args, spark_session, write_dynamodb
+
+
+def io_prefixes(lake: LakePrefixes) -> tuple[list[str], list[str]]:
+    """It reads the artifact through S3 itself and writes only to DynamoDB: nothing to mirror."""
+    return [], []
+
+
+def read_vectors(model_data: str, region: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    bucket, key = _s3_url(model_data)
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "model.tar.gz"
+        get_client("s3", region).download_file(bucket, key, str(archive))
+        with tarfile.open(archive, "r:gz") as tar:
+            members = [m for m in tar.getmembers() if m.name.removeprefix("./").startswith("vectors/")]
+            tar.extractall(tmp, members=members, filter="data")
+        return pd.read_parquet(Path(tmp) / "vectors/users.parquet"), pd.read_parquet(
+            Path(tmp) / "vectors/tracks.parquet"
+        )
+
+
+def main(argv: Sequence[str]) -> dict[str, int]:
+    args = parse_args(argv)
+    if not args.model_data or not args.model_version:
+        raise SystemExit("load_vectors needs --model_data s3://.../model.tar.gz and --model_version")
+    config, version = args.config, args.model_version
+    spark = spark_session("encore-load-vectors")
+    users, tracks = read_vectors(args.model_data, config.region)
+
+    def user_item(row: dict[str, Any]) -> dict[str, Any]:
+        return {"user_id": VECTOR_PREFIX + row["user_id"], "vector": bytes(row["vector"]), "model_version": version}
+
+    def track_item(row: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "track_id": VECTOR_PREFIX + row["track_id"],
+            "cf_vector": bytes(row["cf"]),
+            "content_vector": bytes(row["content"]),
+            "model_version": version,
+        }
+
+    counts = {
+        "users": write_dynamodb(spark.createDataFrame(users), config.resources.users_table, config.region, user_item),
+        "tracks": write_dynamodb(
+            spark.createDataFrame(tracks[["track_id", "cf", "content"]]),
+            config.resources.tracks_table,
+            config.region,
+            track_item,
+        ),
+    }
+    print(f"load_vectors: {counts}")
+    return counts
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,224 @@
+"""The read API (no `from __future__ import annotations`: Powertools reads the route annotations at run time):
+recommendations, next song, similar, tracks, charts, trending, profiles, health, OpenAPI.
+
+One function for every read route (shared warm connections and caches, one cold start to pay); the logic is
+in ``encore.recommend`` and the stores. Parameters are validated by Powertools from the annotations, which
+also give the OpenAPI document; a bad parameter is a 400 naming it.
+"""
+
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, Field
+
+from encore.cache import SessionCache
+from encore.config import EncoreConfig
+from encore.errors import BadRequest, NotFound
+from encore.http import json_response, register_error_handlers
+from encore.model_client import ModelClient
+from encore.models import ProfileUpdate, RecommendationResponse, Surface
+from encore.observability import NAMESPACE, SERVICE, logger, metrics, tracer
+from encore.recommend import GLOBAL, Options, Outcome, ServingDeps, recommend, track_metadata
+from encore.regions import ISO_3166_ALPHA2
+from encore.stores import ChartStore, ProfileStore, ProfileWriter, TrackStore
+
+config = EncoreConfig.from_env()
+deps = ServingDeps(
+    config=config,
+    profiles=ProfileStore(config.resources.users_table, config.region),
+    tracks=TrackStore(config.resources.tracks_table, config.region),
+    charts=ChartStore(config.resources.charts_table, config.region),
+    cache=SessionCache(config.cache_url, config.session.ttl_seconds),
+    model=ModelClient(config.resources.endpoint_name, config.serving.endpoint_timeout_ms, config.region),
+    now_ms=lambda: int(time.time() * 1000),
+)
+profiles = ProfileWriter(config.resources.users_table, config.region)
+app = APIGatewayRestResolver(enable_validation=True)
+app.enable_swagger(path="/v1/docs", title="Encore API", version="1.0", openapi_version="3.1.0")
+register_error_handlers(app)
+
+ID = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+UserId = Annotated[str, Path(pattern=ID, description="listener id")]
+TrackId = Annotated[str, Path(pattern=ID, description="track id")]
+Limit = Annotated[int, Query(ge=1, le=100, description="items to return")]
+ExcludePlayed = Annotated[bool, Query(description="leave out the listener's recently played tracks")]
+MaxPerArtist = Annotated[int, Query(ge=1, le=100, description="at most this many tracks of one artist")]
+
+
+@app.exception_handler(RequestValidationError)
+def _bad_parameters(exc: RequestValidationError) -> Response[str]:
+    errors = [
+        {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "reason": e["msg"]} for e in exc.errors()
+    ]
+    return json_response(400, {"error": "bad_request", "reason": "invalid parameters", "errors": errors})
+
+
+def _options(limit: int, exclude_played: bool, max_per_artist: int | None) -> Options:
+    return Options(limit, exclude_played, max_per_artist or config.serving.max_per_artist)
+
+
+def _report(route: str, outcome: Outcome, response: RecommendationResponse, started: float) -> None:
+    metrics.add_metric(name="CacheHits" if outcome.cache_hit else "CacheMisses", unit=MetricUnit.Count, value=1)
+    for cause in dict.fromkeys(outcome.degraded):
+        with single_metric(name="Fallbacks", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as m:
+            m.add_dimension(name="service", value=SERVICE)
+            m.add_dimension(name="cause", value=cause)
+    with single_metric(name="Latency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000,
+                       namespace=NAMESPACE) as m:  # fmt: skip
+        m.add_dimension(name="service", value=SERVICE)
+        m.add_dimension(name="route", value=route)
+    metrics.add_metadata(key="model_version", value=response.model_version or "none")
+    if outcome.degraded:
+        logger.warning(
+            "degraded answer",
+            extra={"route": route, "causes": sorted(set(outcome.degraded)), "fallback": response.fallback},
+        )
+
+
+@app.get("/v1/health")
+def handle_get_health() -> dict[str, str]:
+    return {"status": "ok", "stage": config.stage, "serving_version": deps.serving_version}
+
+
+@app.get("/v1/users/<user_id>/recommendations")
+@tracer.capture_method
+def handle_get_recommendations(
+    user_id: UserId, limit: Limit = 20, exclude_played: ExcludePlayed = True, max_per_artist: MaxPerArtist | None = None
+) -> RecommendationResponse:
+    started = time.perf_counter()
+    response, outcome = recommend(deps, Surface.HOME, user_id, None, _options(limit, exclude_played, max_per_artist))
+    _report("home", outcome, response, started)
+    return response
+
+
+@app.get("/v1/users/<user_id>/next")
+@tracer.capture_method
+def handle_get_next(
+    user_id: UserId,
+    track_id: Annotated[str, Query(pattern=ID, description="the track playing now")],
+    limit: Limit = 20,
+    exclude_played: ExcludePlayed = True,
+    max_per_artist: MaxPerArtist | None = None,
+) -> RecommendationResponse:
+    started = time.perf_counter()
+    opts = _options(limit, exclude_played, max_per_artist)
+    response, outcome = recommend(deps, Surface.NEXT, user_id, track_id, opts)
+    _report("next", outcome, response, started)
+    return response
+
+
+@app.get("/v1/tracks/<track_id>/similar")
+@tracer.capture_method
+def handle_get_similar(
+    track_id: TrackId, limit: Limit = 20, max_per_artist: MaxPerArtist | None = None
+) -> RecommendationResponse:
+    started = time.perf_counter()
+    response, outcome = recommend(deps, Surface.SIMILAR, None, track_id, _options(limit, False, max_per_artist))
+    _report("similar", outcome, response, started)
+    return response
+
+
+@app.get("/v1/tracks/<track_id>")
+def handle_get_track(track_id: TrackId) -> dict[str, Any]:
+    found = track_metadata(deps, [track_id], Outcome())
+    if track_id not in found:
+        raise NotFound(f"track '{track_id}' is not in the catalog")
+    return {"track_id": track_id, **found[track_id]}
+
+
+class ChartEntry(BaseModel):
+    rank: int
+    track_id: str
+    plays: int
+    name: str | None = None
+    artist_name: str | None = None
+
+
+class Chart(BaseModel):
+    region: str
+    window: str
+    period: str | None
+    items: list[ChartEntry] = Field(default_factory=list)
+
+
+def _region(code: str) -> str:
+    code = code.upper()
+    if code != GLOBAL and code not in ISO_3166_ALPHA2:
+        raise BadRequest(f"region '{code}' is not an ISO 3166-1 alpha-2 code or GLOBAL")
+    return code
+
+
+def _chart(kind: str, region: str, window: str, period: str, limit: int) -> Chart:
+    rows = deps.charts.chart(kind, region, window, period, limit)
+    meta = track_metadata(deps, [r["track_id"] for r in rows], Outcome())
+    items = [
+        ChartEntry(
+            rank=int(r["rank"]),
+            track_id=r["track_id"],
+            plays=int(r["plays"]),
+            name=meta.get(r["track_id"], {}).get("name"),
+            artist_name=meta.get(r["track_id"], {}).get("artist_name"),
+        )
+        for r in rows
+    ]
+    return Chart(region=region, window=window, period=rows[0]["period"] if rows else None, items=items)
+
+
+@app.get("/v1/charts/<region>")
+def handle_get_chart(
+    region: Annotated[str, Path(min_length=2, max_length=6, description="ISO 3166-1 alpha-2 code, or GLOBAL")],
+    window: Annotated[Literal["hour", "day"], Query()] = "day",
+    at: Annotated[datetime | None, Query(description="a time inside the period; default: the latest")] = None,
+    limit: Limit = 20,
+) -> Chart:
+    period = "latest"
+    if at is not None:
+        moment = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+        period = moment.strftime("%Y-%m-%dT%H" if window == "hour" else "%Y-%m-%d")
+    return _chart("top", _region(region), window, period, limit)
+
+
+@app.get("/v1/trending")
+def handle_get_trending(
+    region: Annotated[str, Query(min_length=2, max_length=6, description="ISO code or GLOBAL")] = GLOBAL,
+    limit: Limit = 20,
+) -> Chart:
+    code = _region(region)
+    chart = _chart("trending", code, "7d", "latest", limit)
+    if not chart.items and code != GLOBAL:
+        chart = _chart("trending", GLOBAL, "7d", "latest", limit)
+    return chart
+
+
+@app.get("/v1/users/<user_id>")
+def handle_get_profile(user_id: UserId) -> dict[str, Any]:
+    profile = deps.profiles.get(user_id)
+    if profile is None:
+        raise NotFound(f"listener '{user_id}' has no profile")
+    vector = profile.pop("long_term_vector", None)
+    return {**profile, "has_long_term_vector": vector is not None}
+
+
+@app.put("/v1/users/<user_id>")
+def handle_put_profile(user_id: UserId, body: ProfileUpdate) -> dict[str, Any]:
+    profiles.put(user_id, body.model_dump(mode="json"), deps.now_ms())
+    return handle_get_profile(user_id)
+
+
+@app.get("/v1/openapi.json")
+def handle_get_openapi() -> Response[str]:
+    return Response(status_code=200, content_type="application/json", body=app.get_openapi_json_schema())
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,66 @@
+"""POST /v1/events: a batch of listening events (Powertools resolver; logic in encore.ingest)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from encore.cache import SessionCache
+from encore.clients import get_client
+from encore.config import EncoreConfig
+from encore.http import json_response, register_error_handlers
+from encore.ingest import IngestDeps, ingest, parse_batch
+from encore.observability import logger, metrics, tracer
+from encore.stores import EventSink, ProfileStore, TrackStore
+
+config = EncoreConfig.from_env()
+deps = IngestDeps(
+    config=config,
+    sink=EventSink(config.resources.delivery_stream, config.region),
+    tracks=TrackStore(config.resources.tracks_table, config.region),
+    profiles=ProfileStore(config.resources.users_table, config.region),
+    cache=SessionCache(config.cache_url, config.session.ttl_seconds),
+    now_ms=lambda: int(time.time() * 1000),
+)
+# A retried request (same events) returns the first answer instead of applying its session updates again.
+idempotency = IdempotencyConfig(event_key_jmespath="event_ids", expires_after_seconds=3600)
+persistence = DynamoDBPersistenceLayer(
+    table_name=config.resources.idempotency_table, boto3_client=get_client("dynamodb", config.region)
+)
+app = APIGatewayRestResolver()
+register_error_handlers(app)
+
+
+@idempotent_function(data_keyword_argument="batch", persistence_store=persistence, config=idempotency)
+def accept(batch: dict[str, Any]) -> dict[str, Any]:
+    return ingest(batch["events"], deps)
+
+
+@app.post("/v1/events")
+@tracer.capture_method
+def handle_post_events() -> Response[str]:
+    events = parse_batch(app.current_event.body, deps.now_ms())
+    result = accept(batch={"event_ids": sorted(e.event_id for e in events), "events": events})
+    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=result["accepted"])
+    for dependency in result["degraded"]:
+        metrics.add_metric(name=f"Degraded_{dependency}", unit=MetricUnit.Count, value=1)
+        logger.warning("session update degraded", extra={"dependency": dependency})
+    return json_response(202, result)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    idempotency.register_lambda_context(context)
+    return app.resolve(event, context)

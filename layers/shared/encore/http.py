@@ -1,0 +1,40 @@
+"""HTTP for the API handlers: the one place domain errors become status codes, and JSON responses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+
+from encore.errors import DependencyUnavailable, EncoreError
+from encore.observability import logger
+
+JSON = "application/json"
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
+    return Response(status_code=status, content_type=JSON, body=json.dumps(body, default=str), headers=headers)
+
+
+def register_error_handlers(app: APIGatewayRestResolver) -> None:
+    @app.exception_handler(EncoreError)  # type: ignore[untyped-decorator]
+    def _domain(exc: EncoreError) -> Response[str]:
+        body: dict[str, Any] = {"error": exc.code, "reason": exc.reason}
+        if exc.details:
+            body["errors"] = exc.details
+        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, DependencyUnavailable) else None
+        log = logger.warning if exc.status >= 500 else logger.info
+        log("request refused", extra={"status": exc.status, "error": exc.code, "reason": exc.reason})
+        return json_response(exc.status, body, headers)
+
+    @app.not_found
+    def _no_route(exc: NotFoundError) -> Response[str]:
+        path = app.current_event.path
+        return json_response(404, {"error": "not_found", "reason": f"no route {app.current_event.http_method} {path}"})
+
+    @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
+    def _bug(exc: Exception) -> Response[str]:
+        logger.exception("unhandled error")
+        return json_response(500, {"error": "internal_error", "reason": "an unexpected error; it has been logged"})

@@ -1,0 +1,112 @@
+"""Event ingestion: validate a batch whole, make it durable in the event stream, then update listener state.
+
+Order matters: nothing is written unless every event is valid; the listener's session, cached results and
+recently-played list are touched only after the stream has accepted the events, and a fault in any of those
+degrades the session (reported in the answer and in metrics) without losing an event.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
+
+from encore.cache import CacheUnavailable, SessionCache
+from encore.config import EncoreConfig
+from encore.errors import BadRequest, PayloadTooLarge
+from encore.models import EventBatch, ListeningEvent, field_errors
+from encore.scoring import ema_update, is_qualifying_play
+from encore.stores import EventSink, ProfileStore, TrackStore
+
+MAX_BODY_BYTES = 1024 * 1024  # 500 events are ~200 KB; anything near this limit is not a batch of events
+
+
+@dataclass
+class IngestDeps:
+    config: EncoreConfig
+    sink: EventSink
+    tracks: TrackStore
+    profiles: ProfileStore
+    cache: SessionCache
+    now_ms: Callable[[], int]
+
+
+def parse_batch(body: str | None, now_ms: int) -> list[ListeningEvent]:
+    """The request body as validated events, or ``BadRequest`` naming every bad field of every bad event."""
+    if not body:
+        raise BadRequest('the body is empty: send {"events": [ ... ]} with 1 to 500 events')
+    if len(body.encode()) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES // 1024} KiB: send at most 500 events per request")
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise BadRequest('the body must be a JSON object: {"events": [ ... ]}')
+    try:
+        return EventBatch.model_validate(data, context={"now_ms": now_ms}).events
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        bad = {e["field"].split(".")[1] for e in errors if e["field"].startswith("events.") and e["field"].count(".")}
+        summary = f"{len(bad)} of the events are invalid" if bad else "the batch is invalid"
+        raise BadRequest(f"{summary}; nothing was accepted", details=errors) from None
+
+
+def ingest(events: Sequence[ListeningEvent], deps: IngestDeps) -> dict[str, Any]:
+    """Send the events to the stream (raises ``DependencyUnavailable`` if it will not take them), then update
+    sessions. Returns counts for the 202 answer."""
+    retries = deps.sink.put([e.model_dump(mode="json", exclude_none=True) for e in events])
+    outcome = update_listeners(events, deps)
+    return {"accepted": len(events), "stream_retries": retries, **outcome}
+
+
+def update_listeners(events: Sequence[ListeningEvent], deps: IngestDeps) -> dict[str, Any]:
+    config, degraded = deps.config, set()
+    by_user: dict[str, list[ListeningEvent]] = defaultdict(list)
+    for event in sorted(events, key=lambda e: e.timestamp):
+        by_user[event.user_id].append(event)
+
+    try:  # every cached recommendation of these listeners becomes unreachable
+        deps.cache.bump_generations(list(by_user))
+    except CacheUnavailable:
+        degraded.add("cache")
+
+    qualifying = [e for e in events if is_qualifying_play(e.action.value, e.played_ms, config.session)]
+    sessions_updated = 0
+    if qualifying and "cache" not in degraded:
+        try:
+            vectors = deps.tracks.vectors([e.track_id for e in qualifying])
+        except (ClientError, BotoCoreError):
+            vectors = {}
+            degraded.add("tracks")
+        for user, user_events in by_user.items():
+            plays = [e for e in user_events if e in qualifying and e.track_id in vectors]
+            if not plays:
+                continue  # tracks the model has not seen leave the session vector as it was
+            try:
+                v = deps.cache.short_vector(user)
+                for e in plays:
+                    cf = vectors[e.track_id].cf
+                    if cf is not None and (v is None or v.shape == cf.shape):
+                        v = ema_update(v, cf, config.weights)
+                if v is not None:
+                    deps.cache.set_short_vector(user, v)
+                    sessions_updated += 1
+            except CacheUnavailable:
+                degraded.add("cache")
+                break
+
+    for user, user_events in by_user.items():
+        newest_first = [e.track_id for e in reversed(user_events)]
+        try:
+            deps.profiles.record_plays(
+                user, user_events[-1].region, newest_first, config.session.recently_played_max, deps.now_ms()
+            )
+        except (ClientError, BotoCoreError):
+            degraded.add("profiles")
+    return {"qualifying_plays": len(qualifying), "sessions_updated": sessions_updated, "degraded": sorted(degraded)}

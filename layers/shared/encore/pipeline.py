@@ -1,0 +1,43 @@
+"""The retraining pipeline's steps, in order: one list that the Step Functions definition and the twin's
+local runner both read, so they cannot drift apart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+StepKind = Literal["glue", "training", "lambda"]
+
+
+@dataclass(frozen=True)
+class PipelineStep:
+    name: str
+    kind: StepKind
+    description: str
+
+
+LOAD_CATALOG = PipelineStep("load_catalog", "glue", "tracks CSV -> Parquet catalog and the tracks table")
+CURATE_EVENTS = PipelineStep("curate_events", "glue", "raw events -> deduplicated Parquet by date; rejects quarantined")
+BUILD_FEATURES = PipelineStep("build_features", "glue", "90 days of events -> interactions, track and user stats")
+BUILD_CHARTS = PipelineStep("build_charts", "glue", "top tracks per region per hour and day, 7-day trending")
+TRAIN = PipelineStep("train", "training", "ALS + content encoder + cold-start regression; evaluation report")
+GATE = PipelineStep("gate", "lambda", "promote only if NDCG@10 beats the serving model and popularity; register")
+DEPLOY = PipelineStep("deploy", "lambda", "point the endpoint at the promoted model")
+LOAD_VECTORS = PipelineStep("load_vectors", "glue", "user and track vectors into the users and tracks tables")
+
+NIGHTLY: tuple[PipelineStep, ...] = (
+    LOAD_CATALOG,
+    CURATE_EVENTS,
+    BUILD_FEATURES,
+    BUILD_CHARTS,
+    TRAIN,
+    GATE,
+    DEPLOY,
+    LOAD_VECTORS,
+)
+CHARTS_REFRESH: tuple[PipelineStep, ...] = (CURATE_EVENTS, BUILD_CHARTS)
+GLUE_JOBS: tuple[PipelineStep, ...] = tuple(s for s in NIGHTLY if s.kind == "glue")
+
+
+def job_name(prefix: str, step: PipelineStep) -> str:
+    return f"{prefix}-{step.name.replace('_', '-')}"

@@ -1,0 +1,254 @@
+"""The recommendation path: result cache -> profile and session -> model -> metadata -> response.
+
+Degrade, never fail: an unknown listener gets their region's trending; a model that errs or is slow gives
+trending with ``fallback: true``; a cache that cannot be reached is skipped; a throttled table is retried by
+the client's bounded retries and then falls back. Every degradation is recorded on the ``Outcome`` so the
+handler counts it and logs it once with the correlation id.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from encore.cache import CacheUnavailable, SessionCache
+from encore.config import EncoreConfig
+from encore.errors import NotFound
+from encore.model_client import ModelClient, ModelRejected, ModelUnavailable
+from encore.models import InferenceRequest, InferenceWeights, RecommendationItem, RecommendationResponse, Surface
+from encore.scoring import cap_per_artist, session_vector
+from encore.stores import ChartStore, ProfileStore, TrackStore
+
+GLOBAL = "GLOBAL"
+RESULT_TTL_S = 300
+METADATA_TTL_S = 3600
+AWS_ERRORS = (ClientError, BotoCoreError)
+
+
+@dataclass
+class ServingDeps:
+    config: EncoreConfig
+    profiles: ProfileStore
+    tracks: TrackStore
+    charts: ChartStore
+    cache: SessionCache
+    model: ModelClient
+    now_ms: Callable[[], int]
+    # The version the endpoint last answered with: result keys carry it, so a deploy retires cached results.
+    serving_version: str = "none"
+
+
+@dataclass
+class Outcome:
+    """What happened on the way: cache hit, degradations by cause."""
+
+    cache_hit: bool = False
+    degraded: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Options:
+    limit: int
+    exclude_played: bool
+    max_per_artist: int
+
+
+def _cache_get(deps: ServingDeps, key: str, outcome: Outcome) -> dict[str, Any] | None:
+    try:
+        raw = deps.cache.get(key)
+    except CacheUnavailable:
+        outcome.degraded.append("cache_unavailable")
+        return None
+    return json.loads(raw) if raw else None
+
+
+def _cache_set(deps: ServingDeps, key: str, value: dict[str, Any], outcome: Outcome) -> None:
+    if "cache_unavailable" in outcome.degraded:
+        return
+    try:
+        deps.cache.set(key, json.dumps(value).encode(), RESULT_TTL_S)
+    except CacheUnavailable:
+        outcome.degraded.append("cache_unavailable")
+
+
+def track_metadata(deps: ServingDeps, track_ids: list[str], outcome: Outcome) -> dict[str, dict[str, Any]]:
+    """Metadata of tracks, read through the cache (an hour) from the tracks table."""
+    keys = [f"tmeta:{t}" for t in track_ids]
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        for t, raw in zip(track_ids, deps.cache.get_many(keys), strict=True):
+            if raw:
+                found[t] = json.loads(raw)
+    except CacheUnavailable:
+        outcome.degraded.append("cache_unavailable")
+    missing = [t for t in track_ids if t not in found]
+    if missing:
+        fetched = deps.tracks.metadata(missing)
+        found.update(fetched)
+        if fetched and "cache_unavailable" not in outcome.degraded:
+            try:
+                deps.cache.set_many({f"tmeta:{t}": json.dumps(m).encode() for t, m in fetched.items()}, METADATA_TTL_S)
+            except CacheUnavailable:
+                outcome.degraded.append("cache_unavailable")
+    return found
+
+
+def _decorate(
+    deps: ServingDeps, ranked: list[dict[str, Any]], opts: Options, outcome: Outcome, source: str
+) -> list[RecommendationItem]:
+    ids = [r["track_id"] for r in ranked]
+    meta = track_metadata(deps, ids, outcome)
+    artist_of = {t: m.get("artist_id", t) for t, m in meta.items()}
+    kept = set(cap_per_artist(ids, artist_of, opts.max_per_artist, opts.limit))
+    items = []
+    for r in ranked:
+        if r["track_id"] not in kept:
+            continue
+        m = meta.get(r["track_id"], {})
+        items.append(
+            RecommendationItem(
+                track_id=r["track_id"],
+                score=float(r["score"]),
+                cf=r.get("cf"),
+                content=r.get("content"),
+                source=source,
+                name=m.get("name"),
+                artist_name=m.get("artist_name"),
+                image_url=m.get("image_url"),
+            )
+        )
+    return items
+
+
+def trending_items(deps: ServingDeps, region: str, limit: int) -> list[dict[str, Any]]:
+    """The region's 7-day trending, else the world's (a region with little traffic has no chart yet)."""
+    for where in dict.fromkeys([region, GLOBAL]):
+        rows = deps.charts.chart("trending", where, "7d", "latest", limit)
+        if rows:
+            return [{"track_id": r["track_id"], "score": float(r.get("plays", 0))} for r in rows]
+    return []
+
+
+def _fallback(
+    deps: ServingDeps, surface: str, region: str, opts: Options, outcome: Outcome, reason: str, exclude: set[str]
+) -> RecommendationResponse:
+    outcome.degraded.append(reason)
+    try:
+        ranked = [r for r in trending_items(deps, region, min(opts.limit * 3, 500)) if r["track_id"] not in exclude]
+        items = _decorate(deps, ranked, opts, outcome, "trending")
+    except AWS_ERRORS:
+        outcome.degraded.append("charts_unavailable")
+        items = []
+    return RecommendationResponse(
+        recommendation_id=str(uuid.uuid4()),
+        surface=surface,
+        model_version=None,
+        fallback=True,
+        fallback_reason=reason,
+        items=items,
+    )
+
+
+def _profile(deps: ServingDeps, user_id: str, outcome: Outcome) -> dict[str, Any] | None:
+    try:
+        return deps.profiles.get(user_id)
+    except AWS_ERRORS:
+        outcome.degraded.append("profiles_unavailable")
+        return None
+
+
+def _short_vector(deps: ServingDeps, user_id: str, outcome: Outcome) -> Any:
+    if "cache_unavailable" in outcome.degraded:
+        return None
+    try:
+        return deps.cache.short_vector(user_id)
+    except CacheUnavailable:
+        outcome.degraded.append("cache_unavailable")
+        return None
+
+
+def _generation(deps: ServingDeps, user_id: str, outcome: Outcome) -> int | None:
+    try:
+        return deps.cache.generation(user_id)
+    except CacheUnavailable:
+        outcome.degraded.append("cache_unavailable")
+        return None
+
+
+def result_key(
+    version: str, surface: Surface, user_id: str | None, seed: str | None, generation: int, opts: Options
+) -> str:
+    """Model version and the listener's generation are in the key: a deploy or a new event retires old results."""
+    return (
+        f"rec:{version}:{surface.value}:{user_id or '-'}:{seed or '-'}:{generation}:{opts.limit}:"
+        f"{int(opts.exclude_played)}:{opts.max_per_artist}"
+    )
+
+
+def recommend(
+    deps: ServingDeps, surface: Surface, user_id: str | None, seed_track_id: str | None, opts: Options
+) -> tuple[RecommendationResponse, Outcome]:
+    """Home (``user_id``), next song (``user_id`` + ``seed_track_id``) or similar (``seed_track_id``)."""
+    outcome = Outcome()
+    if seed_track_id is not None:
+        try:
+            known = track_metadata(deps, [seed_track_id], outcome)
+        except AWS_ERRORS:
+            known = {seed_track_id: {}}  # cannot tell: let the model decide
+            outcome.degraded.append("tracks_unavailable")
+        if seed_track_id not in known:
+            raise NotFound(f"track '{seed_track_id}' is not in the catalog")
+
+    generation = _generation(deps, user_id, outcome) if user_id else 0
+    if generation is not None:
+        cached = _cache_get(
+            deps, result_key(deps.serving_version, surface, user_id, seed_track_id, generation, opts), outcome
+        )
+        if cached is not None:
+            outcome.cache_hit = True
+            cached["recommendation_id"] = str(uuid.uuid4())  # each answer is attributed on its own
+            return RecommendationResponse.model_validate(cached), outcome
+
+    profile = _profile(deps, user_id, outcome) if user_id else None
+    region = (profile or {}).get("region") or GLOBAL
+    exclude = set((profile or {}).get("recently_played", [])) if opts.exclude_played else set()
+    vector = None
+    if user_id:
+        v_long = (profile or {}).get("long_term_vector")
+        vector = session_vector(v_long, _short_vector(deps, user_id, outcome), deps.config.weights)
+    if surface is Surface.HOME and vector is None:
+        reason = "profiles_unavailable" if "profiles_unavailable" in outcome.degraded else "unknown_user"
+        return _fallback(deps, surface.value, region, opts, outcome, reason, exclude), outcome
+
+    request = InferenceRequest(
+        surface=surface,
+        user_vector=vector.tolist() if vector is not None else None,
+        seed_track_id=seed_track_id,
+        exclude=sorted(exclude)[:5000],
+        k=min(opts.limit * 3, 500),  # headroom for the artist cap
+        weights=InferenceWeights(cf=deps.config.weights.cf, content=deps.config.weights.content),
+    )
+    try:
+        answer = deps.model.invoke(request)
+    except ModelUnavailable as exc:
+        return _fallback(deps, surface.value, region, opts, outcome, exc.cause, exclude), outcome
+    except ModelRejected:
+        return _fallback(deps, surface.value, region, opts, outcome, "model_rejected", exclude), outcome
+    deps.serving_version = answer.model_version
+    ranked = [i.model_dump() for i in answer.items if i.track_id not in exclude]
+    try:
+        items = _decorate(deps, ranked, opts, outcome, "model")
+    except AWS_ERRORS:
+        return _fallback(deps, surface.value, region, opts, outcome, "tracks_unavailable", exclude), outcome
+    response = RecommendationResponse(
+        recommendation_id=str(uuid.uuid4()), surface=surface.value, model_version=answer.model_version, items=items
+    )
+    if generation is not None:
+        key = result_key(answer.model_version, surface, user_id, seed_track_id, generation, opts)
+        _cache_set(deps, key, response.model_dump(mode="json"), outcome)
+    return response, outcome

@@ -1,0 +1,251 @@
+"""Data access: the events sink (Firehose), track vectors and listener profiles (DynamoDB).
+
+Each store takes its client from ``encore.clients`` and knows one table or stream; logic never calls boto3.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from encore.clients import get_client
+from encore.errors import DependencyUnavailable
+from encore.vectors import FloatArray, decode
+
+# A model's vectors are items of their own, keyed "vec#<id>" beside the track or profile item, so catalog and
+# profile writes never clobber them (and vector loads are batched puts).
+VECTOR_PREFIX = "vec#"
+FIREHOSE_MAX_RECORDS = 500
+FIREHOSE_MAX_BYTES = 4 * 1024 * 1024
+
+
+class EventSink:
+    """PutRecordBatch with retries of the records Firehose reports as failed.
+
+    Only when some records still fail after every attempt does it raise ``DependencyUnavailable``; the caller
+    answers 503 and the client retries the whole batch (duplicates are removed downstream by event_id).
+    """
+
+    def __init__(
+        self,
+        stream: str,
+        region: str | None = None,
+        attempts: int = 4,
+        base_delay_s: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.stream, self.region, self.attempts, self.base_delay_s, self.sleep = (
+            stream,
+            region,
+            attempts,
+            base_delay_s,
+            sleep,
+        )
+
+    def put(self, records: Sequence[dict[str, Any]]) -> int:
+        """Deliver every record (as one JSON line each); returns how many retries it took."""
+        pending = [(json.dumps(r, separators=(",", ":")) + "\n").encode() for r in records]
+        retries = 0
+        for attempt in range(self.attempts):
+            failed: list[bytes] = []
+            for chunk in _chunks(pending):
+                failed.extend(self._put_chunk(chunk))
+            if not failed:
+                return retries
+            pending, retries = failed, retries + len(failed)
+            if attempt + 1 < self.attempts:
+                self.sleep(self.base_delay_s * (2**attempt) * (1 + random.random()))
+        raise DependencyUnavailable(f"the event stream did not accept {len(pending)} of the events; retry the request")
+
+    def _put_chunk(self, chunk: list[bytes]) -> list[bytes]:
+        try:
+            resp = get_client("firehose", self.region).put_record_batch(
+                DeliveryStreamName=self.stream, Records=[{"Data": data} for data in chunk]
+            )
+        except (ClientError, BotoCoreError):
+            return chunk  # the whole call failed (throttled, unreachable): retry all of it
+        if not resp.get("FailedPutCount"):
+            return []
+        return [data for data, result in zip(chunk, resp["RequestResponses"], strict=True) if result.get("ErrorCode")]
+
+
+def _chunks(records: list[bytes]) -> list[list[bytes]]:
+    out: list[list[bytes]] = [[]]
+    size = 0
+    for data in records:
+        if len(out[-1]) == FIREHOSE_MAX_RECORDS or size + len(data) > FIREHOSE_MAX_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(data)
+        size += len(data)
+    return [c for c in out if c]
+
+
+@dataclass(frozen=True)
+class TrackVectors:
+    cf: FloatArray | None
+    content: FloatArray | None
+    model_version: str | None
+
+
+class TrackStore:
+    def __init__(self, table: str, region: str | None = None) -> None:
+        self.table, self.region = table, region
+
+    def vectors(self, track_ids: Sequence[str]) -> dict[str, TrackVectors]:
+        """The latest model's vectors of these tracks (tracks the model has not seen are absent)."""
+        items = self._batch_get(
+            [VECTOR_PREFIX + t for t in track_ids], "track_id, cf_vector, content_vector, model_version"
+        )
+        return {
+            item["track_id"]["S"].removeprefix(VECTOR_PREFIX): TrackVectors(
+                cf=decode(item.get("cf_vector", {}).get("B")),
+                content=decode(item.get("content_vector", {}).get("B")),
+                model_version=item.get("model_version", {}).get("S"),
+            )
+            for item in items
+            if "cf_vector" in item
+        }
+
+    def metadata(self, track_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        items = self._batch_get(
+            track_ids, "track_id, #n, artist_id, artist_name, album, genres, image_url, duration_ms", {"#n": "name"}
+        )
+        return {item["track_id"]["S"]: _plain(item) for item in items}
+
+    def _batch_get(self, track_ids: Sequence[str], projection: str, names: dict[str, str] | None = None) -> list[Any]:
+        client = get_client("dynamodb", self.region)
+        unique = list(dict.fromkeys(track_ids))
+        out: list[Any] = []
+        for i in range(0, len(unique), 100):
+            request: dict[str, Any] = {
+                self.table: {
+                    "Keys": [{"track_id": {"S": t}} for t in unique[i : i + 100]],
+                    "ProjectionExpression": projection,
+                    **({"ExpressionAttributeNames": names} if names else {}),
+                }
+            }
+            for attempt in range(5):
+                resp = client.batch_get_item(RequestItems=request)
+                out.extend(resp["Responses"].get(self.table, []))
+                request = resp.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.02 * 2**attempt)
+        return out
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    """A low-level DynamoDB item as plain Python (the attribute types this application writes)."""
+    out: dict[str, Any] = {}
+    for key, value in item.items():
+        ((kind, raw),) = value.items()
+        if kind == "N":
+            out[key] = float(raw) if "." in raw else int(raw)
+        elif kind == "L":
+            out[key] = [_plain({"v": v})["v"] for v in raw]
+        elif kind == "M":
+            out[key] = _plain(raw)
+        elif kind == "NULL":
+            out[key] = None
+        else:
+            out[key] = raw
+    return out
+
+
+class ProfileStore:
+    def __init__(self, table: str, region: str | None = None) -> None:
+        self.table, self.region = table, region
+
+    def get(self, user_id: str) -> dict[str, Any] | None:
+        """The profile with its long-term vector (``None`` for a listener the model has not seen), or ``None``."""
+        keys = [{"user_id": {"S": user_id}}, {"user_id": {"S": VECTOR_PREFIX + user_id}}]
+        resp = get_client("dynamodb", self.region).batch_get_item(RequestItems={self.table: {"Keys": keys}})
+        items = {i["user_id"]["S"]: i for i in resp["Responses"].get(self.table, [])}
+        profile, vector = items.get(user_id), items.get(VECTOR_PREFIX + user_id)
+        if profile is None and vector is None:
+            return None
+        plain = _plain(profile or {"user_id": {"S": user_id}})
+        plain["long_term_vector"] = decode(vector["vector"]["B"]) if vector else None
+        plain["model_version"] = vector["model_version"]["S"] if vector else None
+        return plain
+
+    def record_plays(self, user_id: str, region: str, newest_first: Sequence[str], bound: int, now_ms: int) -> None:
+        """Put the plays at the front of the bounded recently-played list (optimistic concurrency, one retry)."""
+        client = get_client("dynamodb", self.region)
+        for _ in range(3):
+            current = client.get_item(
+                TableName=self.table,
+                Key={"user_id": {"S": user_id}},
+                ProjectionExpression="recently_played, updated_at",
+                ConsistentRead=True,
+            ).get("Item", {})
+            previous = [v["S"] for v in current.get("recently_played", {}).get("L", [])]
+            merged = list(dict.fromkeys([*newest_first, *previous]))[:bound]
+            condition = "attribute_not_exists(updated_at)"
+            values: dict[str, Any] = {
+                ":played": {"L": [{"S": t} for t in merged]},
+                ":now": {"N": str(now_ms)},
+                ":region": {"S": region},
+            }
+            if "updated_at" in current:
+                condition = "updated_at = :before"
+                values[":before"] = current["updated_at"]
+            try:
+                client.update_item(
+                    TableName=self.table,
+                    Key={"user_id": {"S": user_id}},
+                    UpdateExpression="SET recently_played = :played, updated_at = :now, "
+                    "#region = if_not_exists(#region, :region)",
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames={"#region": "region"},
+                    ExpressionAttributeValues=values,
+                )
+                return
+            except client.exceptions.ConditionalCheckFailedException:
+                continue  # another request updated it meanwhile: merge again
+
+
+class ChartStore:
+    def __init__(self, table: str, region: str | None = None) -> None:
+        self.table, self.region = table, region
+
+    def chart(self, kind: str, region: str, window: str, period: str, limit: int) -> list[dict[str, Any]]:
+        """Ranked items of one chart (``period`` "latest" for the newest)."""
+        resp = get_client("dynamodb", self.region).query(
+            TableName=self.table,
+            KeyConditionExpression="chart_key = :k",
+            ExpressionAttributeValues={":k": {"S": f"{kind}#{region}#{window}#{period}"}},
+            Limit=limit,
+            ScanIndexForward=True,
+        )
+        return [_plain(item) for item in resp.get("Items", [])]
+
+
+class ProfileWriter:
+    """``PUT /v1/users/{id}``: the fields a client may set, leaving the rest of the profile as it is."""
+
+    def __init__(self, table: str, region: str | None = None) -> None:
+        self.table, self.region = table, region
+
+    def put(self, user_id: str, fields: dict[str, Any], now_ms: int) -> None:
+        values = {k: v for k, v in fields.items() if v is not None}
+        names = {f"#f{i}": k for i, k in enumerate(values)}
+        attr_values: dict[str, Any] = {f":v{i}": {"S": str(v)} for i, v in enumerate(values.values())}
+        attr_values[":now"] = {"N": str(now_ms)}
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"user_id": {"S": user_id}},
+            "UpdateExpression": "SET "
+            + ", ".join(["updated_at = :now", *(f"{n} = :v{i}" for i, n in enumerate(names))]),
+            "ExpressionAttributeValues": attr_values,
+        }
+        if names:
+            request["ExpressionAttributeNames"] = names
+        get_client("dynamodb", self.region).update_item(**request)

@@ -1,0 +1,115 @@
+"""SageMaker inference handlers for the hybrid model: ``model_fn``, ``input_fn``, ``predict_fn``, ``output_fn``.
+
+Request (JSON): ``{surface: home|next|similar, user_vector?, short_vector?, seed_track_id?, exclude?, k, weights?}``
+Response: ``{items: [{track_id, score, cf, content}], model_version}``. The serving Lambda builds requests from
+``encore.models.InferenceRequest``; this side checks them again, since an endpoint can be called by anyone
+holding the permission, and says exactly what is wrong. Python 3.9-compatible (the scikit-learn container).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hybrid import HybridModel
+
+SURFACES = ("home", "next", "similar")
+MAX_K = 500
+MAX_EXCLUDE = 5000
+JSON = "application/json"
+
+
+class RequestError(ValueError):
+    """A malformed request; the message says what to change."""
+
+
+def model_fn(model_dir: str) -> HybridModel:
+    return HybridModel.load(Path(model_dir))
+
+
+def _vector(value: Any, name: str) -> np.ndarray | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                            for x in value):  # fmt: skip
+        raise RequestError(f"{name} must be a non-empty list of numbers")
+    v = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(v)):
+        raise RequestError(f"{name} must hold finite numbers")
+    return v
+
+
+def input_fn(body: Any, content_type: str = JSON) -> dict[str, Any]:
+    if content_type and not content_type.startswith(JSON):
+        raise RequestError(f"content type {content_type!r} is not supported; send {JSON}")
+    try:
+        data = json.loads(body.decode() if isinstance(body, (bytes, bytearray)) else body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise RequestError("the body must be a JSON object")
+    unknown = set(data) - {"surface", "user_vector", "short_vector", "seed_track_id", "exclude", "k", "weights"}
+    if unknown:
+        raise RequestError(f"unknown fields: {', '.join(sorted(unknown))}")
+    surface = data.get("surface")
+    if surface not in SURFACES:
+        raise RequestError(f"surface must be one of {', '.join(SURFACES)} (got {surface!r})")
+    k = data.get("k", 20)
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+        raise RequestError(f"k must be a whole number from 1 to {MAX_K}")
+    exclude = data.get("exclude") or []
+    if not isinstance(exclude, list) or len(exclude) > MAX_EXCLUDE or not all(isinstance(t, str) for t in exclude):
+        raise RequestError(f"exclude must be a list of at most {MAX_EXCLUDE} track ids")
+    weights = data.get("weights") or {"cf": 0.6, "content": 0.4}
+    if (not isinstance(weights, dict) or set(weights) - {"cf", "content"}
+            or not all(isinstance(weights.get(n, 0), (int, float)) and 0 <= weights.get(n, 0) <= 1
+                       for n in ("cf", "content"))):  # fmt: skip
+        raise RequestError("weights must be {cf, content}, each between 0 and 1")
+    request = {
+        "surface": surface,
+        "k": k,
+        "exclude": exclude,
+        "user_vector": _vector(data.get("user_vector"), "user_vector"),
+        "short_vector": _vector(data.get("short_vector"), "short_vector"),
+        "seed_track_id": data.get("seed_track_id"),
+        "weights": {"cf": float(weights.get("cf", 0.6)), "content": float(weights.get("content", 0.4))},
+    }
+    if surface in ("next", "similar") and not isinstance(request["seed_track_id"], str):
+        raise RequestError(f"surface {surface!r} needs seed_track_id")
+    if surface == "home" and request["user_vector"] is None and request["short_vector"] is None:
+        raise RequestError("surface 'home' needs user_vector or short_vector")
+    return request
+
+
+def predict_fn(request: dict[str, Any], model: HybridModel) -> dict[str, Any]:
+    for name in ("user_vector", "short_vector"):
+        v = request[name]
+        if v is not None and v.size != model.factors:
+            raise RequestError(f"{name} has {v.size} dimensions; this model ({model.version}) has {model.factors}")
+    # The caller blends long- and short-term vectors; a lone one is used as it is.
+    vector = request["user_vector"] if request["user_vector"] is not None else request["short_vector"]
+    banned = model.indices(request["exclude"])
+    k, w = request["k"], request["weights"]
+    if request["surface"] == "home":
+        items: list[dict] = model.home(vector, k, banned)
+    else:
+        seed = model.index.get(request["seed_track_id"])
+        if seed is None:
+            raise RequestError(f"seed_track_id {request['seed_track_id']!r} is not in model {model.version}'s catalog")
+        if request["surface"] == "next":
+            items = model.next(seed, vector, k, banned, w["cf"], w["content"])
+        else:
+            items = model.similar(seed, k, banned, w["cf"], w["content"])
+    return {"items": [{**item, "track_id": str(item["track_id"])} for item in items], "model_version": model.version}
+
+
+def output_fn(prediction: dict[str, Any], accept: str = JSON) -> str:
+    if accept and accept not in (JSON, "*/*") and not accept.startswith(JSON):
+        raise RequestError(f"accept {accept!r} is not supported; ask for {JSON}")
+    return json.dumps(prediction)

@@ -1,0 +1,237 @@
+"""The synthesized template: least privilege, encryption, tracing, alarms, pipeline order, API keys.
+
+One template is synthesized per session (with cdk-nag, which fails synthesis on any unacknowledged finding)
+and every test reads it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Match, Template
+from cdk_nag import AwsSolutionsChecks
+
+from cdk_app.functions import RETENTION_NAMES
+from cdk_app.nag import STAR_RESOURCE_ACTIONS
+from cdk_app.settings import CDK_JSON
+from cdk_app.stack import EncoreStack
+from encore.config import LOG_RETENTION_DAYS, EncoreConfig
+from encore.pipeline import CHARTS_REFRESH, NIGHTLY
+
+pytestmark = pytest.mark.infra
+
+
+@pytest.fixture(scope="session")
+def config() -> EncoreConfig:  # the dev stage, exactly as cdk.json defines it
+    stages = json.loads(CDK_JSON.read_text())["context"]["stages"]
+    return EncoreConfig.for_stage("dev", stages["dev"])
+
+
+@pytest.fixture(scope="session")
+def template(config: EncoreConfig, tmp_path_factory: pytest.TempPathFactory) -> Template:
+    app = cdk.App(outdir=str(tmp_path_factory.mktemp("cdk.out")))
+    stack = EncoreStack(
+        app, "Encore-test", config=config, env=cdk.Environment(account="123456789012", region="eu-west-1")
+    )
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks())
+    app.synth()  # raises if cdk-nag reports an unacknowledged finding
+    return Template.from_stack(stack)
+
+
+@pytest.fixture(scope="session")
+def resources(template: Template) -> dict[str, Any]:
+    return template.to_json()["Resources"]  # type: ignore[no-any-return]
+
+
+def _of_type(resources: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {k: v for k, v in resources.items() if v["Type"] == kind}
+
+
+def _statements(resources: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for lid, res in resources.items():
+        if res["Type"] == "AWS::IAM::Policy":
+            docs = [res["Properties"]["PolicyDocument"]]
+        elif res["Type"] == "AWS::IAM::Role":
+            docs = [p["PolicyDocument"] for p in res["Properties"].get("Policies", [])]
+        else:
+            continue
+        for doc in docs:
+            for st in doc["Statement"]:
+                yield lid, st
+
+
+def _list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else [v]
+
+
+def test_no_statement_allows_every_action(resources: dict[str, Any]) -> None:
+    for lid, st in _statements(resources):
+        for action in _list(st.get("Action", [])):
+            assert action != "*" and not str(action).endswith(":*"), (lid, action)
+
+
+def test_star_resources_only_where_the_api_requires_them(resources: dict[str, Any]) -> None:
+    seen = set()
+    for lid, st in _statements(resources):
+        if "*" in _list(st.get("Resource", [])):
+            for action in _list(st["Action"]):
+                assert action in STAR_RESOURCE_ACTIONS, f"{lid}: {action} on '*' has no documented reason"
+                seen.add(action)
+    assert "xray:PutTraceSegments" in seen  # tracing is on, and its '*' is among the documented ones
+
+
+def test_buckets_block_public_access_and_enforce_tls(template: Template, resources: dict[str, Any]) -> None:
+    buckets = _of_type(resources, "AWS::S3::Bucket")
+    assert len(buckets) == 2
+    for bucket in buckets.values():
+        assert bucket["Properties"]["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+        assert bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    policies = _of_type(resources, "AWS::S3::BucketPolicy")
+    assert len(policies) == 2
+    for policy in policies.values():
+        denies = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+        assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)
+
+
+def test_everything_that_stores_data_is_encrypted(resources: dict[str, Any]) -> None:
+    lake = next(b for b in _of_type(resources, "AWS::S3::Bucket").values() if "LoggingConfiguration" in b["Properties"])
+    rule = lake["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    tables = _of_type(resources, "AWS::DynamoDB::GlobalTable")
+    assert len(tables) == 4
+    for table in tables.values():
+        assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True
+        assert table["Properties"]["SSESpecification"]["SSEType"] == "KMS"
+        assert table["Properties"]["Replicas"][0]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]
+    (stream,) = _of_type(resources, "AWS::KinesisFirehose::DeliveryStream").values()
+    assert stream["Properties"]["DeliveryStreamEncryptionConfigurationInput"]["KeyType"] == "CUSTOMER_MANAGED_CMK"
+    assert stream["Properties"]["ExtendedS3DestinationConfiguration"]["CompressionFormat"] == "GZIP"
+    (cache,) = _of_type(resources, "AWS::ElastiCache::ServerlessCache").values()
+    assert cache["Properties"]["KmsKeyId"] and cache["Properties"]["Engine"] == "valkey"
+    (topic,) = _of_type(resources, "AWS::SNS::Topic").values()
+    assert topic["Properties"]["KmsMasterKeyId"]
+    (key,) = _of_type(resources, "AWS::KMS::Key").values()
+    assert key["Properties"]["EnableKeyRotation"] is True
+
+
+def test_every_function_has_its_own_role_tracing_and_log_retention(resources: dict[str, Any]) -> None:
+    functions = _of_type(resources, "AWS::Lambda::Function")
+    assert len(functions) >= 4
+    roles = [f["Properties"]["Role"]["Fn::GetAtt"][0] for f in functions.values()]
+    assert len(set(roles)) == len(roles)
+    for fn in functions.values():
+        props = fn["Properties"]
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert props["Runtime"].startswith("python3.1")
+        group = resources[props["LoggingConfig"]["LogGroup"]["Ref"]]
+        assert group["Properties"]["RetentionInDays"] > 0
+        assert any("AWSLambdaPowertoolsPythonV3" in json.dumps(layer) for layer in props["Layers"])
+
+
+def test_each_alarm_exists_and_notifies_the_topic(resources: dict[str, Any]) -> None:
+    (topic_id,) = _of_type(resources, "AWS::SNS::Topic")
+    alarms = _of_type(resources, "AWS::CloudWatch::Alarm")
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
+    names = json.dumps(alarms)
+    for metric in ("5XXError", "Latency", "Errors", "Throttles", "DeliveryToS3.DataFreshness", "DeliveryToS3.Success",
+                   "glue.driver.aggregate.numFailedTasks", "ExecutionsFailed", "ExecutionsTimedOut",
+                   "Invocation5XXErrors", "ModelLatency"):  # fmt: skip
+        assert metric in names, metric
+    functions = len(_of_type(resources, "AWS::Lambda::Function"))
+    errors = [a for a in alarms.values() if a["Properties"].get("MetricName") == "Errors"]
+    assert len(errors) >= functions - 1  # every Encore function (CDK's own log-retention helper is not ours)
+    dashboards = _of_type(resources, "AWS::CloudWatch::Dashboard")
+    assert len(dashboards) == 1
+
+
+def _definition(machine: dict[str, Any]) -> dict[str, Any]:
+    body = machine["Properties"]["DefinitionString"]
+    if isinstance(body, dict):
+        parts = body["Fn::Join"][1]
+        body = "".join(p if isinstance(p, str) else "TOKEN" for p in parts)
+    return json.loads(body)  # type: ignore[no-any-return]
+
+
+def _task_order(definition: dict[str, Any]) -> list[str]:
+    states, order, name = definition["States"], [], definition["StartAt"]
+    while name:
+        state = states[name]
+        if state["Type"] == "Task" and not name.startswith(("describe", "notify")):
+            order.append(name)
+        # at a Choice, follow the branch that continues the pipeline (promote, endpoint in service)
+        name = state["Choices"][0]["Next"] if state["Type"] == "Choice" else state.get("Next")
+    return order
+
+
+def test_state_machines_run_the_pipeline_steps_in_order(resources: dict[str, Any]) -> None:
+    machines = {
+        m["Properties"]["StateMachineName"]: m for m in _of_type(resources, "AWS::StepFunctions::StateMachine").values()
+    }
+    nightly = next(v for k, v in machines.items() if k.endswith("-pipeline"))
+    charts = next(v for k, v in machines.items() if k.endswith("-pipeline-charts"))
+    assert _task_order(_definition(nightly)) == [s.name for s in NIGHTLY]
+    assert _task_order(_definition(charts)) == [s.name for s in CHARTS_REFRESH]
+    schedules = _of_type(resources, "AWS::Scheduler::Schedule")
+    assert len(schedules) == 2
+
+
+def test_every_method_but_health_requires_an_api_key(resources: dict[str, Any]) -> None:
+    methods = _of_type(resources, "AWS::ApiGateway::Method")
+    paths = {lid: res for lid, res in resources.items() if res["Type"] == "AWS::ApiGateway::Resource"}
+    keyless = []
+    for method in methods.values():
+        props = method["Properties"]
+        if props["HttpMethod"] == "OPTIONS":
+            continue
+        if not props.get("ApiKeyRequired"):
+            keyless.append(paths[props["ResourceId"]["Ref"]]["Properties"]["PathPart"])
+    assert keyless == ["health"]
+    assert len(methods) > 10
+    plans = _of_type(resources, "AWS::ApiGateway::UsagePlan")
+    (plan,) = plans.values()
+    assert plan["Properties"]["Throttle"]["RateLimit"] > 0 and plan["Properties"]["Quota"]["Period"] == "DAY"
+
+
+def test_api_stage_logs_and_traces(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::ApiGateway::Stage",
+        {"TracingEnabled": True, "AccessLogSetting": Match.object_like({"DestinationArn": Match.any_value()})},
+    )
+
+
+def test_glue_jobs_are_glue_5_with_the_shared_library(resources: dict[str, Any]) -> None:
+    jobs = _of_type(resources, "AWS::Glue::Job")
+    assert len(jobs) == len([s for s in NIGHTLY if s.kind == "glue"])
+    for job in jobs.values():
+        props = job["Properties"]
+        assert props["GlueVersion"].startswith("5.")
+        assert "--extra-py-files" in props["DefaultArguments"]
+        assert props["SecurityConfiguration"]
+
+
+def test_stage_configuration_reaches_the_template(config: EncoreConfig, resources: dict[str, Any]) -> None:
+    groups = _of_type(resources, "AWS::Logs::LogGroup")
+    assert {g["Properties"].get("RetentionInDays") for g in groups.values()} == {config.deploy.log_retention_days}
+    names = {t["Properties"]["TableName"] for t in _of_type(resources, "AWS::DynamoDB::GlobalTable").values()}
+    assert config.resources.users_table in names
+
+
+def test_every_retention_the_configuration_admits_has_a_cdk_value() -> None:
+    assert set(RETENTION_NAMES) == set(LOG_RETENTION_DAYS)
+
+
+def test_cdk_json_names_every_stage() -> None:
+    stages = json.loads(Path(CDK_JSON).read_text())["context"]["stages"]
+    for stage, overrides in stages.items():
+        EncoreConfig.for_stage(stage, overrides)  # each validates against the shared model

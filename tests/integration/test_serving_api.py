@@ -1,0 +1,313 @@
+"""The read API through API Gateway events, after the whole pipeline ran on the twin (jobs, training, gate,
+deploy to the twin's endpoint, vectors loaded): every route, the fallbacks, the cache, the errors."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from encore.clients import get_client
+from encore.config import EncoreConfig
+from encore_local.apigw import LambdaContext, load_handler, rest_event
+from encore_local.lake import import_simulation
+from encore_local.pipeline import PipelineRun, run_pipeline
+from encore_local.simulator import SimulationSummary
+from encore_local.twin import TwinEndpoints
+from encore_local.twin.provision import provision
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+RUN_TIME = "2026-09-11T06:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def served(twin: TwinEndpoints, small_sim: tuple[Path, SimulationSummary]) -> dict[str, Any]:
+    config = EncoreConfig.for_stage("prod")  # a lake of its own
+    provision(config)
+    import_simulation(config, small_sim[0], progress=False)
+    run: PipelineRun = run_pipeline(config, run_time=RUN_TIME, lookback_days=0, job_name="serving-test")
+    assert run.promoted, run.state.get("gate")
+    api = load_handler("api", config)
+    events = load_handler("events", config)
+    tracks = pd.read_csv(small_sim[0] / "catalog/tracks.csv", keep_default_na=False)
+    return {"config": config, "api": api, "events": events, "run": run, "tracks": tracks, "sim": small_sim[0]}
+
+
+def call(handler: ModuleType, method: str, path: str, query: dict[str, str] | None = None, body: Any = None,
+         resource: str | None = None, params: dict[str, str] | None = None) -> tuple[int, Any]:  # fmt: skip
+    event = rest_event(
+        method,
+        path,
+        resource=resource,
+        path_parameters=params,
+        query=list((query or {}).items()),
+        body=json.dumps(body) if body is not None else None,
+        api_key="twin-key",
+        headers=[("Content-Type", "application/json")],
+    )
+    resp = handler.lambda_handler(event, LambdaContext("api"))
+    try:
+        return resp["statusCode"], json.loads(resp["body"])
+    except json.JSONDecodeError:
+        return resp["statusCode"], resp["body"]
+
+
+def active_user(served: dict[str, Any]) -> str:
+    ev = pd.read_json(served["sim"] / "events/2026-09-05.jsonl", lines=True, convert_dates=False)
+    return str(ev["user_id"].value_counts().index[0])
+
+
+def test_home_recommendations_come_from_the_model(served: dict[str, Any]) -> None:
+    user = active_user(served)
+    status, body = call(
+        served["api"],
+        "GET",
+        f"/v1/users/{user}/recommendations",
+        {"limit": "10"},
+        resource="/v1/users/{user_id}/recommendations",
+        params={"user_id": user},
+    )
+    assert status == 200, body
+    assert body["fallback"] is False and body["model_version"] == "serving-test"
+    assert len(body["items"]) == 10 and all(i["source"] == "model" and i["name"] for i in body["items"])
+    artists = pd.Series([i["artist_name"] for i in body["items"]]).value_counts()
+    assert artists.max() <= served["config"].serving.max_per_artist
+
+
+def test_recently_played_is_excluded_and_the_cap_applies(served: dict[str, Any]) -> None:
+    user = active_user(served)
+    played = set(get_profile(served, user).get("recently_played", []))
+    query = {"limit": "30", "max_per_artist": "1"}
+    status, body = call(
+        served["api"],
+        "GET",
+        f"/v1/users/{user}/recommendations",
+        query,
+        resource="/v1/users/{user_id}/recommendations",
+        params={"user_id": user},
+    )
+    assert status == 200
+    ids = [i["track_id"] for i in body["items"]]
+    assert not played & set(ids)
+    assert pd.Series([i["artist_name"] for i in body["items"]]).value_counts().max() == 1
+
+
+def get_profile(served: dict[str, Any], user: str) -> dict[str, Any]:
+    status, body = call(
+        served["api"], "GET", f"/v1/users/{user}", resource="/v1/users/{user_id}", params={"user_id": user}
+    )
+    return body if status == 200 else {}
+
+
+def test_unknown_listener_gets_trending_flagged(served: dict[str, Any]) -> None:
+    user = f"new-{uuid.uuid4().hex[:8]}"
+    status, body = call(
+        served["api"],
+        "GET",
+        f"/v1/users/{user}/recommendations",
+        resource="/v1/users/{user_id}/recommendations",
+        params={"user_id": user},
+    )
+    assert status == 200 and body["fallback"] is True and body["fallback_reason"] == "unknown_user"
+    assert body["items"] and all(i["source"] == "trending" for i in body["items"])
+
+
+def test_next_song_and_similar(served: dict[str, Any]) -> None:
+    user, track = active_user(served), served["tracks"]["track_id"].iloc[0]
+    status, body = call(
+        served["api"],
+        "GET",
+        f"/v1/users/{user}/next",
+        {"track_id": track, "limit": "5"},
+        resource="/v1/users/{user_id}/next",
+        params={"user_id": user},
+    )
+    assert status == 200 and body["surface"] == "next" and len(body["items"]) == 5
+    assert all(0 <= i["cf"] <= 1 and 0 <= i["content"] <= 1 for i in body["items"])
+    assert track not in {i["track_id"] for i in body["items"]}
+    status, body = call(
+        served["api"],
+        "GET",
+        f"/v1/tracks/{track}/similar",
+        {"limit": "5"},
+        resource="/v1/tracks/{track_id}/similar",
+        params={"track_id": track},
+    )
+    assert status == 200 and body["surface"] == "similar" and len(body["items"]) == 5
+
+
+def test_a_new_event_invalidates_the_cached_answer(served: dict[str, Any]) -> None:
+    user = active_user(served)
+    args = {"resource": "/v1/users/{user_id}/recommendations", "params": {"user_id": user}}
+    call(served["api"], "GET", f"/v1/users/{user}/recommendations", **args)  # type: ignore[arg-type]
+    api = served["api"]
+    before = api.deps.serving_version
+    _, first = call(api, "GET", f"/v1/users/{user}/recommendations", **args)  # type: ignore[arg-type]
+    _, second = call(api, "GET", f"/v1/users/{user}/recommendations", **args)  # type: ignore[arg-type]
+    assert [i["track_id"] for i in first["items"]] == [i["track_id"] for i in second["items"]] and before
+    top = first["items"][0]["track_id"]
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "user_id": user,
+        "track_id": top,
+        "action": "complete",
+        "timestamp": int(time.time() * 1000),
+        "played_ms": 200_000,
+        "track_duration_ms": 200_000,
+        "region": "US",
+    }
+    status, _ = call(served["events"], "POST", "/v1/events", body={"events": [event]})
+    assert status == 202
+    _, third = call(api, "GET", f"/v1/users/{user}/recommendations", **args)  # type: ignore[arg-type]
+    assert top not in [i["track_id"] for i in third["items"]]  # just played: excluded, and not served from cache
+
+
+def test_endpoint_down_falls_back_to_trending(served: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    user = active_user(served)
+    monkeypatch.setattr(served["api"].deps.model, "endpoint", "no-such-endpoint")
+    monkeypatch.setattr(served["api"].deps, "serving_version", "other")  # not from the cache
+    status, body = call(
+        served["api"],
+        "GET",
+        f"/v1/users/{user}/recommendations",
+        {"limit": "7"},
+        resource="/v1/users/{user_id}/recommendations",
+        params={"user_id": user},
+    )
+    assert status == 200 and body["fallback"] is True and body["fallback_reason"] == "endpoint_error"
+    assert len(body["items"]) == 7
+
+
+def test_cache_down_answers_uncached(served: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    user = active_user(served)
+    monkeypatch.setattr(served["api"].deps.cache, "url", "redis://127.0.0.1:1/0")
+    status, body = call(
+        served["api"],
+        "GET",
+        f"/v1/users/{user}/recommendations",
+        resource="/v1/users/{user_id}/recommendations",
+        params={"user_id": user},
+    )
+    assert status == 200 and body["fallback"] is False and body["items"]
+
+
+def test_tracks_charts_trending_and_profiles(served: dict[str, Any]) -> None:
+    api, track = served["api"], served["tracks"].iloc[0]
+    status, body = call(
+        api,
+        "GET",
+        f"/v1/tracks/{track.track_id}",
+        resource="/v1/tracks/{track_id}",
+        params={"track_id": track.track_id},
+    )
+    assert status == 200 and body["name"] == track.track_name
+    status, body = call(
+        api,
+        "GET",
+        "/v1/charts/US",
+        {"window": "day", "at": "2026-09-10T12:00:00Z"},
+        resource="/v1/charts/{region}",
+        params={"region": "US"},
+    )
+    assert status == 200 and body["period"] == "2026-09-10" and body["items"][0]["rank"] == 1
+    status, body = call(api, "GET", "/v1/trending", {"region": "BR", "limit": "5"})
+    assert status == 200 and len(body["items"]) == 5
+    user = f"p-{uuid.uuid4().hex[:8]}"
+    status, body = call(
+        api,
+        "PUT",
+        f"/v1/users/{user}",
+        body={"display_name": "Ana", "region": "VN"},
+        resource="/v1/users/{user_id}",
+        params={"user_id": user},
+    )
+    assert status == 200 and body["region"] == "VN" and body["display_name"] == "Ana"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "resource", "params", "query", "body", "status", "fragment"),
+    [
+        ("GET", "/v1/tracks/nope", "/v1/tracks/{track_id}", {"track_id": "nope"}, {}, None, 404, "not in the catalog"),
+        (
+            "GET",
+            "/v1/tracks/nope/similar",
+            "/v1/tracks/{track_id}/similar",
+            {"track_id": "nope"},
+            {},
+            None,
+            404,
+            "not in the catalog",
+        ),
+        (
+            "GET",
+            "/v1/users/u1/recommendations",
+            "/v1/users/{user_id}/recommendations",
+            {"user_id": "u1"},
+            {"limit": "0"},
+            None,
+            400,
+            "limit",
+        ),
+        (
+            "GET",
+            "/v1/users/u1/recommendations",
+            "/v1/users/{user_id}/recommendations",
+            {"user_id": "u1"},
+            {"limit": "lots"},
+            None,
+            400,
+            "limit",
+        ),
+        ("GET", "/v1/users/u1/next", "/v1/users/{user_id}/next", {"user_id": "u1"}, {}, None, 400, "track_id"),
+        ("GET", "/v1/charts/XX", "/v1/charts/{region}", {"region": "XX"}, {}, None, 400, "ISO 3166-1"),
+        ("GET", "/v1/charts/US", "/v1/charts/{region}", {"region": "US"}, {"window": "week"}, None, 400, "window"),
+        ("PUT", "/v1/users/u1", "/v1/users/{user_id}", {"user_id": "u1"}, {}, {"region": "ZZ"}, 400, "ISO"),
+        (
+            "GET",
+            "/v1/users/nobody-here",
+            "/v1/users/{user_id}",
+            {"user_id": "nobody-here"},
+            {},
+            None,
+            404,
+            "no profile",
+        ),
+    ],
+)
+def test_errors_are_4xx_with_a_reason(
+    served: dict[str, Any], method: str, path: str, resource: str, params: dict[str, str], query: dict[str, str],
+    body: Any, status: int, fragment: str,
+) -> None:  # fmt: skip
+    code, answer = call(served["api"], method, path, query, body, resource=resource, params=params)
+    assert code == status, answer
+    assert fragment in json.dumps(answer)
+
+
+def test_health_and_openapi(served: dict[str, Any]) -> None:
+    status, body = call(served["api"], "GET", "/v1/health")
+    assert status == 200 and body["status"] == "ok"
+    status, spec = call(served["api"], "GET", "/v1/openapi.json")
+    assert status == 200 and "/v1/users/{user_id}/recommendations" in spec["paths"]
+
+
+def test_vectors_of_the_promoted_model_are_loaded(served: dict[str, Any]) -> None:
+    config = served["config"]
+    count = get_client("dynamodb").scan(TableName=config.resources.users_table, Select="COUNT")["Count"]
+    assert count > 100
+    steps = [name for name, _, _ in served["run"].steps]
+    assert steps == [
+        "load_catalog",
+        "curate_events",
+        "build_features",
+        "build_charts",
+        "train",
+        "gate",
+        "deploy",
+        "load_vectors",
+    ]
