@@ -61,7 +61,10 @@ synth: $(STAMP)
 STAGE ?= dev
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-bench.txt
 	$(PY) bench/bench_simulator.py
+	$(PY) bench/bench_jobs.py
+	$(PY) bench/bench_model.py
 
 clean:
 	rm -rf $(VENV) cdk.out build node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis data .encore

@@ -1,0 +1,165 @@
+"""The hybrid model's code under sagemaker/: metrics, the artifact round trip, inference surfaces and errors,
+and the promotion decision."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from encore.promotion import decide
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sagemaker"))
+import evaluation
+import inference
+import train
+from hybrid import HybridModel, minmax, top_k
+
+pytestmark = pytest.mark.unit
+
+
+def test_ranking_metrics_worked_example() -> None:
+    recs = {"a": [1, 2, 3, 4, 5], "b": [9, 8, 7, 6, 5]}
+    truth = {"a": {1, 3}, "b": {5}}
+    m = evaluation.ranking_metrics(recs, truth, n_items=10, popularity=np.ones(10), ks=(5,))
+    assert m["precision@5"] == pytest.approx((2 / 5 + 1 / 5) / 2)
+    assert m["recall@5"] == pytest.approx((1 + 1) / 2)
+    assert m["map@5"] == pytest.approx(((1 + 2 / 3) / 2 + 1 / 5) / 2)
+    ideal_a = 1 + 1 / np.log2(3)
+    assert m["ndcg@5"] == pytest.approx(((1 + 1 / np.log2(4)) / ideal_a + (1 / np.log2(6))) / 2)
+    assert m["mrr"] == pytest.approx((1 + 1 / 5) / 2)
+    assert m["coverage@10"] == pytest.approx(9 / 10)
+
+
+def test_next_track_metrics_and_restricted_recall() -> None:
+    m = evaluation.next_track_metrics([(0, 1), (0, 2), (3, 4)], lambda prev: [1, 9, 2] if prev == 0 else [5])
+    assert m["hit_rate@10"] == pytest.approx(2 / 3) and m["mrr@10"] == pytest.approx((1 + 1 / 3) / 3)
+    assert evaluation.recall_on({"u": [1, 2]}, {"u": {2, 3}}, items={3}, k=2) == 0.0
+    assert np.isnan(evaluation.recall_on({"u": [1]}, {"u": {2}}, items={7}, k=1))
+
+
+def test_top_k_and_minmax() -> None:
+    scores = np.array([0.1, 0.9, 0.5, 0.9])
+    assert top_k(scores, 3).tolist() == [1, 3, 2]
+    assert top_k(scores, 3, banned=np.array([1])).tolist() == [3, 2, 0]
+    assert top_k(scores, 10, banned=np.array([0, 1, 2, 3])).tolist() == []
+    assert minmax(np.array([2.0, 2.0])).tolist() == [0.0, 0.0]
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    n, f = 200, 8
+    model = HybridModel(
+        version="v-test",
+        track_ids=np.array([f"t{i}" for i in range(n)]),
+        artist_ids=np.array([f"a{i % 20}" for i in range(n)]),
+        item_cf=rng.normal(size=(n, f)),
+        content=(c := rng.normal(size=(n, 6))) / np.linalg.norm(c, axis=1, keepdims=True),
+        popularity=rng.integers(0, 50, n).astype(float),
+        warm=np.ones(n, dtype=bool),
+    )
+    model.save(tmp_path / "model", {"metrics": {"ndcg@10": 0.2}})
+    return tmp_path / "model"
+
+
+def ask(model: Any, body: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(inference.output_fn(inference.predict_fn(inference.input_fn(json.dumps(body)), model)))
+
+
+def test_artifact_round_trip_and_every_surface(model_dir: Path) -> None:
+    model = inference.model_fn(str(model_dir))
+    assert model.version == "v-test" and model.factors == 8
+    v = [0.3] * 8
+    home = ask(model, {"surface": "home", "user_vector": v, "k": 10, "exclude": ["t1", "t2"]})
+    assert len(home["items"]) == 10 and home["model_version"] == "v-test"
+    assert not {"t1", "t2"} & {i["track_id"] for i in home["items"]}
+    scores = [i["score"] for i in home["items"]]
+    assert scores == sorted(scores, reverse=True)
+    expected = top_k(model.home_scores(np.array(v)), 10, model.indices(["t1", "t2"]))
+    assert [i["track_id"] for i in home["items"]] == [f"t{i}" for i in expected]  # exact top-K
+    nxt = ask(model, {"surface": "next", "seed_track_id": "t5", "short_vector": v, "k": 7})
+    assert len(nxt["items"]) == 7 and "t5" not in {i["track_id"] for i in nxt["items"]}
+    assert all(0 <= i["cf"] <= 1 and 0 <= i["content"] <= 1 for i in nxt["items"])
+    sim = ask(model, {"surface": "similar", "seed_track_id": "t5", "k": 3, "weights": {"cf": 0.0, "content": 1.0}})
+    content_order = top_k(model.content_scores(5), 3, np.array([5]))
+    assert [i["track_id"] for i in sim["items"]] == [f"t{i}" for i in content_order]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ("not json", "not valid JSON"),
+        ('{"surface": "radio"}', "surface must be one of"),
+        ('{"surface": "home"}', "needs user_vector or short_vector"),
+        ('{"surface": "next"}', "needs seed_track_id"),
+        ('{"surface": "home", "user_vector": [1, 2]}', "has 2 dimensions"),
+        ('{"surface": "home", "user_vector": ["a"]}', "list of numbers"),
+        ('{"surface": "home", "user_vector": [1,1,1,1,1,1,1,1], "k": 0}', "k must be"),
+        ('{"surface": "similar", "seed_track_id": "nope"}', "not in model v-test"),
+        ('{"surface": "home", "user_vector": [1,1,1,1,1,1,1,1], "colour": 1}', "unknown fields: colour"),
+        ('{"surface": "home", "user_vector": [1,1,1,1,1,1,1,1], "weights": {"cf": 3}}', "between 0 and 1"),
+    ],
+)
+def test_malformed_requests_say_what_is_wrong(model_dir: Path, body: str, fragment: str) -> None:
+    model = inference.model_fn(str(model_dir))
+    with pytest.raises(inference.RequestError, match=fragment):
+        inference.predict_fn(inference.input_fn(body), model)
+
+
+def _report(hybrid: float, popularity: float) -> dict[str, Any]:
+    return {"home": {"hybrid": {"ndcg@10": hybrid}, "popularity": {"ndcg@10": popularity}}}
+
+
+def test_gate_both_ways() -> None:
+    assert decide(_report(0.2, 0.1), None)[0] is True
+    assert decide(_report(0.1, 0.2), None) == (False, "ndcg@10 0.1000 does not beat popularity (0.2000)")
+    serving = {"metrics": {"ndcg@10": 0.25}}
+    promote, reason = decide(_report(0.2, 0.1), serving)
+    assert promote is False and "serving model's 0.2500" in reason
+    assert decide(_report(0.3, 0.1), serving)[0] is True
+    assert decide(_report(0.25, 0.1), serving)[0] is False  # equal is not better
+    assert decide(_report(0.26, 0.1), serving, min_gain=0.1)[0] is False
+
+
+def test_training_writes_a_servable_artifact(tmp_path: Path, small_sim: Any) -> None:
+    """train.py end to end on features computed from the small simulation (pandas stand-in for the jobs)."""
+    sim_dir, _ = small_sim
+    files = sorted((sim_dir / "events").glob("*.jsonl"))
+    ev = pd.concat(pd.read_json(p, lines=True, convert_dates=False) for p in files)
+    ev["rating"] = np.where(ev["action"] == "complete", 1.0, np.where(ev["action"] == "skip", -1.0, 0.5))
+    inter = ev.groupby(["user_id", "track_id"]).agg(rating=("rating", "sum"), first_ts=("timestamp", "min"),
+                                                     last_ts=("timestamp", "max")).reset_index()  # fmt: skip
+    tracks = pd.read_csv(sim_dir / "catalog/tracks.csv", keep_default_na=False).rename(
+        columns={"track_name": "name", "artists": "artist_name"}
+    )
+    tracks["genres"] = tracks["track_genre"] + " " + tracks["sub_genre"]
+    (tmp_path / "i").mkdir()
+    (tmp_path / "t").mkdir()
+    inter.to_parquet(tmp_path / "i" / "part.parquet")
+    tracks.to_parquet(tmp_path / "t" / "part.parquet")
+    args = train.parse_args(["--interactions", str(tmp_path / "i"), "--tracks", str(tmp_path / "t"),
+                             "--model-dir", str(tmp_path / "model"), "--factors", "16", "--iterations", "5",
+                             "--truth", str(sim_dir / "ground_truth.npz"), "--version", "small"])  # fmt: skip
+    report = train.train(args)
+    assert report["home"]["hybrid"]["ndcg@10"] > report["home"]["popularity"]["ndcg@10"]
+    assert 0 < report["oracle"]["hybrid_fraction_of_oracle"] < 1.5
+    for name in ("hybrid.npz", "meta.json", "evaluation.json", "evaluation.md", "metric_by_k.png",
+                 "vectors/users.parquet", "vectors/tracks.parquet", "code/inference.py"):  # fmt: skip
+        assert (tmp_path / "model" / name).exists(), name
+    with tarfile.open(tmp_path / "model.tar.gz", "w:gz") as tar:
+        for path in (tmp_path / "model").iterdir():
+            tar.add(path, arcname=path.name)
+    with tarfile.open(tmp_path / "model.tar.gz") as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    served = inference.model_fn(str(tmp_path / "unpacked"))
+    users = pd.read_parquet(tmp_path / "model/vectors/users.parquet")
+    v = np.frombuffer(users["vector"].iloc[0], dtype="<f4").tolist()
+    answer = ask(served, {"surface": "home", "user_vector": v, "k": 5})
+    assert answer["model_version"] == "small" and len(answer["items"]) == 5
