@@ -58,7 +58,7 @@ def main() -> None:
         baseline.groupBy("track_id").count().write.mode("overwrite").parquet(str(root / "baseline"))
         baseline_s = time.perf_counter() - started
 
-        last_day = SimulationParams().start + timedelta(days=args.days)
+        last_day = SimulationParams().start + timedelta(days=args.days + 1)  # after the last session ends
         argv = job_arguments(config, lake_root=f"file://{root / 'lake'}/", run_time=f"{last_day}T00:00:00Z",
                              lookback_days=0)  # fmt: skip
         timings: dict[str, float] = {}

@@ -19,20 +19,7 @@ from constructs import Construct
 
 from cdk_app.functions import EncoreFunction, log_group
 from encore.config import EncoreConfig
-
-# (path under /v1, methods) served by the serving function; health answers without an API key.
-SERVING_ROUTES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("users/{user_id}", ("GET", "PUT")),
-    ("users/{user_id}/recommendations", ("GET",)),
-    ("users/{user_id}/next", ("GET",)),
-    ("tracks/{track_id}", ("GET",)),
-    ("tracks/{track_id}/similar", ("GET",)),
-    ("charts/{region}", ("GET",)),
-    ("trending", ("GET",)),
-    ("openapi.json", ("GET",)),
-    ("docs", ("GET",)),
-)
-PUBLIC_ROUTES: tuple[tuple[str, tuple[str, ...]], ...] = (("health", ("GET",)),)
+from encore.routes import ROUTES
 
 
 @dataclass
@@ -150,15 +137,14 @@ class ApiConstruct(Construct):
         self._validator = apigw.RequestValidator(
             self, "Validator", rest_api=self.api, validate_request_body=True, validate_request_parameters=True
         )
-        v1 = self.api.root.add_resource("v1")
-        events = apigw.LambdaIntegration(self.functions.events.function)
-        serving = apigw.LambdaIntegration(self.functions.serving.function)
-        v1.add_resource("events").add_method("POST", events, **self._method_options(api_key=True))
-        for routes, api_key in ((SERVING_ROUTES, True), (PUBLIC_ROUTES, False)):
-            for path, methods in routes:
-                resource = v1.resource_for_path(path)
-                for method in methods:
-                    resource.add_method(method, serving, **self._method_options(api_key=api_key))
+        integrations = {
+            "events": apigw.LambdaIntegration(self.functions.events.function),
+            "api": apigw.LambdaIntegration(self.functions.serving.function),
+        }
+        for route in ROUTES:
+            resource = self.api.root.resource_for_path(route.path)
+            for method in route.methods:
+                resource.add_method(method, integrations[route.function], **self._method_options(api_key=route.api_key))
 
     def _build_usage_plan(self) -> tuple[apigw.IApiKey, apigw.UsagePlan]:
         deploy = self.config.deploy

@@ -131,19 +131,25 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-def function_environment(config: EncoreConfig) -> dict[str, str]:
-    """What the stack sets on every function, for this configuration (see cdk_app.functions)."""
-    return runtime_environment(config) | {
+def function_environment(config: EncoreConfig, *, quiet: bool = False) -> dict[str, str]:
+    """What the stack sets on every function, for this configuration (see cdk_app.functions).
+
+    ``quiet`` keeps a long-running twin's terminal readable: warnings only, and no EMF lines on stdout.
+    """
+    env = runtime_environment(config) | {
         "POWERTOOLS_SERVICE_NAME": config.project,
         "POWERTOOLS_METRICS_NAMESPACE": "Encore",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_DEV": "false",
     }
+    if quiet:
+        env |= {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
+    return env
 
 
-def load_handler(folder: str, config: EncoreConfig, module: str = "handler") -> ModuleType:
+def load_handler(folder: str, config: EncoreConfig, module: str = "handler", *, quiet: bool = False) -> ModuleType:
     """Import ``lambdas/<folder>/<module>.py`` afresh with the function's environment, as a cold start does."""
-    os.environ.update(function_environment(config))
+    os.environ.update(function_environment(config, quiet=quiet))
     reset_clients()
     name = f"encore_lambda_{folder}_{module}"
     spec = importlib.util.spec_from_file_location(name, LAMBDAS / folder / f"{module}.py")

@@ -2,6 +2,8 @@
 
 Each chart is stored under ``chart_key = kind#region#window#period`` with one item per rank; the newest
 period of each (kind, region, window) is also stored as ``...#latest`` so the API reads "now" in one query.
+Parquet gets every recomputed period; the table only those that can still change (the last hours and days:
+older ones were loaded when they were recent), unless ``--reload_all_periods true`` (a backfill).
 """
 
 from __future__ import annotations
@@ -20,12 +22,18 @@ from encore_spark.transforms import MS_PER_DAY, MS_PER_HOUR, top_charts, trendin
 
 HOURS_BACK = 48  # hourly charts recomputed each run
 DAYS_BACK = 7  # daily charts recomputed each run
+LIVE_HOURS = 3  # ... of which these are still changing (late events) and reloaded into the table
+LIVE_DAYS = 2
 TTL_DAYS = {"hour": 14, "day": 90, "7d": 30}
 
 
 def io_prefixes(lake: LakePrefixes) -> tuple[list[str], list[str]]:
     """What the job reads and (over)writes, for mirroring a local run."""
     return [lake.curated_events], [f"{lake.features}charts/"]
+
+
+def _period(ms: int, fmt: str) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime(fmt)
 
 
 def main(argv: Sequence[str]) -> dict[str, int]:
@@ -63,9 +71,16 @@ def main(argv: Sequence[str]) -> dict[str, int]:
 
     newest = F.max("period").over(Window.partitionBy("kind", "region", "window"))
     latest = charts.withColumn("_newest", newest).where(F.col("period") == F.col("_newest")).drop("_newest")
-    items = charts.withColumn("key_period", F.col("period")).unionByName(
-        latest.withColumn("key_period", F.lit("latest"))
-    )
+    live = charts
+    if not args.reload_all_periods:
+        hour_from = _period(hour_start - (LIVE_HOURS - 1) * MS_PER_HOUR, "%Y-%m-%dT%H")
+        day_from = _period(day_start - (LIVE_DAYS - 1) * MS_PER_DAY, "%Y-%m-%d")
+        live = charts.where(
+            (F.col("window") == "7d")
+            | ((F.col("window") == "hour") & (F.col("period") >= hour_from))
+            | ((F.col("window") == "day") & (F.col("period") >= day_from))
+        )
+    items = live.withColumn("key_period", F.col("period")).unionByName(latest.withColumn("key_period", F.lit("latest")))
     expires_from = run_ms // 1000
 
     def to_item(row: dict[str, Any]) -> dict[str, Any]:

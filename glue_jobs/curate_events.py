@@ -12,8 +12,10 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.utils import AnalysisException
 
 from encore.config import LakePrefixes
 from encore_spark.io import JobArgs, parse_args, path_exists, register_table, spark_session
@@ -41,7 +43,7 @@ def main(argv: Sequence[str]) -> dict[str, int]:
     paths = raw_paths(spark, args)
     if not paths:
         print("curate_events: no raw objects in the window; nothing to do")
-        return {"raw": 0, "curated": 0, "rejected": 0, "dates": 0}
+        return {"curated": 0, "rejected": 0, "dates": 0}
     # The arrival day is in the object's key (Firehose: raw/events/YYYY/MM/DD/HH/...).
     day = F.regexp_extract(F.input_file_name(), r"/(\d{4})/(\d{2})/(\d{2})/\d{2}/[^/]*$", 0)
     raw = (
@@ -53,47 +55,37 @@ def main(argv: Sequence[str]) -> dict[str, int]:
         .withColumn(
             "arrival_dt", F.when(day == "", "unknown").otherwise(F.regexp_replace(F.substring(day, 2, 10), "/", "-"))
         )
-        .cache()
     )
     valid, rejected = validate_events(raw, now_ms=args.run_ms, keep=["arrival_dt"])
     new = dedupe_events(valid).select(*CURATED_COLUMNS)
-    dates = sorted(r.dt for r in new.select("dt").distinct().collect())
     curated_path = args.path(lake.curated_events)
-    merged = new
-    if dates and path_exists(spark, curated_path):
+    if path_exists(spark, curated_path):
+        # Merge with what the same event dates already hold, then rewrite just those partitions.
+        new = new.persist(StorageLevel.MEMORY_AND_DISK)
+        dates = [r.dt for r in new.select("dt").distinct().collect()]
         existing = spark.read.parquet(curated_path).where(F.col("dt").isin(dates)).select(*CURATED_COLUMNS)
-        merged = dedupe_events(existing.unionByName(new))
-    # Materialise before overwriting the partitions it was read from.
-    merged = merged.localCheckpoint(eager=True)
-    curated = merged.count()
-    if dates:
-        merged.repartition("dt").write.mode("overwrite").partitionBy("dt").parquet(curated_path)
-        register_table(
-            args,
-            "curated_events",
-            lake.curated_events,
-            merged.schema,
-            ["dt"],
-            [[d] for d in dates],
-            "listening events, one row per event_id, by event date (UTC)",
-        )
+        merged = dedupe_events(existing.unionByName(new)).localCheckpoint(eager=True)  # before overwriting its source
+        new.unpersist()
+    else:
+        merged = new  # a first load: one pass, nothing to merge
+    merged.repartition("dt").write.mode("overwrite").partitionBy("dt").parquet(curated_path)
+    written = spark.read.parquet(curated_path)
+    by_date = {r.dt: r["count"] for r in written.groupBy("dt").count().collect()}
+    register_table(args, "curated_events", lake.curated_events, written.schema, ["dt"], [[d] for d in sorted(by_date)],
+                   "listening events, one row per event_id, by event date (UTC)")  # fmt: skip
 
-    rejected = rejected.cache()
-    n_rejected = rejected.count()
+    prefix = f"{lake.quarantine}events/"
+    rejected.write.mode("overwrite").partitionBy("arrival_dt").parquet(args.path(prefix))
+    try:
+        bad = spark.read.parquet(args.path(prefix))
+        n_rejected = bad.count()
+    except AnalysisException:  # nothing was rejected: the folder holds no file to read a schema from
+        n_rejected = 0
     if n_rejected:
-        prefix = f"{lake.quarantine}events/"
-        rejected.write.mode("overwrite").partitionBy("arrival_dt").parquet(args.path(prefix))
-        days = sorted(r.arrival_dt for r in rejected.select("arrival_dt").distinct().collect())
-        register_table(
-            args,
-            "quarantine_events",
-            prefix,
-            rejected.schema,
-            ["arrival_dt"],
-            [[d] for d in days],
-            "raw rows that failed validation, with the reason",
-        )
-    counts = {"raw": raw.count(), "curated": curated, "rejected": n_rejected, "dates": len(dates)}
+        days = sorted(r.arrival_dt for r in bad.select("arrival_dt").distinct().collect())
+        register_table(args, "quarantine_events", prefix, bad.schema, ["arrival_dt"], [[d] for d in days],
+                       "raw rows that failed validation, with the reason")  # fmt: skip
+    counts = {"curated": sum(by_date.values()), "rejected": n_rejected, "dates": len(by_date)}
     print(f"curate_events: {counts}")
     return counts
 

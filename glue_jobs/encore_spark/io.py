@@ -30,6 +30,7 @@ class JobArgs:
     lookback_days: int
     model_version: str | None = None
     model_data: str | None = None
+    reload_all_periods: bool = False
 
     def path(self, prefix: str) -> str:
         return f"{self.lake_root}{prefix}"
@@ -52,6 +53,7 @@ def parse_args(argv: Sequence[str]) -> JobArgs:
     ap.add_argument("--lookback_days", type=int, default=2, help="raw days to (re)read; 0 = everything")
     ap.add_argument("--model_version", default=None)
     ap.add_argument("--model_data", default=None, help="s3:// URL of the promoted model.tar.gz (load_vectors)")
+    ap.add_argument("--reload_all_periods", default="false", help="build_charts: load every period (a backfill)")
     args, _ = ap.parse_known_args(list(argv))
     values = json.loads(args.encore_config)
     config = EncoreConfig.for_stage(values.get("stage", "dev"), values)
@@ -63,6 +65,7 @@ def parse_args(argv: Sequence[str]) -> JobArgs:
         lookback_days=args.lookback_days,
         model_version=args.model_version,
         model_data=args.model_data,
+        reload_all_periods=args.reload_all_periods.lower() == "true",
     )
 
 
@@ -73,6 +76,8 @@ def spark_session(app: str) -> SparkSession:
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "8")
+        # dt=2026-09-01 stays a string partition value, as the catalog declares it
+        .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
         .getOrCreate()
     )
 

@@ -23,7 +23,7 @@ from encore.config import EncoreConfig
 from encore.errors import BadRequest, NotFound
 from encore.http import json_response, register_error_handlers
 from encore.model_client import ModelClient
-from encore.models import ProfileUpdate, RecommendationResponse, Surface
+from encore.models import ErrorBody, ProfileUpdate, RecommendationResponse, Surface
 from encore.observability import NAMESPACE, SERVICE, logger, metrics, tracer
 from encore.recommend import GLOBAL, Options, Outcome, ServingDeps, recommend, track_metadata
 from encore.regions import ISO_3166_ALPHA2
@@ -41,7 +41,12 @@ deps = ServingDeps(
 )
 profiles = ProfileWriter(config.resources.users_table, config.region)
 app = APIGatewayRestResolver(enable_validation=True)
-app.enable_swagger(path="/v1/docs", title="Encore API", version="1.0", openapi_version="3.1.0")
+app.configure_openapi(
+    title="Encore API",
+    version="1.0",
+    description="Music recommendations: home, next song, similar tracks, charts, trending, profiles.",
+)
+app.enable_swagger(path="/v1/docs", title="Encore API", version="1.0")
 register_error_handlers(app)
 
 ID = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
@@ -58,6 +63,41 @@ def _bad_parameters(exc: RequestValidationError) -> Response[str]:
         {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "reason": e["msg"]} for e in exc.errors()
     ]
     return json_response(400, {"error": "bad_request", "reason": "invalid parameters", "errors": errors})
+
+
+_DESCRIPTIONS = {400: "invalid parameters (each named, with its reason)", 404: "unknown track or listener"}
+
+
+def answers(model: Any, *codes: int) -> dict[int, dict[str, Any]]:
+    """OpenAPI declarations of a route's answers: its model on 200, and the errors it can give."""
+    declared: dict[int, dict[str, Any]] = {
+        200: {"description": "OK", "content": {"application/json": {"model": model}}}
+    }
+    for code in codes:
+        declared[code] = {"description": _DESCRIPTIONS[code], "content": {"application/json": {"model": ErrorBody}}}
+    return declared
+
+
+class TrackView(BaseModel):
+    track_id: str
+    name: str | None = None
+    artist_id: str | None = None
+    artist_name: str | None = None
+    album: str | None = None
+    genres: list[str] = Field(default_factory=list)
+    duration_ms: int | None = None
+    image_url: str | None = None
+
+
+class ProfileView(BaseModel):
+    user_id: str
+    display_name: str | None = None
+    region: str | None = None
+    signup_date: str | None = None
+    recently_played: list[str] = Field(default_factory=list)
+    model_version: str | None = None
+    updated_at: int | None = None
+    has_long_term_vector: bool = False
 
 
 def _options(limit: int, exclude_played: bool, max_per_artist: int | None) -> Options:
@@ -87,7 +127,7 @@ def handle_get_health() -> dict[str, str]:
     return {"status": "ok", "stage": config.stage, "serving_version": deps.serving_version}
 
 
-@app.get("/v1/users/<user_id>/recommendations")
+@app.get("/v1/users/<user_id>/recommendations", responses=answers(RecommendationResponse, 400))
 @tracer.capture_method
 def handle_get_recommendations(
     user_id: UserId, limit: Limit = 20, exclude_played: ExcludePlayed = True, max_per_artist: MaxPerArtist | None = None
@@ -98,7 +138,7 @@ def handle_get_recommendations(
     return response
 
 
-@app.get("/v1/users/<user_id>/next")
+@app.get("/v1/users/<user_id>/next", responses=answers(RecommendationResponse, 400, 404))
 @tracer.capture_method
 def handle_get_next(
     user_id: UserId,
@@ -114,7 +154,7 @@ def handle_get_next(
     return response
 
 
-@app.get("/v1/tracks/<track_id>/similar")
+@app.get("/v1/tracks/<track_id>/similar", responses=answers(RecommendationResponse, 400, 404))
 @tracer.capture_method
 def handle_get_similar(
     track_id: TrackId, limit: Limit = 20, max_per_artist: MaxPerArtist | None = None
@@ -125,12 +165,12 @@ def handle_get_similar(
     return response
 
 
-@app.get("/v1/tracks/<track_id>")
-def handle_get_track(track_id: TrackId) -> dict[str, Any]:
+@app.get("/v1/tracks/<track_id>", responses=answers(TrackView, 400, 404))
+def handle_get_track(track_id: TrackId) -> TrackView:
     found = track_metadata(deps, [track_id], Outcome())
     if track_id not in found:
         raise NotFound(f"track '{track_id}' is not in the catalog")
-    return {"track_id": track_id, **found[track_id]}
+    return TrackView.model_validate({**found[track_id], "track_id": track_id})
 
 
 class ChartEntry(BaseModel):
@@ -171,7 +211,7 @@ def _chart(kind: str, region: str, window: str, period: str, limit: int) -> Char
     return Chart(region=region, window=window, period=rows[0]["period"] if rows else None, items=items)
 
 
-@app.get("/v1/charts/<region>")
+@app.get("/v1/charts/<region>", responses=answers(Chart, 400))
 def handle_get_chart(
     region: Annotated[str, Path(min_length=2, max_length=6, description="ISO 3166-1 alpha-2 code, or GLOBAL")],
     window: Annotated[Literal["hour", "day"], Query()] = "day",
@@ -185,7 +225,7 @@ def handle_get_chart(
     return _chart("top", _region(region), window, period, limit)
 
 
-@app.get("/v1/trending")
+@app.get("/v1/trending", responses=answers(Chart, 400))
 def handle_get_trending(
     region: Annotated[str, Query(min_length=2, max_length=6, description="ISO code or GLOBAL")] = GLOBAL,
     limit: Limit = 20,
@@ -197,17 +237,17 @@ def handle_get_trending(
     return chart
 
 
-@app.get("/v1/users/<user_id>")
-def handle_get_profile(user_id: UserId) -> dict[str, Any]:
+@app.get("/v1/users/<user_id>", responses=answers(ProfileView, 400, 404))
+def handle_get_profile(user_id: UserId) -> ProfileView:
     profile = deps.profiles.get(user_id)
     if profile is None:
         raise NotFound(f"listener '{user_id}' has no profile")
     vector = profile.pop("long_term_vector", None)
-    return {**profile, "has_long_term_vector": vector is not None}
+    return ProfileView.model_validate({**profile, "has_long_term_vector": vector is not None})
 
 
-@app.put("/v1/users/<user_id>")
-def handle_put_profile(user_id: UserId, body: ProfileUpdate) -> dict[str, Any]:
+@app.put("/v1/users/<user_id>", responses=answers(ProfileView, 400))
+def handle_put_profile(user_id: UserId, body: ProfileUpdate) -> ProfileView:
     profiles.put(user_id, body.model_dump(mode="json"), deps.now_ms())
     return handle_get_profile(user_id)
 

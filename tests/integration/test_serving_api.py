@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -14,29 +13,21 @@ import pandas as pd
 import pytest
 
 from encore.clients import get_client
-from encore.config import EncoreConfig
 from encore_local.apigw import LambdaContext, load_handler, rest_event
-from encore_local.lake import import_simulation
-from encore_local.pipeline import PipelineRun, run_pipeline
-from encore_local.simulator import SimulationSummary
-from encore_local.twin import TwinEndpoints
-from encore_local.twin.provision import provision
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-RUN_TIME = "2026-09-11T06:00:00Z"
 
 
 @pytest.fixture(scope="module")
-def served(twin: TwinEndpoints, small_sim: tuple[Path, SimulationSummary]) -> dict[str, Any]:
-    config = EncoreConfig.for_stage("prod")  # a lake of its own
-    provision(config)
-    import_simulation(config, small_sim[0], progress=False)
-    run: PipelineRun = run_pipeline(config, run_time=RUN_TIME, lookback_days=0, job_name="serving-test")
-    assert run.promoted, run.state.get("gate")
-    api = load_handler("api", config)
-    events = load_handler("events", config)
-    tracks = pd.read_csv(small_sim[0] / "catalog/tracks.csv", keep_default_na=False)
-    return {"config": config, "api": api, "events": events, "run": run, "tracks": tracks, "sim": small_sim[0]}
+def served(served_lake: dict[str, Any]) -> dict[str, Any]:
+    config = served_lake["config"]
+    tracks = pd.read_csv(served_lake["sim"] / "catalog/tracks.csv", keep_default_na=False)
+    return {
+        **served_lake,
+        "api": load_handler("api", config),
+        "events": load_handler("events", config),
+        "tracks": tracks,
+    }
 
 
 def call(handler: ModuleType, method: str, path: str, query: dict[str, str] | None = None, body: Any = None,

@@ -243,6 +243,19 @@ class InferenceResponse(_Contract):
     model_version: StrictStr
 
 
+class FieldError(_Contract):
+    field: StrictStr
+    reason: StrictStr
+
+
+class ErrorBody(_Contract):
+    """Every 4xx and 5xx the API itself answers."""
+
+    error: StrictStr = Field(description="bad_request | not_found | payload_too_large | unavailable | ...")
+    reason: StrictStr = Field(description="what went wrong, for a person")
+    errors: list[FieldError] | None = Field(None, description="one entry per bad field")
+
+
 def field_errors(exc: Any, prefix: tuple[str | int, ...] = ()) -> list[dict[str, str]]:
     """A pydantic ``ValidationError`` as ``[{"field": "events.3.played_ms", "reason": "..."}]``."""
     out = []

@@ -1,0 +1,160 @@
+"""The twin's API Gateway: an HTTP server on loopback that turns each request into a REST proxy event and calls
+the very same Lambda handlers, enforcing the API key and the usage plan's throttle as API Gateway does.
+
+Routes come from ``encore.routes.ROUTES`` (the table the CDK app builds API Gateway from). Answers API Gateway
+gives itself are reproduced: 403 ``{"message": "Forbidden"}`` without a valid key, 429 ``{"message": "Too Many
+Requests"}`` past the throttle, 404/405 ``Missing Authentication Token`` for unknown routes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from encore.config import EncoreConfig
+from encore.routes import ROUTES, Route
+from encore_local.apigw import LambdaContext, load_handler, match_route, rest_event
+
+DEFAULT_API_KEY = "encore-twin-key"
+MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+
+
+class TokenBucket:
+    """The usage plan's throttle: ``rate`` requests per second with bursts of ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.capacity = rate, float(burst)
+        self.tokens, self.updated = float(burst), time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return True
+            return False
+
+
+@dataclass
+class Timing:
+    """Where a request's time went (the API benchmark reads these)."""
+
+    handler_ms: list[float]
+
+    def __init__(self) -> None:
+        self.handler_ms = []
+
+
+class TwinApi:
+    def __init__(
+        self,
+        config: EncoreConfig,
+        *,
+        api_keys: tuple[str, ...] = (DEFAULT_API_KEY,),
+        host: str = "127.0.0.1",
+        port: int = 0,
+        rate: float | None = None,
+        burst: int | None = None,
+        quiet: bool = True,
+    ) -> None:
+        self.config = config
+        self.api_keys = set(api_keys)
+        self.handlers: dict[str, ModuleType] = {
+            name: load_handler(name, config, quiet=quiet) for name in sorted({r.function for r in ROUTES})
+        }
+        self.templates = [r.path for r in ROUTES]
+        self.by_path: dict[str, Route] = {r.path: r for r in ROUTES}
+        deploy = config.deploy
+        self.buckets = {
+            key: TokenBucket(rate or deploy.api_rate_limit, burst or deploy.api_burst_limit) for key in self.api_keys
+        }
+        self.timing = Timing()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_BODY:
+                    self._reply(413, {"message": "Request Too Long"}, {})
+                    return
+                body = self.rfile.read(length) if length else None
+                status, payload, headers = api.dispatch(self.command, self.path, list(self.headers.items()), body)
+                self._reply(status, payload, headers)
+
+            def _reply(self, status: int, payload: Any, headers: dict[str, str]) -> None:
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                headers.setdefault("Content-Type", "application/json")
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle  # noqa: N815 - http.server's naming
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="twin-api", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> str:
+        self.thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def dispatch(
+        self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes | None
+    ) -> tuple[int, Any, dict[str, str]]:
+        url = urlsplit(raw_path)
+        path = url.path.rstrip("/") or "/"
+        found = match_route(self.templates, path)
+        if found is None:
+            return 403, {"message": "Missing Authentication Token"}, {}
+        template, params = found
+        route = self.by_path[template]
+        if method == "OPTIONS":
+            cors = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "Content-Type,X-Api-Key"}
+            return 204, b"", cors | {"Access-Control-Allow-Methods": ",".join(route.methods)}
+        if method not in route.methods:
+            return 403, {"message": "Missing Authentication Token"}, {}
+        key = next((v for k, v in headers if k.lower() == "x-api-key"), None)
+        if route.api_key:
+            if key not in self.api_keys:
+                return 403, {"message": "Forbidden"}, {}
+            if not self.buckets[key].take():
+                return 429, {"message": "Too Many Requests"}, {}
+        event = rest_event(method, path, resource=template, path_parameters=params, query=parse_qsl(url.query),
+                           headers=headers, body=body, stage=self.config.stage, api_key=key)  # fmt: skip
+        handler = self.handlers[route.function]
+        started = time.perf_counter()
+        # Concurrent requests run side by side, like concurrent Lambda instances (sharing this process's caches).
+        result = handler.lambda_handler(event, LambdaContext(route.function))
+        self.timing.handler_ms.append((time.perf_counter() - started) * 1000)
+        out_headers = {k: v[-1] for k, v in (result.get("multiValueHeaders") or {}).items()}
+        out_headers.update(result.get("headers") or {})
+        raw = result.get("body") or ""
+        data = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
+        return int(result["statusCode"]), data, out_headers
