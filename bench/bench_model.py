@@ -138,6 +138,36 @@ def quality(root: Path) -> dict[str, Any]:
     return {"report": report, "lightfm_next": peer, "checks": checks}
 
 
+def serving_latency() -> dict[int, dict[str, float]]:
+    """predict_fn at 10k, 100k and 1M tracks beside a bare NumPy top-K on the same vectors (the floor)."""
+    latency = {}
+    rng = np.random.default_rng(0)
+    for size in (10_000, 100_000, 1_000_000):
+        # float32, as artifacts store and serving keeps them
+        model = HybridModel("lat", np.array([f"t{i}" for i in range(size)]), np.array(["a"] * size),
+                            rng.normal(size=(size, 64)).astype(np.float32), np.eye(size, 64, dtype=np.float32),
+                            rng.random(size), np.ones(size, dtype=bool))  # fmt: skip
+        body = json.dumps({"surface": "home", "user_vector": rng.normal(size=64).tolist(), "k": 20})
+        v = np.asarray(json.loads(body)["user_vector"], dtype=np.float32)
+        ours, floor = [], []
+        for _ in range(200):
+            t = time.perf_counter()
+            inference.output_fn(inference.predict_fn(inference.input_fn(body), model))
+            ours.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            s = model.item_cf @ v
+            idx = np.argpartition(-s, 20)[:20]
+            idx[np.argsort(-s[idx])]
+            floor.append((time.perf_counter() - t) * 1000)
+        latency[size] = {
+            "p50_ms": float(np.percentile(ours, 50)),
+            "p99_ms": float(np.percentile(ours, 99)),
+            "floor_p50_ms": float(np.percentile(floor, 50)),
+            "floor_p99_ms": float(np.percentile(floor, 99)),
+        }
+    return latency
+
+
 def speed(root: Path) -> dict[str, Any]:
     """1M interactions: the full training + evaluation beside a bare implicit fit; then serving latency."""
     params = SimulationParams(users=12_000, tracks=30_000, days=30, seed=5)
@@ -158,30 +188,7 @@ def speed(root: Path) -> dict[str, Any]:
     bare_s = time.perf_counter() - started
     print(f"\ntraining on {n:,} interactions: full training + evaluation {full_s:.1f} s; "
           f"bare implicit ALS fit {bare_s:.1f} s (ratio {full_s / bare_s:.1f}x); target <= 90 s")  # fmt: skip
-    latency = {}
-    rng = np.random.default_rng(0)
-    for size in (10_000, 100_000, 1_000_000):
-        model = HybridModel("lat", np.array([f"t{i}" for i in range(size)]), np.array(["a"] * size),
-                            rng.normal(size=(size, 64)).astype(np.float64), np.eye(size, 64, dtype=np.float64),
-                            rng.random(size), np.ones(size, dtype=bool))  # fmt: skip
-        body = json.dumps({"surface": "home", "user_vector": rng.normal(size=64).tolist(), "k": 20})
-        v = np.asarray(json.loads(body)["user_vector"])
-        ours, floor = [], []
-        for _ in range(200):
-            t = time.perf_counter()
-            inference.output_fn(inference.predict_fn(inference.input_fn(body), model))
-            ours.append((time.perf_counter() - t) * 1000)
-            t = time.perf_counter()
-            s = model.item_cf @ v
-            idx = np.argpartition(-s, 20)[:20]
-            idx[np.argsort(-s[idx])]
-            floor.append((time.perf_counter() - t) * 1000)
-        latency[size] = {
-            "p50_ms": float(np.percentile(ours, 50)),
-            "p99_ms": float(np.percentile(ours, 99)),
-            "floor_p50_ms": float(np.percentile(floor, 50)),
-            "floor_p99_ms": float(np.percentile(floor, 99)),
-        }
+    latency = serving_latency()
     print(f"  {'tracks':>9} {'predict p50':>12} {'p99':>8} {'numpy top-K p50':>16} {'p99':>8}")
     for size, m in latency.items():
         ours_text = f"{m['p50_ms']:10.2f}ms {m['p99_ms']:6.2f}ms"
@@ -200,8 +207,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quality-only", action="store_true")
     ap.add_argument("--speed-only", action="store_true")
+    ap.add_argument("--latency-only", action="store_true", help="only predict_fn against the NumPy floor")
     a = ap.parse_args()
     figures: dict[str, Any] = {}
+    if a.latency_only:
+        figures["latency"] = serving_latency()
+        for size, m in figures["latency"].items():
+            print(f"  {size:9,} tracks: predict p50 {m['p50_ms']:.2f} ms, p99 {m['p99_ms']:.2f} ms; "
+                  f"NumPy top-K p50 {m['floor_p50_ms']:.2f} ms, p99 {m['floor_p99_ms']:.2f} ms")  # fmt: skip
+        print(f"  figures written to {save('model_latency', figures)}")
+        return
     with tempfile.TemporaryDirectory(prefix="encore-bench-model-") as tmp:
         if not a.speed_only:
             figures["quality"] = quality(Path(tmp))

@@ -17,8 +17,9 @@ from aws_cdk import aws_s3_assets as assets
 from constructs import Construct
 
 from cdk_app.bundling import ROOT
+from cdk_app.iam import allow_log_groups, allow_metrics
 from encore.config import EncoreConfig
-from encore.pipeline import CURATE_EVENTS, GLUE_JOBS, PipelineStep, job_name
+from encore.pipeline import GLUE_JOBS, PipelineStep, job_name
 
 GLUE_VERSION = "5.1"
 # Packages Glue's Python lacks; installed by Glue at job start.
@@ -110,21 +111,8 @@ class FeaturesConstruct(Construct):
                 resources=table_arns,
             )
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="JobLogs",
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:AssociateKmsKey"],
-                resources=[f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws-glue/*"],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="JobMetrics",
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],  # PutMetricData has no resource type; limited to Glue's namespace below
-                conditions={"StringEquals": {"cloudwatch:namespace": "Glue"}},
-            )
-        )
+        allow_log_groups(role, "JobLogs", "/aws-glue/", "logs:AssociateKmsKey")
+        allow_metrics(role, "JobMetrics", "Glue")
         return role
 
     def _build_security_configuration(self, key: kms.IKey) -> glue.CfnSecurityConfiguration:
@@ -151,8 +139,9 @@ class FeaturesConstruct(Construct):
         script = assets.Asset(self, f"{step.name}-script", path=str(ROOT / "glue_jobs" / f"{step.name}.py"))
         script.grant_read(self.role)
         deploy = self.config.deploy
-        # Only curation reads an append-only source (raw objects); bookmarks let it skip objects already curated.
-        bookmark = "job-bookmark-enable" if step is CURATE_EVENTS else "job-bookmark-disable"
+        # Bookmarks track DynamicFrame reads; these jobs read with plain Spark, and curation is incremental by its
+        # own window (--lookback_days raw days) and idempotent by event_id, so bookmarks would only mislead.
+        bookmark = "job-bookmark-disable"
         return glue.CfnJob(
             self,
             step.name,

@@ -21,6 +21,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from cdk_app.functions import EncoreFunction
+from cdk_app.iam import allow_log_groups, allow_metrics
 from encore.config import EncoreConfig
 
 # The scikit-learn framework image's registry account per region, as the SageMaker Python SDK lists them.
@@ -126,21 +127,8 @@ class ModelConstruct(Construct):
                 resources=["*"],  # GetAuthorizationToken has no resource type
             )
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ContainerLogs",
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                resources=[f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/*"],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ContainerMetrics",
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],  # PutMetricData has no resource type; limited to SageMaker's namespaces
-                conditions={"StringLike": {"cloudwatch:namespace": ["aws/sagemaker/*", "/aws/sagemaker/*"]}},
-            )
-        )
+        allow_log_groups(role, "ContainerLogs", "/aws/sagemaker/", "logs:DescribeLogStreams")
+        allow_metrics(role, "ContainerMetrics", "aws/sagemaker/*", "/aws/sagemaker/*")
         return role
 
     def _build_deploy_function(

@@ -14,6 +14,7 @@ from cdk_app.bundling import LAMBDA_PYTHON, dependencies_layer_code, shared_laye
 from cdk_app.data_lake import DataLakeConstruct
 from cdk_app.features import FeaturesConstruct
 from cdk_app.functions import RUNTIME, config_environment
+from cdk_app.iam import allow_metrics
 from cdk_app.ingestion import IngestionConstruct
 from cdk_app.model import ModelConstruct
 from cdk_app.monitoring import MonitoringConstruct
@@ -161,14 +162,7 @@ class EncoreStack(Stack):
             )
         )
         for fn in (events, serving, self.model.gate, self.model.deploy):
-            fn.role.add_to_policy(
-                iam.PolicyStatement(
-                    sid="EmbeddedMetrics",
-                    actions=["cloudwatch:PutMetricData"],
-                    resources=["*"],  # PutMetricData has no resource type; limited to our namespace
-                    conditions={"StringEquals": {"cloudwatch:namespace": "Encore"}},
-                )
-            )
+            allow_metrics(fn.role, "EmbeddedMetrics", "Encore")
 
     def _outputs(self) -> None:
         CfnOutput(self, "ApiUrl", value=self.api.api.url, description="base URL of the API (add v1/...)")

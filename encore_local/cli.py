@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stage", choices=["local", "dev", "prod"], default="local")
     run.add_argument("--state-dir", type=Path, default=Path(".encore"), help="the running twin's state folder")
 
+    api = sub.add_parser("api", help="the twin's API Gateway: the Lambda handlers behind a local HTTP server")
+    api_sub = api.add_subparsers(dest="api_command", required=True, parser_class=_Parser)
+    serve = api_sub.add_parser("serve", help="serve the API until Ctrl-C (needs a running twin: encore twin up)")
+    serve.add_argument("--port", type=_non_negative_int, default=8080, help="loopback port (default: %(default)s)")
+    serve.add_argument("--stage", choices=["local", "dev", "prod"], default="local")
+    serve.add_argument("--state-dir", type=Path, default=Path(".encore"), help="the running twin's state folder")
+
     demo = sub.add_parser("demo", help="run what Encore has end to end on one machine and report")
     _add_scale_args(demo)
     demo.add_argument("--out", type=Path, default=Path("data/demo"), help="output folder (default: %(default)s)")
@@ -156,18 +163,37 @@ def _twin(args: argparse.Namespace) -> None:
             print(daemon.export_lines(running["env"]))
 
 
-def _job(args: argparse.Namespace) -> None:
+def _use_twin(state_dir: Path) -> None:
+    """Point this process at the twin running from ``state_dir`` (or at whatever AWS_ENDPOINT_URL names)."""
     import os
 
-    from encore_local.jobs import load_job, run_job
     from encore_local.twin import daemon
 
-    load_job(args.name)  # an unknown name is a usage error before anything starts
-    running = daemon.read_state(args.state_dir)
+    running = daemon.read_state(state_dir)
     if running is not None:
         os.environ.update(running["env"])
     elif "AWS_ENDPOINT_URL" not in os.environ:
-        raise UsageError(f"no twin is running from {args.state_dir} (encore twin up) and AWS_ENDPOINT_URL is not set")
+        raise UsageError(f"no twin is running from {state_dir} (encore twin up) and AWS_ENDPOINT_URL is not set")
+
+
+def _api(args: argparse.Namespace) -> None:
+    from encore_local.http_api import DEFAULT_API_KEY, TwinApi
+
+    _use_twin(args.state_dir)
+    server = TwinApi(EncoreConfig.for_stage(args.stage), port=args.port)
+    url = server.start()
+    print(f"API at {url}/v1 (key: x-api-key: {DEFAULT_API_KEY}); OpenAPI at {url}/v1/openapi.json; Ctrl-C stops")
+    try:
+        server.thread.join()
+    finally:
+        server.stop()
+
+
+def _job(args: argparse.Namespace) -> None:
+    from encore_local.jobs import load_job, run_job
+
+    load_job(args.name)  # an unknown name is a usage error before anything starts
+    _use_twin(args.state_dir)
     extra = {"model_data": args.model_data} if args.model_data else None
     result = run_job(
         args.name,
@@ -190,7 +216,7 @@ def _demo(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"simulate": _simulate, "twin": _twin, "job": _job, "demo": _demo}
+    handlers = {"simulate": _simulate, "twin": _twin, "job": _job, "api": _api, "demo": _demo}
     try:
         handlers[args.command](args)
     except UsageError as exc:

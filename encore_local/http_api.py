@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 from encore.config import EncoreConfig
 from encore.routes import ROUTES, Route
 from encore_local.apigw import LambdaContext, load_handler, match_route, rest_event
+from encore_local.loopback import LoopbackServer
 
 DEFAULT_API_KEY = "encore-twin-key"
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
@@ -55,7 +56,7 @@ class Timing:
         self.handler_ms = []
 
 
-class TwinApi:
+class TwinApi(LoopbackServer):
     def __init__(
         self,
         config: EncoreConfig,
@@ -108,22 +109,7 @@ class TwinApi:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle  # noqa: N815 - http.server's naming
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="twin-api", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> str:
-        self.thread.start()
-        return self.url
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        LoopbackServer.__init__(self, Handler, host, port, "twin-api")
 
     def dispatch(
         self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes | None

@@ -17,8 +17,9 @@ import sys
 import tarfile
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,6 +29,7 @@ from encore.clients import get_client
 from encore.config import EncoreConfig
 from encore.promotion import _s3_url
 from encore_local.errors import UsageError
+from encore_local.loopback import LoopbackServer
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPT = ROOT / "sagemaker" / "train.py"
@@ -49,8 +51,6 @@ def run_training(
     extra_channels: dict[str, Path] | None = None,
 ) -> TrainingResult:
     """``channels`` maps a channel to an S3 prefix of the lake (mirrored like SageMaker's File mode)."""
-    import time
-
     s3 = get_client("s3")
     bucket = config.resources.lake_bucket
     start = time.perf_counter()
@@ -123,12 +123,13 @@ def _import_inference(path: Path) -> ModuleType:
     return module
 
 
-class EndpointServer:
+class EndpointServer(LoopbackServer):
     """``InvokeEndpoint`` on loopback for every endpoint the twin's SageMaker API knows."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._models: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
+        self.predict_ms: list[float] = []  # time inside the model's handlers per invocation (benchmarks read it)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -148,6 +149,8 @@ class EndpointServer:
             def do_GET(self) -> None:
                 if self.path == "/ping":
                     self._send(200, b"", {})
+                elif self.path == "/timings":  # the twin's own: how long the model's handlers took
+                    self._send(200, json.dumps(server.predict_ms).encode(), {"Content-Type": "application/json"})
                 else:
                     self._send(404, b"", {})
 
@@ -161,22 +164,7 @@ class EndpointServer:
                 status, out, headers = server.invoke(unquote(parts[1]), body, self.headers)
                 self._send(status, out, headers)
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="endpoint", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> str:
-        self.thread.start()
-        return self.url
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        LoopbackServer.__init__(self, Handler, host, port, "endpoint")
 
     def model_data(self, endpoint: str) -> str:
         sm = get_client("sagemaker")
@@ -197,8 +185,10 @@ class EndpointServer:
             loaded = self._models.get(endpoint)
             if loaded is None or loaded.model_data != model_data:  # a deploy switched the endpoint's model
                 loaded = self._models[endpoint] = LoadedModel(model_data)
+        started = time.perf_counter()
         try:
             out = loaded.invoke(body, headers.get("Content-Type", "application/json"), headers.get("Accept", "*/*"))
+            self.predict_ms.append((time.perf_counter() - started) * 1000)
         except ValueError as exc:  # the container's "client error": SageMaker answers ModelError (424)
             return error(424, "ModelError", f"Received client error (400) from primary: {exc}")
         return (

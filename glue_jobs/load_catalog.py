@@ -12,22 +12,7 @@ from typing import Any
 
 from encore.config import LakePrefixes
 from encore_spark.io import decimal, parse_args, path_exists, register_table, spark_session, write_dynamodb
-from encore_spark.transforms import catalog_tracks
-
-AUDIO = (
-    "danceability",
-    "energy",
-    "key",
-    "loudness",
-    "mode",
-    "speechiness",
-    "acousticness",
-    "instrumentalness",
-    "liveness",
-    "valence",
-    "tempo",
-    "time_signature",
-)
+from encore_spark.transforms import AUDIO_FIELDS, catalog_tracks
 
 
 def to_item(row: dict[str, Any]) -> dict[str, Any]:
@@ -41,7 +26,7 @@ def to_item(row: dict[str, Any]) -> dict[str, Any]:
         "release_date": row["release_date"],
         "duration_ms": int(row["duration_ms"]),
         "explicit": bool(row["explicit"]),
-        "audio": {k: decimal(row[k]) if isinstance(row[k], float) else row[k] for k in AUDIO},
+        "audio": {k: decimal(row[k]) if isinstance(row[k], float) else row[k] for k in AUDIO_FIELDS},
         "popularity": int(row["popularity"] or 0),
     }
     if row.get("image_url"):

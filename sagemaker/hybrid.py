@@ -28,10 +28,12 @@ def minmax(x: np.ndarray) -> np.ndarray:
 
 def top_k(scores: np.ndarray, k: int, banned: np.ndarray | None = None) -> np.ndarray:
     """Indices of the k best scores, best first, never a banned index (exact)."""
-    s = scores.astype(np.float64, copy=True)
+    s, allowed = scores, scores.size
     if banned is not None and banned.size:
+        s = scores.copy()
         s[banned] = -np.inf
-    k = int(min(k, int(np.isfinite(s).sum())))
+        allowed -= np.unique(banned).size
+    k = int(min(k, allowed))
     if k <= 0:
         return np.empty(0, dtype=np.int64)
     part = np.argpartition(-s, k - 1)[:k]
@@ -51,7 +53,7 @@ class HybridModel:
 
     def __post_init__(self) -> None:
         self.index: dict[str, int] = {t: i for i, t in enumerate(self.track_ids.tolist())}
-        self._prior = minmax(np.log1p(self.popularity))
+        self._prior = minmax(np.log1p(self.popularity)).astype(self.item_cf.dtype)
         norms = np.linalg.norm(self.item_cf, axis=1, keepdims=True)
         self._cf_unit = self.item_cf / np.maximum(norms, 1e-12)
 
@@ -65,7 +67,7 @@ class HybridModel:
     # -- scores over the whole catalog ------------------------------------------------------------------------
 
     def cf_scores(self, vector: np.ndarray) -> np.ndarray:
-        return self.item_cf @ vector
+        return self.item_cf @ vector.astype(self.item_cf.dtype, copy=False)
 
     def content_scores(self, seed: int) -> np.ndarray:
         return self.content @ self.content[seed]
@@ -75,14 +77,14 @@ class HybridModel:
 
     # -- the three surfaces -----------------------------------------------------------------------------------
 
-    def home_scores(self, vector: np.ndarray) -> np.ndarray:
+    def home_scores(self, vector: np.ndarray, cf: np.ndarray | None = None) -> np.ndarray:
         """CF affinity (cold tracks through their regressed factors) blended with the popularity prior."""
         w = self.home_pop_weight
-        return (1.0 - w) * minmax(self.cf_scores(vector)) + w * self._prior
+        return (1.0 - w) * minmax(self.cf_scores(vector) if cf is None else cf) + w * self._prior
 
     def home(self, vector: np.ndarray, k: int, banned: np.ndarray) -> list[dict]:
         cf = self.cf_scores(vector)
-        scores = self.home_scores(vector)
+        scores = self.home_scores(vector, cf)
         return [
             {"track_id": self.track_ids[i], "score": float(scores[i]), "cf": float(cf[i]), "content": None}
             for i in top_k(scores, k, banned)
@@ -153,8 +155,9 @@ class HybridModel:
                 version=meta["version"],
                 track_ids=z["track_ids"],
                 artist_ids=z["artist_ids"],
-                item_cf=z["item_cf"].astype(np.float64),
-                content=z["content"].astype(np.float64),
+                # float32 as stored: half the memory, twice the speed of the per-request scan
+                item_cf=z["item_cf"],
+                content=z["content"],
                 popularity=z["popularity"].astype(np.float64),
                 warm=z["warm"],
                 home_pop_weight=float(meta.get("home_pop_weight", 0.2)),

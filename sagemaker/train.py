@@ -26,6 +26,7 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # script mode runs us from elsewhere
 
@@ -44,6 +45,8 @@ AUDIO = [
     "loudness",
 ]
 MS_PER_DAY = 86_400_000
+EVAL_BATCH = 256
+MAX_TRANSITIONS = 5_000
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -130,7 +133,8 @@ def fit_als(matrix: sp.csr_matrix, args: argparse.Namespace) -> tuple[np.ndarray
         random_state=args.seed,
         calculate_training_loss=False,
     )
-    model.fit(matrix, show_progress=False)
+    with threadpool_limits(1, "blas"):  # implicit parallelises itself; a BLAS thread pool beside it only contends
+        model.fit(matrix, show_progress=False)
     users, items = model.user_factors, model.item_factors
     if hasattr(users, "to_numpy"):
         users, items = users.to_numpy(), items.to_numpy()
@@ -207,17 +211,26 @@ def evaluate(tracks: pd.DataFrame, inter: pd.DataFrame, transitions: pd.DataFram
             truth[u] = {index[t] for t in g if t in index} - set(seen.get(u, np.empty(0)).tolist())
     truth = {u: s for u, s in truth.items() if s}
     k = max(KS)
-    pop_scores = model.popularity.astype(np.float64)
     content_profiles = {u: content[s].mean(axis=0) for u, s in seen.items() if s.size}
     recs: dict[str, dict[str, list[int]]] = {"popularity": {}, "cf_only": {}, "content_only": {}, "hybrid": {}}
-    for u in truth:
-        banned = seen.get(u, np.empty(0, dtype=np.int64))
-        v = user_f[users[u]]
-        recs["popularity"][u] = top_k(pop_scores, k, banned).tolist()
-        recs["cf_only"][u] = top_k(cf_only @ v, k, banned).tolist()
-        profile = content_profiles.get(u)
-        recs["content_only"][u] = top_k(content @ profile, k, banned).tolist() if profile is not None else []
-        recs["hybrid"][u] = top_k(model.home_scores(v), k, banned).tolist()
+    empty = np.empty(0, dtype=np.int64)
+    # Popularity ranks the same for everyone: rank once, then drop each listener's own tracks.
+    longest = max((s.size for s in seen.values()), default=0)
+    by_popularity = top_k(model.popularity, k + longest).tolist()
+    ordered = list(truth)
+    for start in range(0, len(ordered), EVAL_BATCH):  # one matrix product per batch of listeners
+        batch = ordered[start : start + EVAL_BATCH]
+        factors = user_f[[users[u] for u in batch]].astype(model.item_cf.dtype)
+        cf_batch, cf_only_batch = factors @ model.item_cf.T, factors @ cf_only.T.astype(factors.dtype)
+        profiles = np.stack([content_profiles.get(u, np.zeros(content.shape[1])) for u in batch])
+        content_batch = profiles @ content.T
+        for row, u in enumerate(batch):
+            banned = seen.get(u, empty)
+            own = set(banned.tolist())
+            recs["popularity"][u] = [i for i in by_popularity if i not in own][:k]
+            recs["cf_only"][u] = top_k(cf_only_batch[row], k, banned).tolist()
+            recs["content_only"][u] = top_k(content_batch[row], k, banned).tolist() if u in content_profiles else []
+            recs["hybrid"][u] = top_k(model.home_scores(factors[row], cf_batch[row]), k, banned).tolist()
     n = len(model.track_ids)
     home = {name: ranking_metrics(r, truth, n, model.popularity) for name, r in recs.items()}
     report: dict = {
@@ -240,7 +253,9 @@ def evaluate(tracks: pd.DataFrame, inter: pd.DataFrame, transitions: pd.DataFram
         pairs = [
             (index[a], index[b]) for a, b in zip(held["prev_track_id"], held["track_id"]) if a in index and b in index
         ]
-        pairs = pairs[:20_000]
+        if len(pairs) > MAX_TRANSITIONS:  # a fixed-seed sample keeps evaluation time bounded at any scale
+            keep = np.random.default_rng(args.seed).choice(len(pairs), MAX_TRANSITIONS, replace=False)
+            pairs = [pairs[i] for i in sorted(keep.tolist())]
 
         def item_cf(prev: int) -> list[int]:
             return top_k(model.cf_neighbour_scores(prev), 10, np.array([prev])).tolist()

@@ -168,6 +168,11 @@ class TwinServices:
         self._saved_env: dict[str, str | None] = {}
         self.resources: dict[str, list[str]] = {}
 
+    @property
+    def model_endpoint(self) -> EndpointServer | None:
+        """The twin's SageMaker endpoint server (benchmarks read its timings)."""
+        return self._endpoint
+
     def start(self) -> TwinEndpoints:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request is noise here
         try:

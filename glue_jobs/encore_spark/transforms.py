@@ -19,12 +19,15 @@ from encore.models import (
     MIN_TIMESTAMP_MS,
     PLAYED_OVER_DURATION_TOLERANCE_MS,
     Action,
+    AudioFeatures,
     Context,
     Source,
 )
 from encore.regions import ISO_3166_ALPHA2
 
 MS_PER_DAY = 86_400_000
+AUDIO_FIELDS = tuple(AudioFeatures.model_fields)  # the contract's audio features, in its order
+AUDIO_INTEGERS = ("key", "mode", "time_signature")
 MS_PER_HOUR = 3_600_000
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
@@ -300,17 +303,7 @@ def catalog_tracks(csv: DataFrame) -> tuple[DataFrame, DataFrame]:
     def opt(name: str) -> Column:
         return F.col(name) if name in cols else F.lit(None).cast("string")
 
-    numeric = [
-        "danceability",
-        "energy",
-        "loudness",
-        "speechiness",
-        "acousticness",
-        "instrumentalness",
-        "liveness",
-        "valence",
-        "tempo",
-    ]
+    numeric = [f for f in AUDIO_FIELDS if f not in AUDIO_INTEGERS]
     typed = csv.select(
         F.col("track_id"),
         F.col("track_name").alias("name"),
@@ -322,9 +315,7 @@ def catalog_tracks(csv: DataFrame) -> tuple[DataFrame, DataFrame]:
         F.col("duration_ms").cast("long").alias("duration_ms"),
         (F.lower(F.col("explicit").cast("string")) == "true").alias("explicit"),
         *[F.col(c).cast("double").alias(c) for c in numeric],
-        F.col("key").cast("int").alias("key"),
-        F.col("mode").cast("int").alias("mode"),
-        F.col("time_signature").cast("int").alias("time_signature"),
+        *[F.col(c).cast("int").alias(c) for c in AUDIO_INTEGERS],
         F.col("popularity").cast("int").alias("popularity"),
         F.coalesce(opt("lyrics"), F.lit("")).alias("lyrics"),
         opt("image_url").alias("image_url"),
