@@ -17,6 +17,7 @@ def main() -> None:
         raise SystemExit("loopback only")
     latencies: list[float] = []
     errors: list[int] = []
+    fallbacks: list[str] = []
     lock = threading.Lock()
     cursor = iter(range(len(paths)))
 
@@ -33,8 +34,10 @@ def main() -> None:
             elapsed = (time.perf_counter() - started) * 1000
             with lock:
                 latencies.append(elapsed)
-                if resp.status_code != 200 or resp.json().get("fallback"):
+                if resp.status_code != 200:
                     errors.append(resp.status_code)
+                elif resp.json().get("fallback"):
+                    fallbacks.append(resp.json().get("fallback_reason") or "")
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     started = time.perf_counter()
@@ -42,7 +45,8 @@ def main() -> None:
         t.start()
     for t in threads:
         t.join()
-    print(json.dumps({"latencies_ms": latencies, "errors": errors, "seconds": time.perf_counter() - started}))
+    seconds = time.perf_counter() - started
+    print(json.dumps({"latencies_ms": latencies, "errors": errors, "fallbacks": fallbacks, "seconds": seconds}))
 
 
 if __name__ == "__main__":

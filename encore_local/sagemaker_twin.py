@@ -33,6 +33,7 @@ from encore_local.loopback import LoopbackServer
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPT = ROOT / "sagemaker" / "train.py"
+RESOLVE_TTL_S = 5.0
 
 
 @dataclass
@@ -130,10 +131,14 @@ class EndpointServer(LoopbackServer):
         self._models: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
         self.predict_ms: list[float] = []  # time inside the model's handlers per invocation (benchmarks read it)
+        self._resolved: dict[str, tuple[str, float]] = {}  # endpoint -> (model data URL, valid until)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body leave in two writes: without this, Nagle's algorithm holds the body back until the
+            # client's delayed ACK (about 40 ms on Linux), on every keep-alive request.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet: one line per request is noise
                 return
@@ -167,10 +172,18 @@ class EndpointServer(LoopbackServer):
         LoopbackServer.__init__(self, Handler, host, port, "endpoint")
 
     def model_data(self, endpoint: str) -> str:
+        """The artifact behind an endpoint, re-resolved every few seconds (an update takes effect that soon,
+        as SageMaker's own updates do, without three API calls on every invocation)."""
+        now = time.monotonic()
+        cached = self._resolved.get(endpoint)
+        if cached and cached[1] > now:
+            return cached[0]
         sm = get_client("sagemaker")
         config_name = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
         variant = sm.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"][0]
-        return str(sm.describe_model(ModelName=variant["ModelName"])["PrimaryContainer"]["ModelDataUrl"])
+        url = str(sm.describe_model(ModelName=variant["ModelName"])["PrimaryContainer"]["ModelDataUrl"])
+        self._resolved[endpoint] = (url, now + RESOLVE_TTL_S)
+        return url
 
     def invoke(self, endpoint: str, body: bytes, headers: Any) -> tuple[int, bytes, dict[str, str]]:
         def error(status: int, kind: str, message: str) -> tuple[int, bytes, dict[str, str]]:
