@@ -21,6 +21,7 @@ from encore.models import (
     Action,
     AudioFeatures,
     Context,
+    ListeningEvent,
     Source,
 )
 from encore.regions import ISO_3166_ALPHA2
@@ -33,43 +34,13 @@ UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 GLOBAL = "GLOBAL"
 
-# Raw events are read with every field as text, so that a wrong type becomes a reason instead of a null.
+# The event contract's fields, in its order: raw events are read with every field as text, so that a wrong
+# type becomes a reason instead of a null; curated rows add their event date.
+EVENT_FIELDS = tuple(ListeningEvent.model_fields)
 RAW_EVENT_SCHEMA = T.StructType(
-    [
-        T.StructField(name, T.StringType())
-        for name in (
-            "event_id",
-            "user_id",
-            "track_id",
-            "action",
-            "timestamp",
-            "played_ms",
-            "track_duration_ms",
-            "session_id",
-            "region",
-            "source",
-            "context",
-            "recommendation_id",
-        )
-    ]
-    + [T.StructField("_corrupt_record", T.StringType())]
+    [T.StructField(name, T.StringType()) for name in EVENT_FIELDS] + [T.StructField("_corrupt_record", T.StringType())]
 )
-
-CURATED_COLUMNS = [
-    "event_id",
-    "user_id",
-    "track_id",
-    "action",
-    "timestamp",
-    "played_ms",
-    "track_duration_ms",
-    "session_id",
-    "region",
-    "source",
-    "context",
-    "recommendation_id",
-    "dt",
-]
+CURATED_COLUMNS = [*EVENT_FIELDS, "dt"]
 
 
 def _as_long(col: str) -> Column:
@@ -83,7 +54,7 @@ def validate_events(raw: DataFrame, now_ms: int, keep: Sequence[str] = ()) -> tu
     The rules are those of ``encore.models.ListeningEvent``; the API applies them first, this is the lake's
     defence against anything that reached the raw zone another way.
     """
-    fields = [f.name for f in RAW_EVENT_SCHEMA.fields if f.name != "_corrupt_record"]
+    fields = list(EVENT_FIELDS)
     typed = raw.select(
         "*",
         _as_long("timestamp").alias("_ts"),
