@@ -54,12 +54,29 @@ def load_job(name: str) -> ModuleType:
     return module
 
 
+# Spark's Python workers run with the environment of the JVM, which outlives a SparkContext: a session started
+# while one twin ran would send later jobs' workers to that twin's ports. So the variables that say where AWS
+# and the cache are go to the workers explicitly (spark.executorEnv), and new values mean a new session.
+_WORKER_VARIABLES = (
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "ENCORE_CACHE_URL", "AWS_DEFAULT_REGION", "AWS_REGION",
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+)  # fmt: skip
+_sessions: dict[str, Any] = {}
+
+
 def local_spark() -> Any:
-    """One local session per process, sized for this machine (the jobs' getOrCreate picks it up)."""
+    """One local session per set of endpoints, sized for this machine (the jobs' getOrCreate picks it up)."""
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers run this interpreter, with our packages
-    return (
+    worker_env = {name: os.environ[name] for name in _WORKER_VARIABLES if name in os.environ}
+    key = json.dumps(worker_env, sort_keys=True)
+    if key in _sessions:
+        return _sessions[key]
+    for stale in _sessions.values():
+        stale.stop()
+    _sessions.clear()
+    builder = (
         SparkSession.builder.master("local[2]")
         .appName("encore-twin")
         .config("spark.driver.memory", "6g")
@@ -69,8 +86,11 @@ def local_spark() -> Any:
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
         .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=ERROR")
-        .getOrCreate()
     )
+    for name, value in worker_env.items():
+        builder = builder.config(f"spark.executorEnv.{name}", value)
+    _sessions[key] = builder.getOrCreate()
+    return _sessions[key]
 
 
 def _list(bucket: str, prefix: str) -> dict[str, str]:

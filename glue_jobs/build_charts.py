@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from encore.config import LakePrefixes
-from encore_spark.io import parse_args, path_exists, register_table, spark_session, write_dynamodb
+from encore_spark.io import parse_args, read_curated, register_table, spark_session, write_dynamodb
 from encore_spark.transforms import MS_PER_DAY, MS_PER_HOUR, top_charts, trending
 
 HOURS_BACK = 48  # hourly charts recomputed each run
@@ -40,13 +40,11 @@ def main(argv: Sequence[str]) -> dict[str, int]:
     args = parse_args(argv)
     spark = spark_session("encore-build-charts")
     config = args.config
-    curated = args.path(config.lake.curated_events)
-    if not path_exists(spark, curated):
+    events = read_curated(spark, args, days=15)  # two trending weeks and a day of slack
+    if events is None:
         print("build_charts: no curated events yet; nothing to do")
         return {}
     run_ms, size, qualifying = args.run_ms, config.serving.chart_size, config.session.qualifying_play_ms
-    first_day = datetime.fromtimestamp(run_ms / 1000, UTC).date() - timedelta(days=15)
-    events = spark.read.parquet(curated).where(F.col("dt") >= first_day.isoformat()).cache()
     hour_start = run_ms - run_ms % MS_PER_HOUR
     day_start = run_ms - run_ms % MS_PER_DAY
     charts = (

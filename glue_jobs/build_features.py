@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-
-from pyspark.sql import functions as F
 
 from encore.config import LakePrefixes
-from encore_spark.io import parse_args, path_exists, register_table, spark_session
+from encore_spark.io import parse_args, read_curated, register_table, spark_session
 from encore_spark.transforms import interactions, track_stats, transitions, user_stats
 
 DESCRIPTIONS = {
@@ -29,12 +26,10 @@ def main(argv: Sequence[str]) -> dict[str, int]:
     args = parse_args(argv)
     spark = spark_session("encore-build-features")
     config = args.config
-    curated = args.path(config.lake.curated_events)
-    if not path_exists(spark, curated):
+    events = read_curated(spark, args, config.rating.window_days)
+    if events is None:
         print("build_features: no curated events yet; nothing to do")
         return {}
-    first_day = datetime.fromtimestamp(args.run_ms / 1000, UTC).date() - timedelta(days=config.rating.window_days)
-    events = spark.read.parquet(curated).where(F.col("dt") >= first_day.isoformat()).cache()
     qualifying = config.session.qualifying_play_ms
     tables = {
         "interactions": interactions(events, args.run_ms, config.rating),

@@ -11,11 +11,12 @@ import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from encore.clients import get_client, get_resource
@@ -87,6 +88,16 @@ def path_exists(spark: SparkSession, path: str) -> bool:
     conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
     p = jvm.org.apache.hadoop.fs.Path(path)
     return bool(p.getFileSystem(conf).exists(p))
+
+
+def read_curated(spark: SparkSession, args: JobArgs, days: int) -> DataFrame | None:
+    """Curated events of the ``days`` event dates up to the run (cached: every job reads them several times),
+    or None before the first curation."""
+    curated = args.path(args.config.lake.curated_events)
+    if not path_exists(spark, curated):
+        return None
+    first_day = datetime.fromtimestamp(args.run_ms / 1000, UTC).date() - timedelta(days=days)
+    return spark.read.parquet(curated).where(F.col("dt") >= first_day.isoformat()).cache()
 
 
 # -- Glue Data Catalog ---------------------------------------------------------------------------------------
