@@ -81,14 +81,14 @@ def measure(config: EncoreConfig, params: SimulationParams, tmp: Path, model_url
             home = [f"/v1/users/{u}/recommendations" for u in batch]
             nxt = [f"/v1/users/{u}/next?track_id={tracks[int(rng.integers(len(tracks)))]}" for u in batch]
             for name, paths in (("home_uncached", home), ("home_cached", home), ("next_uncached", nxt)):
-                handler_mark, predict_mark = len(server.timing.handler_ms), len(predict_ms(model_url))
+                handler_mark, predict_mark = len(server.handler_ms), len(predict_ms(model_url))
                 got = load(url, paths, clients)
                 results[f"{name}@{clients}"] = {
                     "requests": len(paths),
                     "errors": len(got["errors"]),
                     "fallbacks": len(got["fallbacks"]),
                     "client": pct(got["latencies_ms"]),
-                    "handler": pct(server.timing.handler_ms[handler_mark:]),
+                    "handler": pct(server.handler_ms[handler_mark:]),
                     "model_predict": pct(predict_ms(model_url)[predict_mark:]),
                     "requests_per_second": len(paths) / got["seconds"],
                 }

@@ -18,7 +18,7 @@ from constructs import Construct
 
 from cdk_app.bundling import ROOT
 from cdk_app.iam import allow_log_groups, allow_metrics
-from encore.config import EncoreConfig
+from encore.config import EncoreConfig, runtime_values
 from encore.pipeline import GLUE_JOBS, PipelineStep, job_name
 
 GLUE_VERSION = "5.1"
@@ -35,7 +35,6 @@ class FeaturesConstruct(Construct):
         config: EncoreConfig,
         bucket: s3.IBucket,
         key: kms.IKey,
-        tables: dict[str, str],
         table_arns: list[str],
     ) -> None:
         super().__init__(scope, id)
@@ -54,15 +53,7 @@ class FeaturesConstruct(Construct):
             self, "SharedLibrary", path=str(ROOT / "layers" / "shared"), exclude=["*.egg-info", "__pycache__"]
         )
         library.grant_read(self.role)
-        runtime_config = json.dumps(
-            {
-                "stage": config.stage,
-                "resources": {**config.resources.model_dump(), "lake_bucket": bucket.bucket_name, **tables},
-                "lake": config.lake.model_dump(),
-                "rating": config.rating.model_dump(),
-                "serving": config.serving.model_dump(),
-            }
-        )
+        runtime_config = json.dumps(runtime_values(config, {"lake_bucket": bucket.bucket_name}))
         self.jobs: dict[str, glue.CfnJob] = {
             step.name: self._build_job(step, library, runtime_config) for step in GLUE_JOBS
         }

@@ -68,7 +68,6 @@ class EncoreStack(Stack):
             config=config,
             bucket=self.lake.bucket,
             key=self.key,
-            tables={},
             table_arns=[self.tables.tracks.table_arn, self.tables.users.table_arn, self.tables.charts.table_arn],
         )
         self.model = ModelConstruct(

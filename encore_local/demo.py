@@ -23,15 +23,14 @@ from encore_local.lake import import_simulation
 from encore_local.pipeline import run_pipeline
 from encore_local.report import render_summary
 from encore_local.simulator import SimulationParams, simulate
-from encore_local.simulator.listeners import load_ground_truth
+from encore_local.simulator.listeners import GroundTruth, load_ground_truth
 from encore_local.simulator.world import GENRES
 from encore_local.twin import TwinServices
 
 SAMPLE_LISTENERS = 3
 
 
-def _taste(sim_dir: Path, user_id: str) -> str:
-    truth = load_ground_truth(sim_dir / "ground_truth.npz")
+def _taste(truth: GroundTruth, user_id: str) -> str:
     row = truth.genre_norm[int(np.flatnonzero(truth.user_ids == user_id)[0])]
     top = np.argsort(-row)[:3]
     return ", ".join(f"{GENRES[g].name} {row[g]:.2f}" for g in top)
@@ -42,12 +41,13 @@ def _samples(config: EncoreConfig, sim_dir: Path) -> list[str]:
     events = pd.concat(pd.read_json(p, lines=True, convert_dates=False) for p in sorted((sim_dir / "events").glob("*")))
     tracks = pd.read_csv(sim_dir / "catalog/tracks.csv", usecols=["track_id", "track_genre", "sub_genre"])
     genre = dict(zip(tracks["track_id"], tracks["track_genre"] + "/" + tracks["sub_genre"], strict=True))
+    truth = load_ground_truth(sim_dir / "ground_truth.npz")
     lines = []
     for user in events["user_id"].value_counts().index[:SAMPLE_LISTENERS]:
         event = rest_event("GET", f"/v1/users/{user}/recommendations", resource="/v1/users/{user_id}/recommendations",
                            path_parameters={"user_id": user}, query=[("limit", "5")], api_key="demo")  # fmt: skip
         body: dict[str, Any] = json.loads(api.lambda_handler(event, LambdaContext("api"))["body"])
-        lines.append(f"  {user} (true taste: {_taste(sim_dir, user)}), model {body['model_version']}:")
+        lines.append(f"  {user} (true taste: {_taste(truth, user)}), model {body['model_version']}:")
         for item in body["items"]:
             lines.append(f"    {item['name']} - {item['artist_name']} [{genre.get(item['track_id'], '?')}]")
     return lines

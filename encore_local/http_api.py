@@ -12,7 +12,6 @@ import base64
 import json
 import threading
 import time
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from types import ModuleType
 from typing import Any
@@ -46,16 +45,6 @@ class TokenBucket:
             return False
 
 
-@dataclass
-class Timing:
-    """Where a request's time went (the API benchmark reads these)."""
-
-    handler_ms: list[float]
-
-    def __init__(self) -> None:
-        self.handler_ms = []
-
-
 class TwinApi(LoopbackServer):
     def __init__(
         self,
@@ -79,7 +68,7 @@ class TwinApi(LoopbackServer):
         self.buckets = {
             key: TokenBucket(rate or deploy.api_rate_limit, burst or deploy.api_burst_limit) for key in self.api_keys
         }
-        self.timing = Timing()
+        self.handler_ms: list[float] = []  # time inside the handlers, per request (the API benchmark reads it)
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -141,7 +130,7 @@ class TwinApi(LoopbackServer):
         started = time.perf_counter()
         # Concurrent requests run side by side, like concurrent Lambda instances (sharing this process's caches).
         result = handler.lambda_handler(event, LambdaContext(route.function))
-        self.timing.handler_ms.append((time.perf_counter() - started) * 1000)
+        self.handler_ms.append((time.perf_counter() - started) * 1000)
         out_headers = {k: v[-1] for k, v in (result.get("multiValueHeaders") or {}).items()}
         out_headers.update(result.get("headers") or {})
         raw = result.get("body") or ""

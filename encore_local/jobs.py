@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 
 from encore.clients import get_client
-from encore.config import EncoreConfig
+from encore.config import EncoreConfig, runtime_values
 from encore.pipeline import GLUE_JOBS
 from encore_local.errors import UsageError
 
@@ -134,8 +134,7 @@ def _sync_up(bucket: str, prefix: str, root: Path) -> tuple[int, int]:
 
 def job_arguments(config: EncoreConfig, **values: Any) -> list[str]:
     """The job's arguments as Glue passes them (``--name value``)."""
-    runtime = {k: v for k, v in config.model_dump(mode="json").items() if k not in ("deploy", "cache_url")}
-    argv = ["--encore_config", json.dumps(runtime)]
+    argv = ["--encore_config", json.dumps(runtime_values(config))]
     for key, value in values.items():
         if value is not None:
             argv += [f"--{key}", str(value)]

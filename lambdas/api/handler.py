@@ -122,6 +122,13 @@ def _report(route: str, outcome: Outcome, response: RecommendationResponse, star
         )
 
 
+def _recommend(surface: Surface, user_id: str | None, seed: str | None, opts: Options) -> RecommendationResponse:
+    started = time.perf_counter()
+    response, outcome = recommend(deps, surface, user_id, seed, opts)
+    _report(surface.value, outcome, response, started)
+    return response
+
+
 @app.get("/v1/health")
 def handle_get_health() -> dict[str, str]:
     return {"status": "ok", "stage": config.stage, "serving_version": deps.serving_version}
@@ -132,10 +139,7 @@ def handle_get_health() -> dict[str, str]:
 def handle_get_recommendations(
     user_id: UserId, limit: Limit = 20, exclude_played: ExcludePlayed = True, max_per_artist: MaxPerArtist | None = None
 ) -> RecommendationResponse:
-    started = time.perf_counter()
-    response, outcome = recommend(deps, Surface.HOME, user_id, None, _options(limit, exclude_played, max_per_artist))
-    _report("home", outcome, response, started)
-    return response
+    return _recommend(Surface.HOME, user_id, None, _options(limit, exclude_played, max_per_artist))
 
 
 @app.get("/v1/users/<user_id>/next", responses=answers(RecommendationResponse, 400, 404))
@@ -147,11 +151,7 @@ def handle_get_next(
     exclude_played: ExcludePlayed = True,
     max_per_artist: MaxPerArtist | None = None,
 ) -> RecommendationResponse:
-    started = time.perf_counter()
-    opts = _options(limit, exclude_played, max_per_artist)
-    response, outcome = recommend(deps, Surface.NEXT, user_id, track_id, opts)
-    _report("next", outcome, response, started)
-    return response
+    return _recommend(Surface.NEXT, user_id, track_id, _options(limit, exclude_played, max_per_artist))
 
 
 @app.get("/v1/tracks/<track_id>/similar", responses=answers(RecommendationResponse, 400, 404))
@@ -159,10 +159,7 @@ def handle_get_next(
 def handle_get_similar(
     track_id: TrackId, limit: Limit = 20, max_per_artist: MaxPerArtist | None = None
 ) -> RecommendationResponse:
-    started = time.perf_counter()
-    response, outcome = recommend(deps, Surface.SIMILAR, None, track_id, _options(limit, False, max_per_artist))
-    _report("similar", outcome, response, started)
-    return response
+    return _recommend(Surface.SIMILAR, None, track_id, _options(limit, False, max_per_artist))
 
 
 @app.get("/v1/tracks/<track_id>", responses=answers(TrackView, 400, 404))

@@ -232,22 +232,22 @@ class EncoreConfig(BaseSettings):
         return cls()  # pydantic-settings fills the fields from the environment
 
 
+def runtime_values(config: EncoreConfig, resources: dict[str, str] | None = None) -> dict[str, Any]:
+    """The configuration the runtimes read (the deploy settings are the CDK app's alone), with resource names
+    known only at deploy time (``resources``: the CDK app passes the bucket's token) put in."""
+    values = config.model_dump(mode="json", exclude={"deploy", "cache_url"})
+    values["resources"] |= resources or {}
+    return values
+
+
 def runtime_environment(config: EncoreConfig, resources: dict[str, str] | None = None) -> dict[str, str]:
     """The ``ENCORE_*`` variables a function needs for ``EncoreConfig.from_env`` (deploy settings excluded).
 
     ``resources`` overrides names known only at deploy time (the CDK app passes the bucket's token).
     """
-    names = config.resources.model_dump() | (resources or {})
     env = {
-        "ENCORE_STAGE": config.stage,
-        "ENCORE_PROJECT": config.project,
-        "ENCORE_REGION": config.region,
-        "ENCORE_RESOURCES": json.dumps(names),
-        "ENCORE_LAKE": config.lake.model_dump_json(),
-        "ENCORE_WEIGHTS": config.weights.model_dump_json(),
-        "ENCORE_RATING": config.rating.model_dump_json(),
-        "ENCORE_SESSION": config.session.model_dump_json(),
-        "ENCORE_SERVING": config.serving.model_dump_json(),
+        f"ENCORE_{key.upper()}": value if isinstance(value, str) else json.dumps(value)
+        for key, value in runtime_values(config, resources).items()
     }
     if config.cache_url:
         env["ENCORE_CACHE_URL"] = config.cache_url

@@ -77,6 +77,7 @@ def update_listeners(events: Sequence[ListeningEvent], deps: IngestDeps) -> dict
         degraded.add("cache")
 
     qualifying = [e for e in events if is_qualifying_play(e.action.value, e.played_ms, config.session)]
+    qualifying_ids = {e.event_id for e in qualifying}
     sessions_updated = 0
     if qualifying and "cache" not in degraded:
         try:
@@ -85,7 +86,7 @@ def update_listeners(events: Sequence[ListeningEvent], deps: IngestDeps) -> dict
             vectors = {}
             degraded.add("tracks")
         for user, user_events in by_user.items():
-            plays = [e for e in user_events if e in qualifying and e.track_id in vectors]
+            plays = [e for e in user_events if e.event_id in qualifying_ids and e.track_id in vectors]
             if not plays:
                 continue  # tracks the model has not seen leave the session vector as it was
             try:
