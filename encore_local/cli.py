@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = api_sub.add_parser("serve", help="serve the API until Ctrl-C (needs a running twin: encore twin up)")
     serve.add_argument("--port", type=_non_negative_int, default=8080, help="loopback port (default: %(default)s)")
     serve.add_argument("--stage", choices=["local", "dev", "prod"], default="local")
+    serve.add_argument("--workers", type=_positive_int, default=2, help="API processes (default: %(default)s)")
     serve.add_argument("--state-dir", type=Path, default=Path(".encore"), help="the running twin's state folder")
 
     demo = sub.add_parser("demo", help="run what Encore has end to end on one machine and report")
@@ -180,7 +181,7 @@ def _api(args: argparse.Namespace) -> None:
     from encore_local.http_api import DEFAULT_API_KEY, TwinApi
 
     _use_twin(args.state_dir)
-    server = TwinApi(EncoreConfig.for_stage(args.stage), port=args.port)
+    server = TwinApi(EncoreConfig.for_stage(args.stage), port=args.port, workers=args.workers)
     url = server.start()
     print(f"API at {url}/v1 (key: x-api-key: {DEFAULT_API_KEY}); OpenAPI at {url}/v1/openapi.json; Ctrl-C stops")
     try:

@@ -4,12 +4,23 @@ the very same Lambda handlers, enforcing the API key and the usage plan's thrott
 Routes come from ``encore.routes.ROUTES`` (the table the CDK app builds API Gateway from). Answers API Gateway
 gives itself are reproduced: 403 ``{"message": "Forbidden"}`` without a valid key, 429 ``{"message": "Too Many
 Requests"}`` past the throttle, 404/405 ``Missing Authentication Token`` for unknown routes.
+
+Each process keeps ``instances`` warm copies of every function, each serving one request at a time as a Lambda
+instance does. With ``workers`` > 1 the same port is served by that many processes (SO_REUSEPORT), so the
+instances are spread over several interpreters (and GILs); each process has its own clients and its own
+share of the usage plan's rate. Every answer carries the time spent inside
+the handler in ``x-twin-handler-ms`` (the twin's stand-in for API Gateway's IntegrationLatency metric).
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
+import os
+import queue
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
@@ -56,19 +67,28 @@ class TwinApi(LoopbackServer):
         rate: float | None = None,
         burst: int | None = None,
         quiet: bool = True,
+        workers: int = 1,
+        instances: int = 4,
+        shared_port: bool = False,
     ) -> None:
         self.config = config
+        self.workers = max(1, workers)
+        self.instance_count = max(1, instances)
+        self.extra: list[subprocess.Popen[str]] = []
         self.api_keys = set(api_keys)
-        self.handlers: dict[str, ModuleType] = {
-            name: load_handler(name, config, quiet=quiet) for name in sorted({r.function for r in ROUTES})
-        }
+        # Warm "Lambda instances": each is the handler module loaded on its own (its own resolver, its own
+        # caches) and serves one request at a time, as an instance does; a request takes whichever is free.
+        self.instances: dict[str, queue.Queue[ModuleType]] = {}
+        for name in sorted({r.function for r in ROUTES}):
+            self.instances[name] = queue.Queue()
+            for _ in range(self.instance_count):
+                self.instances[name].put(load_handler(name, config, quiet=quiet))
         self.templates = [r.path for r in ROUTES]
         self.by_path: dict[str, Route] = {r.path: r for r in ROUTES}
         deploy = config.deploy
-        self.buckets = {
-            key: TokenBucket(rate or deploy.api_rate_limit, burst or deploy.api_burst_limit) for key in self.api_keys
-        }
-        self.handler_ms: list[float] = []  # time inside the handlers, per request (the API benchmark reads it)
+        self.rate = (rate or deploy.api_rate_limit) / self.workers
+        self.burst = max(1, (burst or deploy.api_burst_limit) // self.workers)
+        self.buckets = {key: TokenBucket(self.rate, self.burst) for key in self.api_keys}
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -101,7 +121,37 @@ class TwinApi(LoopbackServer):
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle  # noqa: N815 - http.server's naming
 
-        LoopbackServer.__init__(self, Handler, host, port, "twin-api")
+        LoopbackServer.__init__(self, Handler, host, port, "twin-api", shared_port=shared_port or self.workers > 1)
+
+    def start(self) -> str:
+        url = super().start()
+        port = str(self.httpd.server_address[1])
+        for _ in range(self.workers - 1):
+            ready_r, ready_w = os.pipe()  # the worker says "ready" here; its stdout is this process's
+            args = ["--port", port, "--stage", self.config.stage, "--rate", str(self.rate), "--burst", str(self.burst),
+                    "--ready-fd", str(ready_w), "--instances", str(self.instance_count)]  # fmt: skip
+            for key in sorted(self.api_keys):
+                args += ["--api-key", key]
+            proc = subprocess.Popen([sys.executable, "-m", "encore_local.http_api", *args], stdin=subprocess.PIPE,
+                                    pass_fds=(ready_w,), text=True, env=os.environ.copy())  # fmt: skip
+            os.close(ready_w)
+            self.extra.append(proc)
+            with os.fdopen(ready_r) as ready:
+                if ready.readline().strip() != "ready":
+                    self.stop()
+                    raise RuntimeError("an API worker process did not start")
+        return url
+
+    def stop(self) -> None:
+        for proc in self.extra:
+            if proc.stdin is not None:
+                proc.stdin.close()  # a worker stops when its parent's pipe closes
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.extra.clear()
+        super().stop()
 
     def dispatch(
         self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes | None
@@ -126,13 +176,41 @@ class TwinApi(LoopbackServer):
                 return 429, {"message": "Too Many Requests"}, {}
         event = rest_event(method, path, resource=template, path_parameters=params, query=parse_qsl(url.query),
                            headers=headers, body=body, stage=self.config.stage, api_key=key)  # fmt: skip
-        handler = self.handlers[route.function]
-        started = time.perf_counter()
-        # Concurrent requests run side by side, like concurrent Lambda instances (sharing this process's caches).
-        result = handler.lambda_handler(event, LambdaContext(route.function))
-        self.handler_ms.append((time.perf_counter() - started) * 1000)
+        pool = self.instances[route.function]
+        handler = pool.get()  # waits for a free instance, as API Gateway waits for Lambda to scale
+        try:
+            started = time.perf_counter()
+            result = handler.lambda_handler(event, LambdaContext(route.function))
+            inside_ms = (time.perf_counter() - started) * 1000
+        finally:
+            pool.put(handler)
         out_headers = {k: v[-1] for k, v in (result.get("multiValueHeaders") or {}).items()}
         out_headers.update(result.get("headers") or {})
+        out_headers["x-twin-handler-ms"] = f"{inside_ms:.3f}"
         raw = result.get("body") or ""
         data = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
         return int(result["statusCode"]), data, out_headers
+
+
+def _worker(argv: list[str]) -> None:
+    """One more process serving a TwinApi's port; it stops when the parent closes its stdin."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--stage", required=True)
+    ap.add_argument("--rate", type=float, required=True)
+    ap.add_argument("--burst", type=int, required=True)
+    ap.add_argument("--api-key", action="append", default=[])
+    ap.add_argument("--ready-fd", type=int, required=True)
+    ap.add_argument("--instances", type=int, required=True)
+    args = ap.parse_args(argv)
+    server = TwinApi(EncoreConfig.for_stage(args.stage), api_keys=tuple(args.api_key), port=args.port,
+                     rate=args.rate, burst=args.burst, instances=args.instances, shared_port=True)  # fmt: skip
+    server.start()
+    with os.fdopen(args.ready_fd, "w") as ready:
+        ready.write("ready\n")
+    sys.stdin.read()
+    server.stop()
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1:])

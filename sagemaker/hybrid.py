@@ -86,7 +86,13 @@ class HybridModel:
         cf = self.cf_scores(vector)
         scores = self.home_scores(vector, cf)
         return [
-            {"track_id": self.track_ids[i], "score": float(scores[i]), "cf": float(cf[i]), "content": None}
+            {
+                "track_id": self.track_ids[i],
+                "artist_id": self.artist_ids[i],
+                "score": float(scores[i]),
+                "cf": float(cf[i]),
+                "content": None,
+            }
             for i in top_k(scores, k, banned)
         ]
 
@@ -114,6 +120,7 @@ class HybridModel:
         return [
             {
                 "track_id": self.track_ids[union[j]],
+                "artist_id": self.artist_ids[union[j]],
                 "score": float(blended[j]),
                 "cf": float(cf_n[j]),
                 "content": float(content_n[j]),

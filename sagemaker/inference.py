@@ -106,7 +106,10 @@ def predict_fn(request: dict[str, Any], model: HybridModel) -> dict[str, Any]:
             items = model.next(seed, vector, k, banned, w["cf"], w["content"])
         else:
             items = model.similar(seed, k, banned, w["cf"], w["content"])
-    return {"items": [{**item, "track_id": str(item["track_id"])} for item in items], "model_version": model.version}
+    return {
+        "items": [{**item, "track_id": str(item["track_id"]), "artist_id": str(item["artist_id"])} for item in items],
+        "model_version": model.version,
+    }
 
 
 def output_fn(prediction: dict[str, Any], accept: str = JSON) -> str:

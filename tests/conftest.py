@@ -53,4 +53,4 @@ def served_lake(twin: TwinEndpoints, small_sim: tuple[Path, SimulationSummary]) 
     import_simulation(config, small_sim[0], progress=False)
     run = run_pipeline(config, run_time=SERVED_RUN_TIME, lookback_days=0, job_name="serving-test")
     assert run.promoted, run.state.get("gate")
-    return {"config": config, "run": run, "sim": small_sim[0]}
+    return {"config": config, "run": run, "sim": small_sim[0], "twin": twin}

@@ -9,8 +9,9 @@ then on talks to the twin; nothing in the application code knows.
 from __future__ import annotations
 
 import contextlib
-import logging
+import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -22,7 +23,9 @@ from types import TracebackType
 from typing import Any, Literal
 
 import redis
-from moto.server import ThreadedMotoServer
+import requests
+from cheroot import wsgi
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from encore.clients import reset_clients
 from encore.config import EncoreConfig
@@ -64,6 +67,80 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOOPBACK, 0))
         return int(s.getsockname()[1])
+
+
+FAULTS_PATH = "/_encore/faults"
+
+
+class FaultInjector:
+    """WSGI middleware in front of moto: answers a share of one service's calls as AWS does when it throttles.
+
+    ``POST /_encore/faults`` with ``{"DynamoDB": 0.5}`` throttles half the calls whose ``X-Amz-Target`` starts
+    with ``DynamoDB`` (``{}`` clears every fault); the clients see the very error AWS sends, so their retries,
+    backoff and the application's fallbacks run as they would. Faults live in the twin's process, so they reach
+    every process using it (the API's workers, Spark's).
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.shares: dict[str, float] = {}
+        self.injected: dict[str, int] = {}
+        self._random = random.Random(7)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == FAULTS_PATH:
+            return self._control(environ, start_response)
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        for prefix, share in self.shares.items():
+            if target.startswith(prefix) and self._random.random() < share:
+                self.injected[prefix] = self.injected.get(prefix, 0) + 1
+                body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{THROTTLED}",
+                                   "message": "The level of configured provisioned throughput for the table was "
+                                              "exceeded (injected by the twin)"}).encode()  # fmt: skip
+                start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0"),
+                                                   ("x-amzn-ErrorType", THROTTLED),
+                                                   ("Content-Length", str(len(body)))])  # fmt: skip
+                return [body]
+        return self.app(environ, start_response)
+
+    def _control(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("REQUEST_METHOD") == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            wanted = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            self.shares = {str(k): float(v) for k, v in wanted.items()}
+        body = json.dumps({"shares": self.shares, "injected": self.injected}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+THROTTLED = "ProvisionedThroughputExceededException"
+
+
+def set_faults(aws_endpoint: str, shares: dict[str, float]) -> dict[str, Any]:
+    """Set the twin's injected faults (``{}`` clears them); returns what was injected so far."""
+    resp = requests.post(aws_endpoint + FAULTS_PATH, json=shares, timeout=10)
+    resp.raise_for_status()
+    return resp.json()  # type: ignore[no-any-return]
+
+
+class _MotoServer:
+    """moto's AWS APIs served by cheroot: HTTP/1.1 keep-alive and a thread pool. (moto's own server, werkzeug's
+    development server, closes the connection after every answer, so each AWS call paid a TCP connect and a
+    new thread; on the serving path that was a tenth of the CPU.)"""
+
+    def __init__(self, threads: int = 16) -> None:
+        self.faults = FaultInjector(DomainDispatcherApplication(create_backend_app))
+        self.server = wsgi.Server((LOOPBACK, 0), self.faults, numthreads=threads, server_name="encore-twin")
+        self.thread = threading.Thread(target=self.server.serve, name="moto", daemon=True)
+
+    def start(self) -> str:
+        self.server.prepare()
+        self.thread.start()
+        return f"http://{LOOPBACK}:{self.server.bind_addr[1]}"
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.thread.join(5)
 
 
 class _RedisServerProcess:
@@ -162,7 +239,7 @@ class TwinServices:
         self.cache_preference = cache
         self.export_env = export_env
         self.endpoints: TwinEndpoints | None = None
-        self._moto: ThreadedMotoServer | None = None
+        self._moto: _MotoServer | None = None
         self._redis: _RedisServerProcess | _FakeRedisServer | None = None
         self._endpoint: EndpointServer | None = None
         self._saved_env: dict[str, str | None] = {}
@@ -174,15 +251,13 @@ class TwinServices:
         return self._endpoint
 
     def start(self) -> TwinEndpoints:
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request is noise here
         try:
-            self._moto = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
-            self._moto.start()
-            host, port = self._moto.get_host_and_port()
+            self._moto = _MotoServer()
+            aws_url = self._moto.start()
             cache_url, kind = self._start_cache()
             self._endpoint = EndpointServer(LOOPBACK)
             model_url = self._endpoint.start()
-            self.endpoints = TwinEndpoints(f"http://{host}:{port}", cache_url, kind, self.config.region, model_url)
+            self.endpoints = TwinEndpoints(aws_url, cache_url, kind, self.config.region, model_url)
             if self.export_env:
                 self._export(self.endpoints.environment())
             self.resources = provision(self.config)

@@ -25,9 +25,10 @@ from encore.http import json_response, register_error_handlers
 from encore.model_client import ModelClient
 from encore.models import ErrorBody, ProfileUpdate, RecommendationResponse, Surface
 from encore.observability import NAMESPACE, SERVICE, logger, metrics, tracer
+from encore.profiles import ProfileStore
 from encore.recommend import GLOBAL, Options, Outcome, ServingDeps, recommend, track_metadata
 from encore.regions import ISO_3166_ALPHA2
-from encore.stores import ChartStore, ProfileStore, ProfileWriter, TrackStore
+from encore.stores import ChartStore, TrackStore
 
 config = EncoreConfig.from_env()
 deps = ServingDeps(
@@ -39,7 +40,6 @@ deps = ServingDeps(
     model=ModelClient(config.resources.endpoint_name, config.serving.endpoint_timeout_ms, config.region),
     now_ms=lambda: int(time.time() * 1000),
 )
-profiles = ProfileWriter(config.resources.users_table, config.region)
 app = APIGatewayRestResolver(enable_validation=True)
 app.configure_openapi(
     title="Encore API",
@@ -65,7 +65,11 @@ def _bad_parameters(exc: RequestValidationError) -> Response[str]:
     return json_response(400, {"error": "bad_request", "reason": "invalid parameters", "errors": errors})
 
 
-_DESCRIPTIONS = {400: "invalid parameters (each named, with its reason)", 404: "unknown track or listener"}
+_DESCRIPTIONS = {
+    400: "invalid parameters (each named, with its reason)",
+    404: "unknown track or listener",
+    503: "a table is throttled or unreachable past its retries; retry after Retry-After seconds",
+}
 
 
 def answers(model: Any, *codes: int) -> dict[int, dict[str, Any]]:
@@ -73,7 +77,7 @@ def answers(model: Any, *codes: int) -> dict[int, dict[str, Any]]:
     declared: dict[int, dict[str, Any]] = {
         200: {"description": "OK", "content": {"application/json": {"model": model}}}
     }
-    for code in codes:
+    for code in (*codes, 503):
         declared[code] = {"description": _DESCRIPTIONS[code], "content": {"application/json": {"model": ErrorBody}}}
     return declared
 
@@ -245,7 +249,7 @@ def handle_get_profile(user_id: UserId) -> ProfileView:
 
 @app.put("/v1/users/<user_id>", responses=answers(ProfileView, 400))
 def handle_put_profile(user_id: UserId, body: ProfileUpdate) -> ProfileView:
-    profiles.put(user_id, body.model_dump(mode="json"), deps.now_ms())
+    deps.profiles.put(user_id, body.model_dump(mode="json"), deps.now_ms())
     return handle_get_profile(user_id)
 
 

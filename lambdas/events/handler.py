@@ -21,7 +21,8 @@ from encore.config import EncoreConfig
 from encore.http import json_response, register_error_handlers
 from encore.ingest import IngestDeps, ingest, parse_batch
 from encore.observability import logger, metrics, tracer
-from encore.stores import EventSink, ProfileStore, TrackStore
+from encore.profiles import ProfileStore
+from encore.stores import EventSink, TrackStore
 
 config = EncoreConfig.from_env()
 deps = IngestDeps(

@@ -11,9 +11,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import redis
 
 from encore.clients import get_client
 from encore_local.apigw import LambdaContext, load_handler, rest_event
+from encore_local.twin.services import set_faults
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -302,3 +304,60 @@ def test_vectors_of_the_promoted_model_are_loaded(served: dict[str, Any]) -> Non
         "deploy",
         "load_vectors",
     ]
+
+
+@pytest.fixture
+def dynamodb_throttled(served: dict[str, Any]) -> Any:
+    """Every DynamoDB call answered ProvisionedThroughputExceeded by the twin, as AWS answers past capacity."""
+    set_faults(served["twin"].aws_endpoint, {"DynamoDB": 1.0})
+    try:
+        yield
+    finally:
+        set_faults(served["twin"].aws_endpoint, {})
+
+
+def test_dynamodb_throttled_degrades_reads_and_answers_503_for_what_cannot_degrade(
+    served: dict[str, Any], dynamodb_throttled: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, user = served["api"], active_user(served)
+    monkeypatch.setattr(api.deps, "serving_version", "not-cached")
+    unknown_track = "no-such-track-throttled"
+    status, body = call(api, "GET", f"/v1/tracks/{unknown_track}", resource="/v1/tracks/{track_id}",
+                        params={"track_id": unknown_track})  # fmt: skip
+    assert status == 503 and body["error"] == "unavailable" and "retry" in body["reason"]
+    status, body = call(api, "GET", f"/v1/users/{user}", resource="/v1/users/{user_id}", params={"user_id": user})
+    assert status == 503
+    # The home page still answers, flagged: the profile read fails; a listener with a session vector in the
+    # cache still reaches the model, and then the metadata read fails (charts are throttled too, so the
+    # trending list may be empty; what matters is a 200 with the reason, not a 500).
+    status, body = call(api, "GET", f"/v1/users/{user}/recommendations", {"limit": "5", "max_per_artist": "2"},
+                        resource="/v1/users/{user_id}/recommendations", params={"user_id": user})  # fmt: skip
+    assert status == 200 and body["fallback"] is True
+    assert body["fallback_reason"] in ("profiles_unavailable", "tracks_unavailable")
+    assert set_faults(served["twin"].aws_endpoint, {"DynamoDB": 1.0})["injected"]["DynamoDB"] >= 3
+
+
+def test_the_model_names_artists_so_only_returned_tracks_are_decorated(served: dict[str, Any]) -> None:
+    api, user = served["api"], active_user(served)
+    read: list[list[str]] = []
+    real = api.deps.tracks.metadata
+
+    def metadata(track_ids: Any) -> Any:
+        read.append(list(track_ids))
+        return real(track_ids)
+
+    api.deps.tracks.metadata = metadata
+    api.deps.local_metadata.clear()
+    shared = redis.Redis.from_url(served["twin"].cache_url)
+    for key in shared.scan_iter("tmeta:*"):
+        shared.delete(key)
+    try:
+        status, body = call(api, "GET", f"/v1/users/{user}/recommendations", {"limit": "4", "max_per_artist": "1"},
+                            resource="/v1/users/{user_id}/recommendations", params={"user_id": user})  # fmt: skip
+    finally:
+        del api.deps.tracks.metadata
+    assert status == 200 and body["fallback"] is False and len(body["items"]) == 4
+    returned = {i["track_id"] for i in body["items"]}
+    assert read and all(set(batch) <= returned for batch in read)  # never the 3x candidates the model sent
+    artists = [served["tracks"].set_index("track_id").loc[t, "artist_id"] for t in returned]
+    assert len(set(artists)) == 4

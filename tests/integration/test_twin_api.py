@@ -102,3 +102,17 @@ def test_every_response_matches_the_openapi_document(
         resp = get(api, path, **params)
         assert resp.status_code < 500, (path, resp.text)
         check_contract(spec, template, "GET", resp)
+
+
+def test_several_worker_processes_serve_one_port(served_lake: dict[str, Any]) -> None:
+    """Two processes (SO_REUSEPORT) with their own warm instances: every answer comes back, timed inside."""
+    server = TwinApi(served_lake["config"], workers=2, instances=2)
+    url = server.start()
+    try:
+        assert len(server.extra) == 1 and server.extra[0].poll() is None
+        sessions = [requests.Session() for _ in range(6)]  # connections the kernel spreads over both processes
+        answers = [s.get(f"{url}/v1/trending", headers={"x-api-key": DEFAULT_API_KEY}, timeout=30) for s in sessions]
+        assert all(r.status_code == 200 and float(r.headers["x-twin-handler-ms"]) > 0 for r in answers)
+    finally:
+        server.stop()
+    assert not server.extra

@@ -53,8 +53,10 @@ class SessionCache:
     def set_short_vector(self, user_id: str, vector: FloatArray) -> None:
         self._call(lambda r: r.set(f"sess:{user_id}", encode(vector), ex=self.ttl))
 
-    def generation(self, user_id: str) -> int:
-        return int(self._call(lambda r: r.get(f"gen:{user_id}")) or 0)
+    def session_state(self, user_id: str) -> tuple[int, FloatArray | None]:
+        """The generation and the short-term vector together (one MGET)."""
+        generation, vector = self._call(lambda r: r.mget([f"gen:{user_id}", f"sess:{user_id}"]))
+        return int(generation or 0), decode(vector)
 
     def bump_generations(self, user_ids: Sequence[str]) -> None:
         def bump(r: redis.Redis) -> None:

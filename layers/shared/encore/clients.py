@@ -8,6 +8,7 @@ LocalStack and AWS; nothing else in the code knows where it runs.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -34,7 +35,17 @@ def get_resource(service: str, region: str | None = None) -> Any:
     return boto3.session.Session().resource(service, region_name=region, config=_DEFAULT_CONFIG)
 
 
+_RESETS: list[Callable[[], None]] = []
+
+
+def on_reset(forget: Callable[[], None]) -> None:
+    """Register what else holds connections (PynamoDB keeps its client on the model class)."""
+    _RESETS.append(forget)
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests change endpoints and credentials between cases)."""
     get_client.cache_clear()
     get_resource.cache_clear()
+    for forget in _RESETS:
+        forget()

@@ -7,6 +7,8 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.exceptions import PynamoDBException
 
 from encore.errors import DependencyUnavailable, EncoreError
 from encore.observability import logger
@@ -33,6 +35,14 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
     def _no_route(exc: NotFoundError) -> Response[str]:
         path = app.current_event.path
         return json_response(404, {"error": "not_found", "reason": f"no route {app.current_event.http_method} {path}"})
+
+    @app.exception_handler([ClientError, BotoCoreError, PynamoDBException])  # type: ignore[untyped-decorator]
+    def _dependency(exc: Exception) -> Response[str]:
+        # A table or stream that throttles or cannot be reached past the clients' own retries: the client
+        # may retry; nothing was half-written (each write is one conditional or batch call).
+        logger.warning("dependency unavailable", extra={"error": type(exc).__name__, "detail": str(exc)[:300]})
+        reason = "a storage service is busy or unreachable; retry shortly"
+        return json_response(503, {"error": "unavailable", "reason": reason}, {"Retry-After": "1"})
 
     @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
     def _bug(exc: Exception) -> Response[str]:

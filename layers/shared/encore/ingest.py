@@ -20,8 +20,9 @@ from encore.cache import CacheUnavailable, SessionCache
 from encore.config import EncoreConfig
 from encore.errors import BadRequest, PayloadTooLarge
 from encore.models import EventBatch, ListeningEvent, field_errors
+from encore.profiles import ProfileStore, ProfileUnavailable
 from encore.scoring import ema_update, is_qualifying_play
-from encore.stores import EventSink, ProfileStore, TrackStore
+from encore.stores import EventSink, TrackStore
 
 MAX_BODY_BYTES = 1024 * 1024  # 500 events are ~200 KB; anything near this limit is not a batch of events
 
@@ -108,6 +109,6 @@ def update_listeners(events: Sequence[ListeningEvent], deps: IngestDeps) -> dict
             deps.profiles.record_plays(
                 user, user_events[-1].region, newest_first, config.session.recently_played_max, deps.now_ms()
             )
-        except (ClientError, BotoCoreError):
+        except (ClientError, BotoCoreError, ProfileUnavailable):
             degraded.add("profiles")
     return {"qualifying_plays": len(qualifying), "sessions_updated": sessions_updated, "degraded": sorted(degraded)}

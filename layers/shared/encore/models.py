@@ -233,6 +233,8 @@ class InferenceRequest(_Contract):
 
 class InferenceItem(_Contract):
     track_id: Identifier
+    # The serving path caps tracks per artist before it fetches metadata, so it reads only what it returns.
+    artist_id: StrictStr | None = None
     score: Number
     cf: Number | None = None
     content: Number | None = None

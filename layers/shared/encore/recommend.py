@@ -9,25 +9,32 @@ handler counts it and logs it once with the correlation id.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from cachetools import TTLCache
 
 from encore.cache import CacheUnavailable, SessionCache
 from encore.config import EncoreConfig
 from encore.errors import NotFound
 from encore.model_client import ModelClient, ModelRejected, ModelUnavailable
 from encore.models import InferenceRequest, InferenceWeights, RecommendationItem, RecommendationResponse, Surface
+from encore.profiles import ProfileStore, ProfileUnavailable
 from encore.scoring import cap_per_artist, session_vector
-from encore.stores import ChartStore, ProfileStore, TrackStore
+from encore.stores import ChartStore, TrackStore
 
 GLOBAL = "GLOBAL"
 RESULT_TTL_S = 300
 METADATA_TTL_S = 3600
-AWS_ERRORS = (ClientError, BotoCoreError)
+# Each Lambda instance keeps the metadata it has read for a few minutes: most answers then need no cache call
+# for it at all, and a catalog change shows within LOCAL_METADATA_TTL_S.
+LOCAL_METADATA_TTL_S = 300
+LOCAL_METADATA_ITEMS = 50_000
+AWS_ERRORS = (ClientError, BotoCoreError, ProfileUnavailable)
 
 
 @dataclass
@@ -41,6 +48,10 @@ class ServingDeps:
     now_ms: Callable[[], int]
     # The version the endpoint last answered with: result keys carry it, so a deploy retires cached results.
     serving_version: str = "none"
+    local_metadata: TTLCache[str, dict[str, Any]] = field(
+        default_factory=lambda: TTLCache(LOCAL_METADATA_ITEMS, LOCAL_METADATA_TTL_S)
+    )
+    local_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass
@@ -77,15 +88,17 @@ def _cache_set(deps: ServingDeps, key: str, value: dict[str, Any], outcome: Outc
 
 
 def track_metadata(deps: ServingDeps, track_ids: list[str], outcome: Outcome) -> dict[str, dict[str, Any]]:
-    """Metadata of tracks, read through the cache (an hour) from the tracks table."""
-    keys = [f"tmeta:{t}" for t in track_ids]
-    found: dict[str, dict[str, Any]] = {}
-    try:
-        for t, raw in zip(track_ids, deps.cache.get_many(keys), strict=True):
-            if raw:
-                found[t] = json.loads(raw)
-    except CacheUnavailable:
-        outcome.degraded.append("cache_unavailable")
+    """Metadata of tracks: this instance's memory, then the shared cache (an hour), then the tracks table."""
+    with deps.local_lock:
+        found = {t: deps.local_metadata[t] for t in track_ids if t in deps.local_metadata}
+    shared = [t for t in track_ids if t not in found]
+    if shared:
+        try:
+            for t, raw in zip(shared, deps.cache.get_many([f"tmeta:{t}" for t in shared]), strict=True):
+                if raw:
+                    found[t] = json.loads(raw)
+        except CacheUnavailable:
+            outcome.degraded.append("cache_unavailable")
     missing = [t for t in track_ids if t not in found]
     if missing:
         fetched = deps.tracks.metadata(missing)
@@ -95,6 +108,8 @@ def track_metadata(deps: ServingDeps, track_ids: list[str], outcome: Outcome) ->
                 deps.cache.set_many({f"tmeta:{t}": json.dumps(m).encode() for t, m in fetched.items()}, METADATA_TTL_S)
             except CacheUnavailable:
                 outcome.degraded.append("cache_unavailable")
+    with deps.local_lock:
+        deps.local_metadata.update({t: found[t] for t in shared if t in found})
     return found
 
 
@@ -102,9 +117,16 @@ def _decorate(
     deps: ServingDeps, ranked: list[dict[str, Any]], opts: Options, outcome: Outcome, source: str
 ) -> list[RecommendationItem]:
     ids = [r["track_id"] for r in ranked]
-    meta = track_metadata(deps, ids, outcome)
-    artist_of = {t: m.get("artist_id", t) for t, m in meta.items()}
-    kept = set(cap_per_artist(ids, artist_of, opts.max_per_artist, opts.limit))
+    if all(r.get("artist_id") for r in ranked):
+        # The model names each track's artist: cap first, then read the metadata of only the tracks returned.
+        kept = set(
+            cap_per_artist(ids, {r["track_id"]: r["artist_id"] for r in ranked}, opts.max_per_artist, opts.limit)
+        )
+        meta = track_metadata(deps, [t for t in ids if t in kept], outcome)
+    else:
+        meta = track_metadata(deps, ids, outcome)
+        artist_of = {t: m.get("artist_id", t) for t, m in meta.items()}
+        kept = set(cap_per_artist(ids, artist_of, opts.max_per_artist, opts.limit))
     items = []
     for r in ranked:
         if r["track_id"] not in kept:
@@ -162,22 +184,13 @@ def _profile(deps: ServingDeps, user_id: str, outcome: Outcome) -> dict[str, Any
         return None
 
 
-def _short_vector(deps: ServingDeps, user_id: str, outcome: Outcome) -> Any:
-    if "cache_unavailable" in outcome.degraded:
-        return None
+def _session(deps: ServingDeps, user_id: str, outcome: Outcome) -> tuple[int | None, Any]:
+    """The listener's generation and short-term vector, in one round trip (``None``s when the cache is down)."""
     try:
-        return deps.cache.short_vector(user_id)
+        return deps.cache.session_state(user_id)
     except CacheUnavailable:
         outcome.degraded.append("cache_unavailable")
-        return None
-
-
-def _generation(deps: ServingDeps, user_id: str, outcome: Outcome) -> int | None:
-    try:
-        return deps.cache.generation(user_id)
-    except CacheUnavailable:
-        outcome.degraded.append("cache_unavailable")
-        return None
+        return None, None
 
 
 def result_key(
@@ -204,7 +217,7 @@ def recommend(
         if seed_track_id not in known:
             raise NotFound(f"track '{seed_track_id}' is not in the catalog")
 
-    generation = _generation(deps, user_id, outcome) if user_id else 0
+    generation, short = _session(deps, user_id, outcome) if user_id else (0, None)
     if generation is not None:
         cached = _cache_get(
             deps, result_key(deps.serving_version, surface, user_id, seed_track_id, generation, opts), outcome
@@ -220,7 +233,7 @@ def recommend(
     vector = None
     if user_id:
         v_long = (profile or {}).get("long_term_vector")
-        vector = session_vector(v_long, _short_vector(deps, user_id, outcome), deps.config.weights)
+        vector = session_vector(v_long, short, deps.config.weights)
     if surface is Surface.HOME and vector is None:
         reason = "profiles_unavailable" if "profiles_unavailable" in outcome.degraded else "unknown_user"
         return _fallback(deps, surface.value, region, opts, outcome, reason, exclude), outcome

@@ -1,4 +1,4 @@
-"""Data access: the events sink (Firehose), track vectors and listener profiles (DynamoDB).
+"""Data access: the events sink (Firehose), tracks and charts (DynamoDB); profiles are in ``encore.profiles``.
 
 Each store takes its client from ``encore.clients`` and knows one table or stream; logic never calls boto3.
 """
@@ -159,59 +159,6 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class ProfileStore:
-    def __init__(self, table: str, region: str | None = None) -> None:
-        self.table, self.region = table, region
-
-    def get(self, user_id: str) -> dict[str, Any] | None:
-        """The profile with its long-term vector (``None`` for a listener the model has not seen), or ``None``."""
-        keys = [{"user_id": {"S": user_id}}, {"user_id": {"S": VECTOR_PREFIX + user_id}}]
-        resp = get_client("dynamodb", self.region).batch_get_item(RequestItems={self.table: {"Keys": keys}})
-        items = {i["user_id"]["S"]: i for i in resp["Responses"].get(self.table, [])}
-        profile, vector = items.get(user_id), items.get(VECTOR_PREFIX + user_id)
-        if profile is None and vector is None:
-            return None
-        plain = _plain(profile or {"user_id": {"S": user_id}})
-        plain["long_term_vector"] = decode(vector["vector"]["B"]) if vector else None
-        plain["model_version"] = vector["model_version"]["S"] if vector else None
-        return plain
-
-    def record_plays(self, user_id: str, region: str, newest_first: Sequence[str], bound: int, now_ms: int) -> None:
-        """Put the plays at the front of the bounded recently-played list (optimistic concurrency, one retry)."""
-        client = get_client("dynamodb", self.region)
-        for _ in range(3):
-            current = client.get_item(
-                TableName=self.table,
-                Key={"user_id": {"S": user_id}},
-                ProjectionExpression="recently_played, updated_at",
-                ConsistentRead=True,
-            ).get("Item", {})
-            previous = [v["S"] for v in current.get("recently_played", {}).get("L", [])]
-            merged = list(dict.fromkeys([*newest_first, *previous]))[:bound]
-            condition = "attribute_not_exists(updated_at)"
-            values: dict[str, Any] = {
-                ":played": {"L": [{"S": t} for t in merged]},
-                ":now": {"N": str(now_ms)},
-                ":region": {"S": region},
-            }
-            if "updated_at" in current:
-                condition = "updated_at = :before"
-                values[":before"] = current["updated_at"]
-            try:
-                client.update_item(
-                    TableName=self.table,
-                    Key={"user_id": {"S": user_id}},
-                    UpdateExpression="SET recently_played = :played, updated_at = :now, "
-                    "#region = if_not_exists(#region, :region)",
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames={"#region": "region"},
-                    ExpressionAttributeValues=values,
-                )
-                return
-            except client.exceptions.ConditionalCheckFailedException:
-                continue  # another request updated it meanwhile: merge again
-
-
 class ChartStore:
     def __init__(self, table: str, region: str | None = None) -> None:
         self.table, self.region = table, region
@@ -226,26 +173,3 @@ class ChartStore:
             ScanIndexForward=True,
         )
         return [_plain(item) for item in resp.get("Items", [])]
-
-
-class ProfileWriter:
-    """``PUT /v1/users/{id}``: the fields a client may set, leaving the rest of the profile as it is."""
-
-    def __init__(self, table: str, region: str | None = None) -> None:
-        self.table, self.region = table, region
-
-    def put(self, user_id: str, fields: dict[str, Any], now_ms: int) -> None:
-        values = {k: v for k, v in fields.items() if v is not None}
-        names = {f"#f{i}": k for i, k in enumerate(values)}
-        attr_values: dict[str, Any] = {f":v{i}": {"S": str(v)} for i, v in enumerate(values.values())}
-        attr_values[":now"] = {"N": str(now_ms)}
-        request: dict[str, Any] = {
-            "TableName": self.table,
-            "Key": {"user_id": {"S": user_id}},
-            "UpdateExpression": "SET "
-            + ", ".join(["updated_at = :now", *(f"{n} = :v{i}" for i, n in enumerate(names))]),
-            "ExpressionAttributeValues": attr_values,
-        }
-        if names:
-            request["ExpressionAttributeNames"] = names
-        get_client("dynamodb", self.region).update_item(**request)
