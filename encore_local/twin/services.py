@@ -73,12 +73,12 @@ FAULTS_PATH = "/_encore/faults"
 
 
 class FaultInjector:
-    """WSGI middleware in front of moto: answers a share of one service's calls as AWS does when it throttles.
+    """WSGI middleware in front of moto: answers a share of DynamoDB's calls as DynamoDB does when it throttles.
 
     ``POST /_encore/faults`` with ``{"DynamoDB": 0.5}`` throttles half the calls whose ``X-Amz-Target`` starts
-    with ``DynamoDB`` (``{}`` clears every fault); the clients see the very error AWS sends, so their retries,
-    backoff and the application's fallbacks run as they would. Faults live in the twin's process, so they reach
-    every process using it (the API's workers, Spark's).
+    with ``DynamoDB`` (``{}`` clears it; other services are refused, their errors have other shapes). The
+    clients see the very error AWS sends, so their retries, backoff and the application's fallbacks run as they
+    would. Faults live in the twin's process, so they reach every process using it (the API's workers, Spark's).
     """
 
     def __init__(self, app: Any) -> None:
@@ -107,6 +107,11 @@ class FaultInjector:
         if environ.get("REQUEST_METHOD") == "POST":
             length = int(environ.get("CONTENT_LENGTH") or 0)
             wanted = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            unknown = set(wanted) - set(INJECTABLE)
+            if unknown:
+                body = json.dumps({"error": f"cannot inject faults into {sorted(unknown)}; only {INJECTABLE}"}).encode()
+                start_response("400 Bad Request", [("Content-Type", "application/json")])
+                return [body]
             self.shares = {str(k): float(v) for k, v in wanted.items()}
         body = json.dumps({"shares": self.shares, "injected": self.injected}).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
@@ -114,6 +119,7 @@ class FaultInjector:
 
 
 THROTTLED = "ProvisionedThroughputExceededException"
+INJECTABLE = ("DynamoDB",)
 
 
 def set_faults(aws_endpoint: str, shares: dict[str, float]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import redis
+import requests
 
 from encore.clients import get_client
 from encore_local.apigw import LambdaContext, load_handler, rest_event
@@ -51,6 +52,12 @@ def call(handler: ModuleType, method: str, path: str, query: dict[str, str] | No
         return resp["statusCode"], resp["body"]
 
 
+def home(handler: ModuleType, user: str, query: dict[str, str] | None = None) -> tuple[int, Any]:
+    """``GET /v1/users/{user}/recommendations`` through an API Gateway event."""
+    return call(handler, "GET", f"/v1/users/{user}/recommendations", query,
+                resource="/v1/users/{user_id}/recommendations", params={"user_id": user})  # fmt: skip
+
+
 def active_user(served: dict[str, Any]) -> str:
     ev = pd.read_json(served["sim"] / "events/2026-09-05.jsonl", lines=True, convert_dates=False)
     return str(ev["user_id"].value_counts().index[0])
@@ -58,14 +65,7 @@ def active_user(served: dict[str, Any]) -> str:
 
 def test_home_recommendations_come_from_the_model(served: dict[str, Any]) -> None:
     user = active_user(served)
-    status, body = call(
-        served["api"],
-        "GET",
-        f"/v1/users/{user}/recommendations",
-        {"limit": "10"},
-        resource="/v1/users/{user_id}/recommendations",
-        params={"user_id": user},
-    )
+    status, body = home(served["api"], user, {"limit": "10"})
     assert status == 200, body
     assert body["fallback"] is False and body["model_version"] == "serving-test"
     assert len(body["items"]) == 10 and all(i["source"] == "model" and i["name"] for i in body["items"])
@@ -77,14 +77,7 @@ def test_recently_played_is_excluded_and_the_cap_applies(served: dict[str, Any])
     user = active_user(served)
     played = set(get_profile(served, user).get("recently_played", []))
     query = {"limit": "30", "max_per_artist": "1"}
-    status, body = call(
-        served["api"],
-        "GET",
-        f"/v1/users/{user}/recommendations",
-        query,
-        resource="/v1/users/{user_id}/recommendations",
-        params={"user_id": user},
-    )
+    status, body = home(served["api"], user, query)
     assert status == 200
     ids = [i["track_id"] for i in body["items"]]
     assert not played & set(ids)
@@ -100,13 +93,7 @@ def get_profile(served: dict[str, Any], user: str) -> dict[str, Any]:
 
 def test_unknown_listener_gets_trending_flagged(served: dict[str, Any]) -> None:
     user = f"new-{uuid.uuid4().hex[:8]}"
-    status, body = call(
-        served["api"],
-        "GET",
-        f"/v1/users/{user}/recommendations",
-        resource="/v1/users/{user_id}/recommendations",
-        params={"user_id": user},
-    )
+    status, body = home(served["api"], user)
     assert status == 200 and body["fallback"] is True and body["fallback_reason"] == "unknown_user"
     assert body["items"] and all(i["source"] == "trending" for i in body["items"])
 
@@ -137,12 +124,11 @@ def test_next_song_and_similar(served: dict[str, Any]) -> None:
 
 def test_a_new_event_invalidates_the_cached_answer(served: dict[str, Any]) -> None:
     user = active_user(served)
-    args = {"resource": "/v1/users/{user_id}/recommendations", "params": {"user_id": user}}
-    call(served["api"], "GET", f"/v1/users/{user}/recommendations", **args)  # type: ignore[arg-type]
+    home(served["api"], user)
     api = served["api"]
     before = api.deps.serving_version
-    _, first = call(api, "GET", f"/v1/users/{user}/recommendations", **args)  # type: ignore[arg-type]
-    _, second = call(api, "GET", f"/v1/users/{user}/recommendations", **args)  # type: ignore[arg-type]
+    _, first = home(api, user)
+    _, second = home(api, user)
     assert [i["track_id"] for i in first["items"]] == [i["track_id"] for i in second["items"]] and before
     top = first["items"][0]["track_id"]
     event = {
@@ -157,7 +143,7 @@ def test_a_new_event_invalidates_the_cached_answer(served: dict[str, Any]) -> No
     }
     status, _ = call(served["events"], "POST", "/v1/events", body={"events": [event]})
     assert status == 202
-    _, third = call(api, "GET", f"/v1/users/{user}/recommendations", **args)  # type: ignore[arg-type]
+    _, third = home(api, user)
     assert top not in [i["track_id"] for i in third["items"]]  # just played: excluded, and not served from cache
 
 
@@ -165,14 +151,7 @@ def test_endpoint_down_falls_back_to_trending(served: dict[str, Any], monkeypatc
     user = active_user(served)
     monkeypatch.setattr(served["api"].deps.model, "endpoint", "no-such-endpoint")
     monkeypatch.setattr(served["api"].deps, "serving_version", "other")  # not from the cache
-    status, body = call(
-        served["api"],
-        "GET",
-        f"/v1/users/{user}/recommendations",
-        {"limit": "7"},
-        resource="/v1/users/{user_id}/recommendations",
-        params={"user_id": user},
-    )
+    status, body = home(served["api"], user, {"limit": "7"})
     assert status == 200 and body["fallback"] is True and body["fallback_reason"] == "endpoint_error"
     assert len(body["items"]) == 7
 
@@ -180,13 +159,7 @@ def test_endpoint_down_falls_back_to_trending(served: dict[str, Any], monkeypatc
 def test_cache_down_answers_uncached(served: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     user = active_user(served)
     monkeypatch.setattr(served["api"].deps.cache, "url", "redis://127.0.0.1:1/0")
-    status, body = call(
-        served["api"],
-        "GET",
-        f"/v1/users/{user}/recommendations",
-        resource="/v1/users/{user_id}/recommendations",
-        params={"user_id": user},
-    )
+    status, body = home(served["api"], user)
     assert status == 200 and body["fallback"] is False and body["items"]
 
 
@@ -330,11 +303,12 @@ def test_dynamodb_throttled_degrades_reads_and_answers_503_for_what_cannot_degra
     # The home page still answers, flagged: the profile read fails; a listener with a session vector in the
     # cache still reaches the model, and then the metadata read fails (charts are throttled too, so the
     # trending list may be empty; what matters is a 200 with the reason, not a 500).
-    status, body = call(api, "GET", f"/v1/users/{user}/recommendations", {"limit": "5", "max_per_artist": "2"},
-                        resource="/v1/users/{user_id}/recommendations", params={"user_id": user})  # fmt: skip
+    status, body = home(api, user, {"limit": "5", "max_per_artist": "2"})
     assert status == 200 and body["fallback"] is True
     assert body["fallback_reason"] in ("profiles_unavailable", "tracks_unavailable")
     assert set_faults(served["twin"].aws_endpoint, {"DynamoDB": 1.0})["injected"]["DynamoDB"] >= 3
+    with pytest.raises(requests.HTTPError):  # only DynamoDB's throttling is emulated faithfully
+        set_faults(served["twin"].aws_endpoint, {"Firehose": 1.0})
 
 
 def test_the_model_names_artists_so_only_returned_tracks_are_decorated(served: dict[str, Any]) -> None:
@@ -352,8 +326,7 @@ def test_the_model_names_artists_so_only_returned_tracks_are_decorated(served: d
     for key in shared.scan_iter("tmeta:*"):
         shared.delete(key)
     try:
-        status, body = call(api, "GET", f"/v1/users/{user}/recommendations", {"limit": "4", "max_per_artist": "1"},
-                            resource="/v1/users/{user_id}/recommendations", params={"user_id": user})  # fmt: skip
+        status, body = home(api, user, {"limit": "4", "max_per_artist": "1"})
     finally:
         del api.deps.tracks.metadata
     assert status == 200 and body["fallback"] is False and len(body["items"]) == 4

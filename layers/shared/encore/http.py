@@ -7,11 +7,10 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import PynamoDBException
 
 from encore.errors import DependencyUnavailable, EncoreError
 from encore.observability import logger
+from encore.profiles import DEPENDENCY_ERRORS
 
 JSON = "application/json"
 
@@ -36,7 +35,7 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
         path = app.current_event.path
         return json_response(404, {"error": "not_found", "reason": f"no route {app.current_event.http_method} {path}"})
 
-    @app.exception_handler([ClientError, BotoCoreError, PynamoDBException])  # type: ignore[untyped-decorator]
+    @app.exception_handler(list(DEPENDENCY_ERRORS))  # type: ignore[untyped-decorator]
     def _dependency(exc: Exception) -> Response[str]:
         # A table or stream that throttles or cannot be reached past the clients' own retries: the client
         # may retry; nothing was half-written (each write is one conditional or batch call).

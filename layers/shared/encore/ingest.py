@@ -13,14 +13,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from encore.cache import CacheUnavailable, SessionCache
 from encore.config import EncoreConfig
 from encore.errors import BadRequest, PayloadTooLarge
 from encore.models import EventBatch, ListeningEvent, field_errors
-from encore.profiles import ProfileStore, ProfileUnavailable
+from encore.profiles import DEPENDENCY_ERRORS, ProfileStore
 from encore.scoring import ema_update, is_qualifying_play
 from encore.stores import EventSink, TrackStore
 
@@ -83,7 +82,7 @@ def update_listeners(events: Sequence[ListeningEvent], deps: IngestDeps) -> dict
     if qualifying and "cache" not in degraded:
         try:
             vectors = deps.tracks.vectors([e.track_id for e in qualifying])
-        except (ClientError, BotoCoreError):
+        except DEPENDENCY_ERRORS:
             vectors = {}
             degraded.add("tracks")
         for user, user_events in by_user.items():
@@ -109,6 +108,6 @@ def update_listeners(events: Sequence[ListeningEvent], deps: IngestDeps) -> dict
             deps.profiles.record_plays(
                 user, user_events[-1].region, newest_first, config.session.recently_played_max, deps.now_ms()
             )
-        except (ClientError, BotoCoreError, ProfileUnavailable):
+        except DEPENDENCY_ERRORS:
             degraded.add("profiles")
     return {"qualifying_plays": len(qualifying), "sessions_updated": sessions_updated, "degraded": sorted(degraded)}

@@ -11,6 +11,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.attributes import BinaryAttribute, ListAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import PynamoDBException, UpdateError
 from pynamodb.expressions.update import Action
@@ -20,10 +21,12 @@ from encore.clients import on_reset
 from encore.stores import VECTOR_PREFIX
 from encore.vectors import decode
 
+# A call to AWS that failed past the client's own retries (throttled, unreachable, refused), from boto3 or
+# PynamoDB: callers degrade on these, and ``encore.http`` answers 503 where nothing can stand in. (Here, not in
+# ``encore.errors``, because the Glue jobs import that and have no PynamoDB.)
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (ClientError, BotoCoreError, PynamoDBException)
 # What ``PUT /v1/users/{id}`` may set (``ProfileUpdate``); everything else is written by Encore itself.
 CLIENT_FIELDS = ("display_name", "region", "signup_date")
-# Raised by PynamoDB for any failed call (throttled past its retries, unreachable, refused).
-ProfileUnavailable = PynamoDBException
 
 
 class ProfileItem(Model):

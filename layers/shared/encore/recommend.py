@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from cachetools import TTLCache
 
 from encore.cache import CacheUnavailable, SessionCache
@@ -23,7 +22,7 @@ from encore.config import EncoreConfig
 from encore.errors import NotFound
 from encore.model_client import ModelClient, ModelRejected, ModelUnavailable
 from encore.models import InferenceRequest, InferenceWeights, RecommendationItem, RecommendationResponse, Surface
-from encore.profiles import ProfileStore, ProfileUnavailable
+from encore.profiles import DEPENDENCY_ERRORS, ProfileStore
 from encore.scoring import cap_per_artist, session_vector
 from encore.stores import ChartStore, TrackStore
 
@@ -34,7 +33,6 @@ METADATA_TTL_S = 3600
 # for it at all, and a catalog change shows within LOCAL_METADATA_TTL_S.
 LOCAL_METADATA_TTL_S = 300
 LOCAL_METADATA_ITEMS = 50_000
-AWS_ERRORS = (ClientError, BotoCoreError, ProfileUnavailable)
 
 
 @dataclass
@@ -163,7 +161,7 @@ def _fallback(
     try:
         ranked = [r for r in trending_items(deps, region, min(opts.limit * 3, 500)) if r["track_id"] not in exclude]
         items = _decorate(deps, ranked, opts, outcome, "trending")
-    except AWS_ERRORS:
+    except DEPENDENCY_ERRORS:
         outcome.degraded.append("charts_unavailable")
         items = []
     return RecommendationResponse(
@@ -179,7 +177,7 @@ def _fallback(
 def _profile(deps: ServingDeps, user_id: str, outcome: Outcome) -> dict[str, Any] | None:
     try:
         return deps.profiles.get(user_id)
-    except AWS_ERRORS:
+    except DEPENDENCY_ERRORS:
         outcome.degraded.append("profiles_unavailable")
         return None
 
@@ -211,7 +209,7 @@ def recommend(
     if seed_track_id is not None:
         try:
             known = track_metadata(deps, [seed_track_id], outcome)
-        except AWS_ERRORS:
+        except DEPENDENCY_ERRORS:
             known = {seed_track_id: {}}  # cannot tell: let the model decide
             outcome.degraded.append("tracks_unavailable")
         if seed_track_id not in known:
@@ -256,7 +254,7 @@ def recommend(
     ranked = [i.model_dump() for i in answer.items if i.track_id not in exclude]
     try:
         items = _decorate(deps, ranked, opts, outcome, "model")
-    except AWS_ERRORS:
+    except DEPENDENCY_ERRORS:
         return _fallback(deps, surface.value, region, opts, outcome, "tracks_unavailable", exclude), outcome
     response = RecommendationResponse(
         recommendation_id=str(uuid.uuid4()), surface=surface.value, model_version=answer.model_version, items=items
