@@ -123,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scale_args(demo)
     demo.add_argument("--out", type=Path, default=Path("data/demo"), help="output folder (default: %(default)s)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--port", type=_non_negative_int, default=8080, help="the API's loopback port (0: any free)")
+    demo.add_argument("--exit", action="store_true", help="stop after the report instead of serving until Ctrl-C")
     return parser
 
 
@@ -209,10 +211,18 @@ def _job(args: argparse.Namespace) -> None:
     )
 
 
+class DemoFailed(Exception):
+    """The demo ran, but what it checked did not hold."""
+
+
 def _demo(args: argparse.Namespace) -> None:
     from encore_local.demo import run_demo
 
-    run_demo(_params(args), args.out, progress=not args.quiet)
+    result = run_demo(_params(args), args.out, scale=args.scale, progress=not args.quiet, port=args.port,
+                      keep_serving=not args.exit)  # fmt: skip
+    failed = [name for name, ok in result.checks.items() if not ok]
+    if failed:
+        raise DemoFailed(f"{len(failed)} check(s) failed: {'; '.join(failed)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -223,6 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG} {args.command}: {exc}", file=sys.stderr)
         return 2
+    except DemoFailed as exc:
+        print(f"{PROG} {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130

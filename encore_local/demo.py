@@ -1,15 +1,21 @@
 """``encore demo``: Encore end to end on one machine, with a report at the end.
 
-Starts the twin's services, generates a simulated music service, imports its catalog and history into the
-lake as Firehose would have delivered it, runs the nightly pipeline (the same ordered steps as the Step
-Functions definition) and asks the API for sample recommendations through the very same Lambda handlers.
+Starts the twin's services, generates a simulated music service (N days of history and one live day), imports
+the history into the lake as Firehose would have delivered it, runs the nightly pipeline (the same ordered
+steps as the Step Functions definition), serves the API over HTTP, replays the live day's busiest hour through
+``POST /v1/events`` while sample listeners ask for recommendations, refreshes the charts, and checks what came
+back. Then it writes the report (terminal, ``report.html``, ``report.json``) and keeps the API up until Ctrl-C.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import tempfile
+import threading
 import time
-from datetime import timedelta
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,85 +23,220 @@ import numpy as np
 import pandas as pd
 
 from encore.config import EncoreConfig
-from encore.pipeline import PipelineStep
-from encore_local.apigw import LambdaContext, load_handler, rest_event
+from encore.pipeline import CHARTS_REFRESH, PipelineStep
+from encore.promotion import read_report
+from encore_local.html_report import write_html
+from encore_local.http_api import DEFAULT_API_KEY, TwinApi
 from encore_local.lake import import_simulation
+from encore_local.live import (
+    MS_PER_HOUR,
+    ApiClient,
+    LiveDay,
+    curated_counts,
+    expected_chart,
+    genre_burst,
+    held_out,
+    replay_hour,
+    served_charts,
+)
 from encore_local.pipeline import run_pipeline
-from encore_local.report import render_summary
+from encore_local.report import render_demo, render_summary
 from encore_local.simulator import SimulationParams, simulate
 from encore_local.simulator.listeners import GroundTruth, load_ground_truth
+from encore_local.simulator.run import EVENTS_DIR
 from encore_local.simulator.world import GENRES
 from encore_local.twin import TwinServices
 
 SAMPLE_LISTENERS = 3
+HELD_OUT_LISTENERS = 200
+CHART_REGIONS = 6  # the live hour's busiest regions, and GLOBAL, are checked
+CHART_LIMIT = 20
 
 
-def _taste(truth: GroundTruth, user_id: str) -> str:
+@dataclass
+class DemoResult:
+    scale: str
+    timings: list[tuple[str, float]] = field(default_factory=list)
+    volumes: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    live: dict[str, Any] = field(default_factory=dict)
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    checks: dict[str, bool] = field(default_factory=dict)
+    api_url: str = ""
+
+
+def _taste(truth: GroundTruth, user_id: str) -> list[tuple[str, float]]:
     row = truth.genre_norm[int(np.flatnonzero(truth.user_ids == user_id)[0])]
-    top = np.argsort(-row)[:3]
-    return ", ".join(f"{GENRES[g].name} {row[g]:.2f}" for g in top)
+    return [(GENRES[g].name, round(float(row[g]), 2)) for g in np.argsort(-row)[:3]]
 
 
-def _samples(config: EncoreConfig, sim_dir: Path) -> list[str]:
-    api = load_handler("api", config, quiet=True)
-    events = pd.concat(pd.read_json(p, lines=True, convert_dates=False) for p in sorted((sim_dir / "events").glob("*")))
-    tracks = pd.read_csv(sim_dir / "catalog/tracks.csv", usecols=["track_id", "track_genre", "sub_genre"])
-    genre = dict(zip(tracks["track_id"], tracks["track_genre"] + "/" + tracks["sub_genre"], strict=True))
-    truth = load_ground_truth(sim_dir / "ground_truth.npz")
-    lines = []
-    for user in events["user_id"].value_counts().index[:SAMPLE_LISTENERS]:
-        event = rest_event("GET", f"/v1/users/{user}/recommendations", resource="/v1/users/{user_id}/recommendations",
-                           path_parameters={"user_id": user}, query=[("limit", "5")], api_key="demo")  # fmt: skip
-        body: dict[str, Any] = json.loads(api.lambda_handler(event, LambdaContext("api"))["body"])
-        lines.append(f"  {user} (true taste: {_taste(truth, user)}), model {body['model_version']}:")
-        for item in body["items"]:
-            lines.append(f"    {item['name']} - {item['artist_name']} [{genre.get(item['track_id'], '?')}]")
-    return lines
+def _samples(client: ApiClient, day: LiveDay, truth: GroundTruth, users: list[str]) -> list[dict[str, Any]]:
+    genre = dict(zip(day.tracks["track_id"], day.tracks["track_genre"], strict=True))
+    out = []
+    for user in users:
+        body = client.get("home", f"/v1/users/{user}/recommendations", limit=5)
+        items = [{"name": i.get("name"), "artist": i.get("artist_name"), "genre": genre.get(i["track_id"], "?"),
+                  "source": i["source"]} for i in body["items"]]  # fmt: skip
+        out.append({"user_id": user, "taste": _taste(truth, user), "model_version": body["model_version"],
+                    "fallback": body["fallback"], "items": items})  # fmt: skip
+    return out
 
 
-def run_demo(params: SimulationParams, out_dir: Path, *, progress: bool = True) -> None:
+def _percentiles(values: list[float]) -> dict[str, float]:
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return {"requests": len(values), "p50": float(p50), "p95": float(p95), "p99": float(p99)}
+
+
+def _start_api(config: EncoreConfig, port: int) -> TwinApi:
+    try:
+        api = TwinApi(config, port=port, workers=2)
+    except OSError:  # the port is taken: any free one will do
+        print(f"port {port} is in use; the API takes a free port instead")
+        api = TwinApi(config, port=0, workers=2)
+    api.start()
+    return api
+
+
+def run_demo(
+    params: SimulationParams, out_dir: Path, *, scale: str = "custom", progress: bool = True, port: int = 8080,
+    keep_serving: bool = False,
+) -> DemoResult:  # fmt: skip
     config = EncoreConfig.for_stage("local")
-    timings: list[tuple[str, float]] = []
+    result = DemoResult(scale=scale)
+    sim_dir = out_dir / "sim"
     t0 = time.perf_counter()
+
+    def timed(name: str, started: float) -> None:
+        result.timings.append((name, time.perf_counter() - started))
+
+    def say(text: str) -> None:
+        if progress:
+            print(text, flush=True)
+
     with TwinServices(config) as endpoints:
-        timings.append(("start the twin (moto, redis, endpoint server, resources)", time.perf_counter() - t0))
+        timed("start the twin (moto, redis, endpoint server, resources)", t0)
         print(f"twin: AWS APIs at {endpoints.aws_endpoint}, cache ({endpoints.cache_kind}) at {endpoints.cache_url}")
 
         t = time.perf_counter()
-        summary = simulate(params, out_dir / "sim", progress=progress)
-        timings.append(("simulate the music service", time.perf_counter() - t))
+        live_params = dataclasses.replace(params, days=params.days + 1)  # the day after the history is "live"
+        summary = simulate(live_params, sim_dir, progress=progress)
+        timed("simulate the music service", t)
 
         t = time.perf_counter()
-        imported = import_simulation(config, out_dir / "sim", progress=progress)
-        timings.append(("import catalog and history into the lake", time.perf_counter() - t))
+        imported = import_simulation(config, sim_dir, days=params.days, progress=progress)
+        timed("import catalog and history into the lake", t)
 
         def announce(step: PipelineStep) -> None:
-            if progress:
-                print(f"  pipeline: {step.name} ({step.description}) ...", flush=True)
+            say(f"  pipeline: {step.name} ({step.description}) ...")
 
-        run_time = f"{params.start + timedelta(days=params.days + 1)}T00:00:00Z"
-        pipeline = run_pipeline(config, run_time=run_time, lookback_days=0, job_name="demo",
-                                truth=out_dir / "sim" / "ground_truth.npz", on_step=announce)  # fmt: skip
-        timings.extend((f"pipeline: {name}", seconds) for name, seconds, _ in pipeline.steps)
-        samples = _samples(config, out_dir / "sim") if pipeline.promoted else []
+        live_day = params.start + timedelta(days=params.days)
+        pipeline = run_pipeline(config, run_time=f"{live_day}T00:00:00Z", lookback_days=0, job_name="demo",
+                                truth=sim_dir / "ground_truth.npz", on_step=announce)  # fmt: skip
+        result.timings.extend((f"pipeline: {name}", seconds) for name, seconds, _ in pipeline.steps)
+        gate = pipeline.state.get("gate", {})
+        result.model = {"version": gate.get("version"), "promoted": pipeline.promoted, "reason": gate.get("reason")}
+        if gate.get("model_data"):
+            evaluation = read_report(gate["model_data"], config.region)["report"]
+            result.model["home"] = evaluation.get("home", {})
+            result.model["oracle"] = evaluation.get("oracle", {})
 
-    print()
-    print(render_summary(summary))
-    print()
-    print(
-        f"Lake s3://{config.resources.lake_bucket}/: {imported.catalog_objects} catalog objects, "
-        f"{imported.event_objects} raw event objects ({imported.events:,} events, {imported.bytes / 1e6:.1f} MB gzip)"
-    )
-    gate = pipeline.state.get("gate", {})
-    report = gate.get("metrics", {})
-    print(f"Model {gate.get('version')}: {gate.get('reason')}")
-    if report:
-        figures = f"NDCG@10 {report.get('ndcg@10', 0):.4f}, recall@10 {report.get('recall@10', 0):.4f}"
-        print(f"  hybrid {figures}, coverage@10 {report.get('coverage@10', 0):.3f} (report: docs/model.md)")
-    if samples:
-        print("Sample home recommendations:")
-        print("\n".join(samples))
-    print("Steps:")
-    for name, seconds in timings:
-        print(f"  {seconds:7.1f} s  {name}")
-    print(f"  {time.perf_counter() - t0:7.1f} s  total")
+        t = time.perf_counter()
+        api = _start_api(config, port)
+        result.api_url = api.url
+        timed("serve the API over HTTP (2 processes)", t)
+        try:
+            _live(config, api.url, sim_dir, params, result, say)
+            print()
+            print(render_summary(summary))
+            result.volumes = {
+                "catalog_tracks": summary.tracks, "listeners": summary.listeners, "history_days": params.days,
+                "history_events": imported.events, "raw_objects": imported.event_objects,
+                "raw_mb_gzip": round(imported.bytes / 1e6, 2), "events_per_day": _events_per_day(sim_dir),
+            }  # fmt: skip
+            result.timings.append(("total", time.perf_counter() - t0))
+            (out_dir / "report.json").write_text(json.dumps(asdict(result), indent=1, default=str))
+            html = write_html(result, out_dir / "report.html")
+            print(render_demo(result))
+            print(f"Report: {html} (and report.json)")
+            if keep_serving:
+                print(f"\nAPI at {api.url}/v1 (x-api-key: {DEFAULT_API_KEY}); Swagger UI at {api.url}/v1/docs; "
+                      "OpenAPI at {api.url}/v1/openapi.json. Ctrl-C stops.".replace("{api.url}", api.url))  # fmt: skip
+                threading.Event().wait()
+        finally:
+            api.stop()
+    return result
+
+
+def _events_per_day(sim_dir: Path) -> list[tuple[str, int]]:
+    """Events in each simulated day's file (the last one is the live day)."""
+    files = sorted((sim_dir / EVENTS_DIR).glob("*.jsonl"))
+    return [(p.name.split(".")[0], p.read_bytes().count(b"\n")) for p in files]
+
+
+def _live(
+    config: EncoreConfig, url: str, sim_dir: Path, params: SimulationParams, result: DemoResult, say: Any
+) -> None:
+    """The live part: held-out check, replay with reads, genre burst, charts refresh, and the checks."""
+    client = ApiClient(url, DEFAULT_API_KEY)
+    day = LiveDay.load(sim_dir, params.days)
+    hour_start, hour_events = day.busiest_hour()
+    truth = load_ground_truth(sim_dir / "ground_truth.npz")
+    in_hour = hour_events["user_id"].value_counts()
+    history_counts = day.history["user_id"].value_counts()
+    users = [u for u in history_counts.index if u in in_hour.index][:SAMPLE_LISTENERS]
+
+    t = time.perf_counter()
+    result.samples = _samples(client, day, truth, users)
+    held = held_out(client, day, config, HELD_OUT_LISTENERS)
+    result.timings.append(("ask home pages of warm listeners (held-out check)", time.perf_counter() - t))
+
+    hour = datetime.fromtimestamp(hour_start / 1000, UTC)
+    say(f"live hour {hour:%Y-%m-%d %H:00} UTC: {len(hour_events):,} events through POST /v1/events ...")
+    t = time.perf_counter()
+    replay = replay_hour(client, hour_start, hour_events, users)
+    result.timings.append(("replay the live hour through the API", time.perf_counter() - t))
+
+    t = time.perf_counter()
+    region = str(hour_events.loc[hour_events["user_id"] == users[0], "region"].iloc[0])
+    burst = genre_burst(client, day, users[0], region, at_ms=hour_start + MS_PER_HOUR // 2)
+    result.timings.append(("genre burst and next song", time.perf_counter() - t))
+
+    say("  charts refresh: curate_events, build_charts ...")
+    hour_end = datetime.fromtimestamp((hour_start + MS_PER_HOUR) / 1000, UTC)
+    refresh = run_pipeline(config, run_time=f"{hour_end:%Y-%m-%dT%H:%M:%SZ}", lookback_days=0, steps=CHARTS_REFRESH)
+    result.timings.extend((f"charts refresh: {name}", seconds) for name, seconds, _ in refresh.steps)
+
+    acked = replay.acked + burst.acked
+    with tempfile.TemporaryDirectory(prefix="encore-demo-curated-") as scratch:
+        counts = curated_counts(config, f"{hour:%Y-%m-%d}", Path(scratch))
+    acked_frame = pd.DataFrame(acked)
+    regions = ["GLOBAL", *acked_frame["region"].value_counts().index[:CHART_REGIONS]]
+    expected = expected_chart(acked_frame, config, CHART_LIMIT)
+    served = served_charts(client, regions, hour_start, CHART_LIMIT)
+
+    result.latency_ms = {route: _percentiles(v) for route, v in sorted(client.latency_ms.items())}
+    result.live = {
+        "hour_start_ms": hour_start,
+        "hour": f"{hour:%Y-%m-%dT%H}",
+        "events_posted": replay.posted + len(burst.played),
+        "events_acked": len(acked),
+        "acked": acked,
+        "reads": replay.reads,
+        "replay_seconds": replay.seconds,
+        "statuses": {str(k): v for k, v in sorted(client.statuses.items())},
+        "curated_counts": {e["event_id"]: counts.get(e["event_id"], 0) for e in acked},
+        "curated_rows_for_day": sum(counts.values()),
+        "held_out": asdict(held),
+        "burst": asdict(burst),
+        "charts": {"served": served, "expected": {r: expected.get(r, []) for r in regions}},
+    }
+    result.checks = {
+        "every acknowledged event is in the curated table exactly once": bool(acked)
+        and all(counts.get(e["event_id"], 0) == 1 for e in acked),
+        "warm listeners' home pages beat popularity on their live-day plays": held.model_hits > held.popularity_hits,
+        f"next song after a burst of {burst.genre} leans to {burst.genre}": burst.next_share_after >= 0.5
+        and burst.next_share_after > burst.home_share_before,
+        "hour charts per region match the events sent": all(served[r] == expected.get(r, []) for r in regions),
+        "no 5xx answer": not any(s >= 500 for s in client.statuses),
+    }

@@ -27,15 +27,18 @@ def raw_key(config: EncoreConfig, day: str, name: str) -> str:
     return f"{config.lake.raw_events}{yyyy}/{mm}/{dd}/00/{name}"
 
 
-def import_simulation(config: EncoreConfig, sim_dir: Path, *, progress: bool = True) -> ImportResult:
-    """Upload the catalog and listeners to ``catalog/`` and each day's events, gzipped, to the raw zone."""
+def import_simulation(
+    config: EncoreConfig, sim_dir: Path, *, days: int | None = None, progress: bool = True
+) -> ImportResult:
+    """Upload the catalog and listeners to ``catalog/`` and each day's events (the first ``days`` only, if
+    given), gzipped, to the raw zone."""
     s3 = get_client("s3", config.region)
     bucket = config.resources.lake_bucket
     result = ImportResult()
     for rel in (CATALOG_CSV, LISTENERS_CSV):
         s3.upload_file(str(sim_dir / rel), bucket, f"{config.lake.catalog}{Path(rel).name}")
         result.catalog_objects += 1
-    files = sorted((sim_dir / EVENTS_DIR).glob("*.jsonl*"))
+    files = sorted((sim_dir / EVENTS_DIR).glob("*.jsonl*"))[:days]
     for path in tqdm(files, desc="importing history", unit="day", disable=not progress, leave=False):
         data = path.read_bytes()
         raw = gzip.decompress(data) if path.suffix == ".gz" else data

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,12 +37,14 @@ def run_pipeline(
     lookback_days: int = 2,
     truth: Path | None = None,
     on_step: Callable[[PipelineStep], None] | None = None,
+    steps: Sequence[PipelineStep] = NIGHTLY,
 ) -> PipelineRun:
-    """Run every nightly step in order; a gate that keeps the serving model ends the run like the state machine."""
+    """Run the steps (the nightly ones by default; ``CHARTS_REFRESH`` for the charts) in order; a gate that keeps
+    the serving model ends the run like the state machine."""
     run = PipelineRun()
     name = job_name or time.strftime("encore-%Y%m%d-%H%M%S")
     features = config.lake.features
-    for step in NIGHTLY:
+    for step in steps:
         if on_step:
             on_step(step)
         started = time.perf_counter()

@@ -22,10 +22,20 @@ def config() -> EncoreConfig:
 
 
 @pytest.fixture(scope="session")
-def twin(config: EncoreConfig) -> Iterator[TwinEndpoints]:
+def twin_services(config: EncoreConfig) -> Iterator[TwinServices]:
     """moto and redis on free loopback ports for the whole session; the environment points boto3 at them."""
-    with TwinServices(config) as endpoints:
-        yield endpoints
+    services = TwinServices(config)
+    services.start()
+    try:
+        yield services
+    finally:
+        services.stop()
+
+
+@pytest.fixture(scope="session")
+def twin(twin_services: TwinServices) -> TwinEndpoints:
+    assert twin_services.endpoints is not None
+    return twin_services.endpoints
 
 
 @pytest.fixture(scope="session")

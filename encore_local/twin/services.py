@@ -9,6 +9,8 @@ then on talks to the twin; nothing in the application code knows.
 from __future__ import annotations
 
 import contextlib
+import gc
+import io
 import json
 import os
 import random
@@ -18,6 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any, Literal
@@ -30,6 +33,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from encore.clients import reset_clients
 from encore.config import EncoreConfig
 from encore_local.errors import UsageError
+from encore_local.loopback import ClosesConnections
 from encore_local.sagemaker_twin import EndpointServer
 from encore_local.twin.provision import provision
 
@@ -73,12 +77,18 @@ FAULTS_PATH = "/_encore/faults"
 
 
 class FaultInjector:
-    """WSGI middleware in front of moto: answers a share of DynamoDB's calls as DynamoDB does when it throttles.
+    """WSGI middleware in front of moto: answers as AWS does when a service is past its capacity.
 
-    ``POST /_encore/faults`` with ``{"DynamoDB": 0.5}`` throttles half the calls whose ``X-Amz-Target`` starts
-    with ``DynamoDB`` (``{}`` clears it; other services are refused, their errors have other shapes). The
-    clients see the very error AWS sends, so their retries, backoff and the application's fallbacks run as they
-    would. Faults live in the twin's process, so they reach every process using it (the API's workers, Spark's).
+    ``POST /_encore/faults`` sets the shares (``{}`` clears them):
+
+    - ``{"DynamoDB": 0.5}`` answers half the calls whose ``X-Amz-Target`` starts with ``DynamoDB`` with
+      ``ProvisionedThroughputExceededException``;
+    - ``{"Firehose": 0.3}`` fails 30% of the records of each ``PutRecordBatch`` with ``ServiceUnavailableException``
+      in their ``RequestResponses`` entry (``FailedPutCount`` says how many); the others are delivered.
+
+    Other services are refused: their errors have other shapes. The clients see the very answers AWS sends, so
+    their retries, backoff and the application's fallbacks run as they would. Faults live in the twin's
+    process, so they reach every process using it (the API's workers, Spark's).
     """
 
     def __init__(self, app: Any) -> None:
@@ -86,22 +96,58 @@ class FaultInjector:
         self.shares: dict[str, float] = {}
         self.injected: dict[str, int] = {}
         self._random = random.Random(7)
+        self._lock = threading.Lock()
+
+    def _hit(self, service: str) -> bool:
+        share = self.shares.get(service, 0.0)
+        if share <= 0:
+            return False
+        with self._lock:
+            hit = self._random.random() < share
+            if hit:
+                self.injected[service] = self.injected.get(service, 0) + 1
+        return hit
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if environ.get("PATH_INFO") == FAULTS_PATH:
             return self._control(environ, start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
-        for prefix, share in self.shares.items():
-            if target.startswith(prefix) and self._random.random() < share:
-                self.injected[prefix] = self.injected.get(prefix, 0) + 1
-                body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{THROTTLED}",
-                                   "message": "The level of configured provisioned throughput for the table was "
-                                              "exceeded (injected by the twin)"}).encode()  # fmt: skip
-                start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0"),
-                                                   ("x-amzn-ErrorType", THROTTLED),
-                                                   ("Content-Length", str(len(body)))])  # fmt: skip
-                return [body]
+        if target.startswith("DynamoDB") and self._hit("DynamoDB"):
+            body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{THROTTLED}",
+                               "message": "The level of configured provisioned throughput for the table was "
+                                          "exceeded (injected by the twin)"}).encode()  # fmt: skip
+            return _answer(start_response, "400 Bad Request", body, "application/x-amz-json-1.0",
+                           [("x-amzn-ErrorType", THROTTLED)])  # fmt: skip
+        if target == "Firehose_20150804.PutRecordBatch" and self.shares.get("Firehose"):
+            return self._partial_batch(environ, start_response)
         return self.app(environ, start_response)
+
+    def _partial_batch(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """Deliver the records that were not picked to fail, then answer for all of them in their order."""
+        request = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)))
+        records = request.get("Records", [])
+        failing = [self._hit("Firehose") for _ in records]
+        delivered: list[dict[str, Any]] = []
+        kept = [r for r, fail in zip(records, failing, strict=True) if not fail]
+        if kept:
+            body = json.dumps({**request, "Records": kept}).encode()
+            inner = dict(environ, CONTENT_LENGTH=str(len(body)))
+            inner["wsgi.input"] = io.BytesIO(body)
+            status: list[str] = []
+            answer = b"".join(self.app(inner, lambda s, h, *_: status.append(s)))
+            if not status or not status[0].startswith("200"):  # moto refused the call itself: pass that on
+                return _answer(start_response, status[0] if status else "500 Internal Server Error", answer,
+                               "application/x-amz-json-1.1")  # fmt: skip
+            delivered = json.loads(answer)["RequestResponses"]
+        it = iter(delivered)
+        responses = [
+            {"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "Slow down (injected by the twin)"}
+            if fail
+            else next(it)
+            for fail in failing
+        ]
+        body = json.dumps({"FailedPutCount": sum(failing), "Encrypted": False, "RequestResponses": responses})
+        return _answer(start_response, "200 OK", body.encode(), "application/x-amz-json-1.1")
 
     def _control(self, environ: dict[str, Any], start_response: Any) -> Any:
         if environ.get("REQUEST_METHOD") == "POST":
@@ -109,17 +155,21 @@ class FaultInjector:
             wanted = json.loads(environ["wsgi.input"].read(length) or b"{}")
             unknown = set(wanted) - set(INJECTABLE)
             if unknown:
-                body = json.dumps({"error": f"cannot inject faults into {sorted(unknown)}; only {INJECTABLE}"}).encode()
-                start_response("400 Bad Request", [("Content-Type", "application/json")])
-                return [body]
+                body = json.dumps({"error": f"cannot inject faults into {sorted(unknown)}; only {INJECTABLE}"})
+                return _answer(start_response, "400 Bad Request", body.encode(), "application/json")
             self.shares = {str(k): float(v) for k, v in wanted.items()}
-        body = json.dumps({"shares": self.shares, "injected": self.injected}).encode()
-        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-        return [body]
+        body = json.dumps({"shares": self.shares, "injected": self.injected})
+        return _answer(start_response, "200 OK", body.encode(), "application/json")
+
+
+def _answer(start_response: Any, status: str, body: bytes, content_type: str,
+            headers: list[tuple[str, str]] | None = None) -> list[bytes]:  # fmt: skip
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))), *(headers or [])])
+    return [body]
 
 
 THROTTLED = "ProvisionedThroughputExceededException"
-INJECTABLE = ("DynamoDB",)
+INJECTABLE = ("DynamoDB", "Firehose")
 
 
 def set_faults(aws_endpoint: str, shares: dict[str, float]) -> dict[str, Any]:
@@ -158,9 +208,10 @@ class _RedisServerProcess:
         self.port = 0
         self._dir = tempfile.TemporaryDirectory(prefix="encore-redis-")
 
-    def start(self, attempts: int = 5) -> str:
+    def start(self, attempts: int = 5, port: int | None = None) -> str:
+        """Start on ``port`` (a restart after an outage) or on a free one."""
         for _ in range(attempts):
-            self.port = free_port()
+            self.port = port or free_port()
             self.proc = subprocess.Popen(
                 [
                     self.binary,
@@ -205,10 +256,18 @@ class _FakeRedisServer:
     def __init__(self) -> None:
         from fakeredis import TcpFakeServer
 
-        self.server = TcpFakeServer((LOOPBACK, 0), server_type="redis")
+        class Server(ClosesConnections, TcpFakeServer):
+            pass
+
+        self._server_class = Server
+        self.server = Server((LOOPBACK, 0), server_type="redis")
+        self.port = int(self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, name="fakeredis", daemon=True)
 
-    def start(self) -> str:
+    def start(self, port: int | None = None) -> str:
+        if port is not None:  # a restart after an outage: a new, empty server on the same port
+            self.server = self._server_class((LOOPBACK, port), server_type="redis")
+            self.thread = threading.Thread(target=self.server.serve_forever, name="fakeredis", daemon=True)
         self.thread.start()
         port = self.server.server_address[1]
         url = f"redis://{LOOPBACK}:{port}/0"
@@ -216,9 +275,13 @@ class _FakeRedisServer:
             raise UsageError("fakeredis's TCP server did not answer")
         return url
 
-    def close(self) -> None:
+    def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        self.server.close_connections()
+
+    def close(self) -> None:
+        self.stop()
 
 
 def _wait_for_redis(url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> bool:
@@ -235,6 +298,14 @@ def _wait_for_redis(url: str, proc: subprocess.Popen[bytes] | None, timeout: flo
         return False
     finally:
         client.close()
+
+
+def _freeze_after_full_collections(phase: str, info: dict[str, Any]) -> None:
+    """moto keeps every table item and S3 object as Python objects, and a full garbage collection walks them all:
+    351 ms at default scale (measured), during which no AWS call is answered. What survives a full collection
+    is frozen, so the next one walks only what arrived since."""
+    if phase == "stop" and info["generation"] == 2:
+        gc.freeze()
 
 
 class TwinServices:
@@ -257,6 +328,8 @@ class TwinServices:
         return self._endpoint
 
     def start(self) -> TwinEndpoints:
+        if _freeze_after_full_collections not in gc.callbacks:
+            gc.callbacks.append(_freeze_after_full_collections)
         try:
             self._moto = _MotoServer()
             aws_url = self._moto.start()
@@ -271,6 +344,30 @@ class TwinServices:
             self.stop()
             raise
         return self.endpoints
+
+    @contextlib.contextmanager
+    def outage(self, service: Literal["cache", "endpoint"]) -> Iterator[None]:
+        """Stop the cache (its node gone: connections refused, contents lost) or the model endpoint for the
+        duration, then start it again on the same port, so clients reconnect as they would to a replaced node."""
+        if service == "cache":
+            assert self._redis is not None, "the twin is not running"
+            port = self._redis.port
+            self._redis.stop()
+            try:
+                yield
+            finally:
+                self._redis.start(port=port)
+        elif service == "endpoint":
+            assert self._endpoint is not None, "the twin is not running"
+            port = self._endpoint.port
+            self._endpoint.stop()
+            try:
+                yield
+            finally:
+                self._endpoint = EndpointServer(LOOPBACK, port)
+                self._endpoint.start()
+        else:
+            raise UsageError(f"no outage for '{service}': cache or endpoint")
 
     def _start_cache(self) -> tuple[str, RedisKind]:
         binary = shutil.which("redis-server")

@@ -1,27 +1,83 @@
-"""``encore demo`` at small scale: the twin, the simulated service, the whole pipeline, recommendations served."""
+"""``encore demo`` at small scale: the twin, the simulated service, the whole pipeline, the API over HTTP, a live
+hour of events through it, and what the demo reports. Each assertion is recomputed here from the raw outputs
+the demo saved (what the API answered, what the curated table holds), not taken from the demo's own verdicts."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 
+from encore.config import EncoreConfig
+from encore.scoring import is_qualifying_play
 from encore_local.cli import main
 
 pytestmark = pytest.mark.e2e
 
 
-def test_demo_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--scale", "small", "--quiet", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    summary = json.loads((tmp_path / "sim" / "summary.json").read_text())
-    assert summary["events"] > 10_000
-    assert f"{summary['events']:,} events" in out
-    assert "raw event objects" in out and "genre mix" in out and "total" in out
-    assert "twin: AWS APIs at http://127.0.0.1:" in out
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("demo")
+    code = main(["demo", "--scale", "small", "--quiet", "--exit", "--port", "0", "--out", str(out)])
+    return {"code": code, "out": out, "report": json.loads((out / "report.json").read_text())}
+
+
+def test_the_demo_runs_every_step_and_reports(demo: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    assert demo["code"] == 0
+    report, out = demo["report"], demo["out"]
+    steps = [name for name, _ in report["timings"]]
     for step in ("load_catalog", "curate_events", "build_features", "build_charts", "train", "gate", "deploy",
                  "load_vectors"):  # fmt: skip
-        assert f"pipeline: {step}" in out
-    assert "beats popularity" in out  # the gate promoted the model ...
-    assert out.count("    ") > 15 and "Sample home recommendations:" in out  # ... and the API served from it
+        assert f"pipeline: {step}" in steps
+    assert "charts refresh: build_charts" in steps and "replay the live hour through the API" in steps
+    assert report["model"]["promoted"] and report["model"]["home"]["hybrid"]["ndcg@10"] > 0
+    assert len(report["samples"]) == 3 and all(len(s["items"]) == 5 and s["taste"] for s in report["samples"])
+    assert {"home", "next song", "similar", "charts", "POST /v1/events"} <= set(report["latency_ms"])
+    html = (out / "report.html").read_text()
+    assert html.count("<img") >= 5 and "Sample home pages" in html
+    assert "<script" not in html and 'src="http' not in html  # opens offline
+    assert all(report["checks"].values()), report["checks"]
+
+
+def test_every_acknowledged_event_is_curated_exactly_once(demo: dict[str, Any]) -> None:
+    live = demo["report"]["live"]
+    acked = [e["event_id"] for e in live["acked"]]
+    assert len(acked) == live["events_posted"] > 50 and len(set(acked)) == len(acked)
+    assert Counter(live["curated_counts"].values()) == Counter({1: len(acked)})
+
+
+def test_warm_listeners_recommendations_beat_popularity_on_their_held_out_plays(demo: dict[str, Any]) -> None:
+    details = demo["report"]["live"]["held_out"]["details"]
+    assert len(details) >= 30
+    model = sum(len(set(d["model"]) & set(d["played"])) for d in details)
+    popularity = sum(len(set(d["popularity"]) & set(d["played"])) for d in details)
+    assert model > popularity, (model, popularity)
+
+
+def test_next_song_after_a_burst_of_one_genre_leans_to_that_genre(demo: dict[str, Any]) -> None:
+    burst = demo["report"]["live"]["burst"]
+    tracks = pd.read_csv(demo["out"] / "sim/catalog/tracks.csv", usecols=["track_id", "track_genre"])
+    genre = dict(zip(tracks["track_id"], tracks["track_genre"], strict=True))
+    assert len(burst["acked"]) == len(burst["played"]) == 8
+    assert all(genre[t] == burst["genre"] for t in burst["played"])
+    share = sum(genre[i["track_id"]] == burst["genre"] for i in burst["next_after"]) / len(burst["next_after"])
+    assert share >= 0.5 and share > burst["home_share_before"]
+
+
+def test_hour_charts_per_region_match_the_events_sent(demo: dict[str, Any]) -> None:
+    live = demo["report"]["live"]
+    session = EncoreConfig.for_stage("local").session
+    plays: dict[str, Counter[str]] = {}
+    for e in live["acked"]:
+        if is_qualifying_play(e["action"], e["played_ms"], session):
+            for region in (e["region"], "GLOBAL"):
+                plays.setdefault(region, Counter())[e["track_id"]] += 1
+    served = live["charts"]["served"]
+    assert "GLOBAL" in served and len(served) >= 3
+    for region, items in served.items():
+        expected = sorted(plays.get(region, Counter()).items(), key=lambda kv: (-kv[1], kv[0]))[: len(items) or 20]
+        assert [tuple(i) for i in items] == expected, region
