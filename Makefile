@@ -11,11 +11,12 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_CLI_TELEMETRY_OPTOUT := 1
 export CDK_DISABLE_CLI_TELEMETRY := 1
 
-.PHONY: setup demo test test-fast lint format typecheck synth bench clean help
+.PHONY: setup demo test test-fast reliability lint format typecheck synth bench clean help
 
 help:
 	@echo "make demo   set up and run Encore end to end on this machine (SCALE=small|default|large)"
 	@echo "make test   set up and run the whole test suite (lint, types, unit, integration, infra, e2e)"
+	@echo "make reliability   generated requests, injected faults and a 60 s load run against the twin's API"
 	@echo "make setup | lint | format | typecheck | synth | bench | clean"
 
 $(STAMP): requirements.txt requirements-dev.txt layers/shared/requirements.txt layers/dependencies/requirements.txt pyproject.toml layers/shared/pyproject.toml package.json package-lock.json
@@ -48,6 +49,11 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(PY) -m pytest
+
+# The reliability suites at full size (`make test` runs them smaller): 60 s of load, 200 generated requests
+# per operation and mode.
+reliability: $(STAMP)
+	ENCORE_LOAD_SECONDS=60 ENCORE_GENERATED_PER_OPERATION=200 $(PY) -m pytest -m reliability -p no:logging
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "unit"

@@ -2,7 +2,7 @@
 
 Beside each client-side latency, in the same run: the handler's own time (inside the Lambda handler) and the
 model's predict time (inside the endpoint's handlers), so it shows where the time goes. The twin's services
-run in their own process (as ``encore twin up`` runs them), the API in two (four warm Lambda instances in each), the
+run in their own process (as ``encore twin up`` runs them), the API in four (one Lambda instance each), the
 clients in another. "Uncached" means the answer is not in the result cache: the instances are warm and the
 catalog metadata cached, as in steady state (a warm-up round over other listeners sees to that). Loopback
 only; every run is a bounded number of requests. Errors are non-200 answers; fallbacks (trending instead of
@@ -38,7 +38,7 @@ from encore_local.simulator import SCALES, SimulationParams, simulate
 from encore_local.twin import daemon
 
 HERE = Path(__file__).parent
-API_WORKERS = 2
+API_WORKERS = 4  # four Lambda instances, each a process serving one request at a time
 WARM_UP_LISTENERS = 400
 
 

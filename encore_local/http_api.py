@@ -5,10 +5,11 @@ Routes come from ``encore.routes.ROUTES`` (the table the CDK app builds API Gate
 gives itself are reproduced: 403 ``{"message": "Forbidden"}`` without a valid key, 429 ``{"message": "Too Many
 Requests"}`` past the throttle, 404/405 ``Missing Authentication Token`` for unknown routes.
 
-Each process keeps ``instances`` warm copies of every function, each serving one request at a time as a Lambda
-instance does. With ``workers`` > 1 the same port is served by that many processes (SO_REUSEPORT), so the
-instances are spread over several interpreters (and GILs); each process has its own clients and its own
-share of the usage plan's rate. Every answer carries the time spent inside
+A process runs one handler invocation at a time, as a Lambda instance does: Powertools keeps the current event
+on its router class, so two invocations in one process would read each other's requests (the reliability
+suite's load run caught a POST that saw a GET's empty body). Concurrency comes from ``workers``: the same port
+is served by that many processes (SO_REUSEPORT), each with its own clients and its own share of the usage
+plan's rate. Every answer carries the time spent inside
 the handler in ``x-twin-handler-ms`` (the twin's stand-in for API Gateway's IntegrationLatency metric).
 """
 
@@ -68,7 +69,7 @@ class TwinApi(LoopbackServer):
         burst: int | None = None,
         quiet: bool = True,
         workers: int = 1,
-        instances: int = 4,
+        instances: int = 1,
         shared_port: bool = False,
     ) -> None:
         self.config = config
@@ -79,6 +80,7 @@ class TwinApi(LoopbackServer):
         # Warm "Lambda instances": each is the handler module loaded on its own (its own resolver, its own
         # caches) and serves one request at a time, as an instance does; a request takes whichever is free.
         self.instances: dict[str, queue.Queue[ModuleType]] = {}
+        self.one_invocation = threading.Lock()  # see the module's docstring
         for name in sorted({r.function for r in ROUTES}):
             self.instances[name] = queue.Queue()
             for _ in range(self.instance_count):
@@ -179,9 +181,10 @@ class TwinApi(LoopbackServer):
         pool = self.instances[route.function]
         handler = pool.get()  # waits for a free instance, as API Gateway waits for Lambda to scale
         try:
-            started = time.perf_counter()
-            result = handler.lambda_handler(event, LambdaContext(route.function))
-            inside_ms = (time.perf_counter() - started) * 1000
+            with self.one_invocation:
+                started = time.perf_counter()
+                result = handler.lambda_handler(event, LambdaContext(route.function))
+                inside_ms = (time.perf_counter() - started) * 1000
         finally:
             pool.put(handler)
         out_headers = {k: v[-1] for k, v in (result.get("multiValueHeaders") or {}).items()}

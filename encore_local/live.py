@@ -100,9 +100,10 @@ def qualifying(events: pd.DataFrame, config: EncoreConfig) -> pd.DataFrame:
 
 def _records(events: pd.DataFrame) -> list[dict[str, Any]]:
     """Events as the contract has them: optional fields the simulator left empty are left out."""
-    out = []
+    out: list[dict[str, Any]] = []
     for row in events.to_dict("records"):
-        out.append({k: (int(v) if isinstance(v, np.integer) else v) for k, v in row.items() if not pd.isna(v)})
+        kept = {str(k): v for k, v in row.items() if not pd.isna(v)}
+        out.append({k: int(v) if isinstance(v, np.integer) else v for k, v in kept.items()})
     return out
 
 
@@ -260,7 +261,7 @@ def genre_burst(client: ApiClient, day: LiveDay, user: str, region: str, at_ms: 
     durations = dict(zip(day.events["track_id"], day.events["track_duration_ms"], strict=False))
 
     def share(items: list[dict[str, Any]]) -> float:
-        return sum(genre_of.get(i["track_id"]) == genre for i in items) / max(len(items), 1)
+        return float(sum(genre_of.get(i["track_id"]) == genre for i in items) / max(len(items), 1))
 
     home = client.get("home", f"/v1/users/{user}/recommendations", limit=HOME_LIMIT)["items"]
     seed = picks[-1]

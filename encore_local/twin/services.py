@@ -146,8 +146,8 @@ class FaultInjector:
             else next(it)
             for fail in failing
         ]
-        body = json.dumps({"FailedPutCount": sum(failing), "Encrypted": False, "RequestResponses": responses})
-        return _answer(start_response, "200 OK", body.encode(), "application/x-amz-json-1.1")
+        answered = json.dumps({"FailedPutCount": sum(failing), "Encrypted": False, "RequestResponses": responses})
+        return _answer(start_response, "200 OK", answered.encode(), "application/x-amz-json-1.1")
 
     def _control(self, environ: dict[str, Any], start_response: Any) -> Any:
         if environ.get("REQUEST_METHOD") == "POST":

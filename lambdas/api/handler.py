@@ -253,7 +253,7 @@ def handle_put_profile(user_id: UserId, body: ProfileUpdate) -> ProfileView:
     return handle_get_profile(user_id)
 
 
-@app.get("/v1/openapi.json")
+@app.get("/v1/openapi.json", include_in_schema=False)  # the document need not describe itself
 def handle_get_openapi() -> Response[str]:
     return Response(status_code=200, content_type="application/json", body=app.get_openapi_json_schema())
 

@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from encore.cache import SessionCache
@@ -44,14 +45,27 @@ register_error_handlers(app)
 
 @idempotent_function(data_keyword_argument="batch", persistence_store=persistence, config=idempotency)
 def accept(batch: dict[str, Any]) -> dict[str, Any]:
-    return ingest(batch["events"], deps)
+    batch["result"] = ingest(batch["events"], deps)  # the caller sees it even if the record cannot be saved after
+    return batch["result"]  # type: ignore[no-any-return]
+
+
+def accept_without_idempotency(batch: dict[str, Any]) -> dict[str, Any]:
+    """The idempotency table is throttled or unreachable: the events still go to the stream (curation removes
+    duplicates by event_id); only a retried request's session updates might be applied twice."""
+    result = batch.get("result") or ingest(batch["events"], deps)
+    return {**result, "degraded": sorted({*result["degraded"], "idempotency"})}
 
 
 @app.post("/v1/events")
 @tracer.capture_method
 def handle_post_events() -> Response[str]:
     events = parse_batch(app.current_event.body, deps.now_ms())
-    result = accept(batch={"event_ids": sorted(e.event_id for e in events), "events": events})
+    batch = {"event_ids": sorted(e.event_id for e in events), "events": events}
+    try:
+        result = accept(batch=batch)
+    except IdempotencyPersistenceLayerError as exc:
+        logger.warning("idempotency store unavailable", extra={"detail": str(exc)[:300]})
+        result = accept_without_idempotency(batch)
     metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=result["accepted"])
     for dependency in result["degraded"]:
         metrics.add_metric(name=f"Degraded_{dependency}", unit=MetricUnit.Count, value=1)

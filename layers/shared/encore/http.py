@@ -43,6 +43,12 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
         reason = "a storage service is busy or unreachable; retry shortly"
         return json_response(503, {"error": "unavailable", "reason": reason}, {"Retry-After": "1"})
 
+    @app.exception_handler(UnicodeDecodeError)  # type: ignore[untyped-decorator]
+    def _not_text(exc: UnicodeDecodeError) -> Response[str]:
+        # API Gateway passes a body that is not UTF-8 on as base64; the resolver fails decoding it as JSON text.
+        reason = f"the body is not UTF-8 text (byte {exc.start}); send JSON"
+        return json_response(400, {"error": "bad_request", "reason": reason})
+
     @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
     def _bug(exc: Exception) -> Response[str]:
         logger.exception("unhandled error")
