@@ -307,8 +307,8 @@ def test_dynamodb_throttled_degrades_reads_and_answers_503_for_what_cannot_degra
     assert status == 200 and body["fallback"] is True
     assert body["fallback_reason"] in ("profiles_unavailable", "tracks_unavailable")
     assert set_faults(served["twin"].aws_endpoint, {"DynamoDB": 1.0})["injected"]["DynamoDB"] >= 3
-    with pytest.raises(requests.HTTPError):  # only DynamoDB's throttling is emulated faithfully
-        set_faults(served["twin"].aws_endpoint, {"Firehose": 1.0})
+    with pytest.raises(requests.HTTPError):  # only DynamoDB and Firehose faults are emulated faithfully
+        set_faults(served["twin"].aws_endpoint, {"S3": 1.0})
 
 
 def test_the_model_names_artists_so_only_returned_tracks_are_decorated(served: dict[str, Any]) -> None:
