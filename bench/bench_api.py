@@ -2,11 +2,11 @@
 
 Beside each client-side latency, in the same run: the handler's own time (inside the Lambda handler) and the
 model's predict time (inside the endpoint's handlers), so it shows where the time goes. The twin's services
-run in their own process (as ``encore twin up`` runs them), the API in four (one Lambda instance each), the
-clients in another. "Uncached" means the answer is not in the result cache: the instances are warm and the
-catalog metadata cached, as in steady state (a warm-up round over other listeners sees to that). Loopback
-only; every run is a bounded number of requests. Errors are non-200 answers; fallbacks (trending instead of
-the model) are counted beside them.
+run in their own process (as ``encore twin up`` runs them), the API in ``API_WORKERS`` processes (one Lambda
+instance each), the clients in another. "Uncached" means the answer is not in the result cache: the instances
+are warm and the catalog metadata cached, as in steady state (a warm-up round over other listeners sees to
+that). Loopback only; every run is a bounded number of requests. Errors are non-200 answers; fallbacks
+(trending instead of the model) are counted beside them.
 Targets on this machine: uncached p99 < 100 ms and cached p99 < 15 ms at 8 clients, zero errors.
 
     python bench/bench_api.py [--scale small|default]
@@ -38,7 +38,7 @@ from encore_local.simulator import SCALES, SimulationParams, simulate
 from encore_local.twin import daemon
 
 HERE = Path(__file__).parent
-API_WORKERS = 4  # four Lambda instances, each a process serving one request at a time
+API_WORKERS = 8  # Lambda scales to one instance per concurrent request: 8 processes, one request at a time each
 WARM_UP_LISTENERS = 400
 
 
@@ -63,7 +63,7 @@ def measure(config: EncoreConfig, params: SimulationParams, tmp: Path, model_url
     run_time = f"{params.start + timedelta(days=params.days + 1)}T00:00:00Z"
     print("running the pipeline on the twin ...", flush=True)
     run_pipeline(config, run_time=run_time, lookback_days=0, job_name="bench-api")
-    # Measure the path, not the usage plan; two processes, as API Gateway spreads load over Lambda instances.
+    # Measure the path, not the usage plan; several processes, as API Gateway spreads load over Lambda instances.
     server = TwinApi(config, rate=100_000, burst=100_000, workers=API_WORKERS)
     url = server.start()
     # Listeners the model knows (they listened before the run); the others are answered from trending by design.

@@ -161,7 +161,7 @@ def run_demo(
             print(f"Report: {html} (and report.json)")
             if keep_serving:
                 print(f"\nAPI at {api.url}/v1 (x-api-key: {DEFAULT_API_KEY}); Swagger UI at {api.url}/v1/docs; "
-                      "OpenAPI at {api.url}/v1/openapi.json. Ctrl-C stops.".replace("{api.url}", api.url))  # fmt: skip
+                      f"OpenAPI at {api.url}/v1/openapi.json. Ctrl-C stops.")  # fmt: skip
                 threading.Event().wait()
         finally:
             api.stop()

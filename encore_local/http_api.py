@@ -19,7 +19,6 @@ import argparse
 import base64
 import json
 import os
-import queue
 import subprocess
 import sys
 import threading
@@ -69,22 +68,17 @@ class TwinApi(LoopbackServer):
         burst: int | None = None,
         quiet: bool = True,
         workers: int = 1,
-        instances: int = 1,
         shared_port: bool = False,
     ) -> None:
         self.config = config
         self.workers = max(1, workers)
-        self.instance_count = max(1, instances)
         self.extra: list[subprocess.Popen[str]] = []
         self.api_keys = set(api_keys)
-        # Warm "Lambda instances": each is the handler module loaded on its own (its own resolver, its own
-        # caches) and serves one request at a time, as an instance does; a request takes whichever is free.
-        self.instances: dict[str, queue.Queue[ModuleType]] = {}
-        self.one_invocation = threading.Lock()  # see the module's docstring
-        for name in sorted({r.function for r in ROUTES}):
-            self.instances[name] = queue.Queue()
-            for _ in range(self.instance_count):
-                self.instances[name].put(load_handler(name, config, quiet=quiet))
+        # One warm Lambda instance per function in this process, one invocation at a time (module docstring).
+        self.handlers: dict[str, ModuleType] = {
+            name: load_handler(name, config, quiet=quiet) for name in sorted({r.function for r in ROUTES})
+        }
+        self.one_invocation = threading.Lock()
         self.templates = [r.path for r in ROUTES]
         self.by_path: dict[str, Route] = {r.path: r for r in ROUTES}
         deploy = config.deploy
@@ -131,7 +125,7 @@ class TwinApi(LoopbackServer):
         for _ in range(self.workers - 1):
             ready_r, ready_w = os.pipe()  # the worker says "ready" here; its stdout is this process's
             args = ["--port", port, "--stage", self.config.stage, "--rate", str(self.rate), "--burst", str(self.burst),
-                    "--ready-fd", str(ready_w), "--instances", str(self.instance_count)]  # fmt: skip
+                    "--ready-fd", str(ready_w)]  # fmt: skip
             for key in sorted(self.api_keys):
                 args += ["--api-key", key]
             proc = subprocess.Popen([sys.executable, "-m", "encore_local.http_api", *args], stdin=subprocess.PIPE,
@@ -178,15 +172,10 @@ class TwinApi(LoopbackServer):
                 return 429, {"message": "Too Many Requests"}, {}
         event = rest_event(method, path, resource=template, path_parameters=params, query=parse_qsl(url.query),
                            headers=headers, body=body, stage=self.config.stage, api_key=key)  # fmt: skip
-        pool = self.instances[route.function]
-        handler = pool.get()  # waits for a free instance, as API Gateway waits for Lambda to scale
-        try:
-            with self.one_invocation:
-                started = time.perf_counter()
-                result = handler.lambda_handler(event, LambdaContext(route.function))
-                inside_ms = (time.perf_counter() - started) * 1000
-        finally:
-            pool.put(handler)
+        with self.one_invocation:  # a request waits for the instance, as API Gateway waits for Lambda to scale
+            started = time.perf_counter()
+            result = self.handlers[route.function].lambda_handler(event, LambdaContext(route.function))
+            inside_ms = (time.perf_counter() - started) * 1000
         out_headers = {k: v[-1] for k, v in (result.get("multiValueHeaders") or {}).items()}
         out_headers.update(result.get("headers") or {})
         out_headers["x-twin-handler-ms"] = f"{inside_ms:.3f}"
@@ -204,10 +193,9 @@ def _worker(argv: list[str]) -> None:
     ap.add_argument("--burst", type=int, required=True)
     ap.add_argument("--api-key", action="append", default=[])
     ap.add_argument("--ready-fd", type=int, required=True)
-    ap.add_argument("--instances", type=int, required=True)
     args = ap.parse_args(argv)
     server = TwinApi(EncoreConfig.for_stage(args.stage), api_keys=tuple(args.api_key), port=args.port,
-                     rate=args.rate, burst=args.burst, instances=args.instances, shared_port=True)  # fmt: skip
+                     rate=args.rate, burst=args.burst, shared_port=True)  # fmt: skip
     server.start()
     with os.fdopen(args.ready_fd, "w") as ready:
         ready.write("ready\n")

@@ -72,13 +72,13 @@ class LiveDay:
 
     events: pd.DataFrame  # the day's events, in time order
     history: pd.DataFrame  # user_id, track_id, action, played_ms of days 1..N
-    tracks: pd.DataFrame  # track_id, track_genre
+    tracks: pd.DataFrame  # track_id, track_genre, duration_ms
 
     @classmethod
     def load(cls, sim_dir: Path, history_days: int) -> LiveDay:
         files = sorted((sim_dir / EVENTS_DIR).glob("*.jsonl*"))
         read = [pd.read_json(p, lines=True, convert_dates=False, dtype={"timestamp": "int64"}) for p in files]
-        tracks = pd.read_csv(sim_dir / CATALOG_CSV, usecols=["track_id", "track_genre"])
+        tracks = pd.read_csv(sim_dir / CATALOG_CSV, usecols=["track_id", "track_genre", "duration_ms"])
         history = pd.concat(read[:history_days], ignore_index=True)[["user_id", "track_id", "action", "played_ms"]]
         live = read[history_days].sort_values("timestamp", kind="stable").reset_index(drop=True)
         return cls(live, history, tracks)
@@ -159,10 +159,10 @@ def replay_hour(
     def reader(user: str, seed: int) -> None:
         rng = np.random.default_rng(seed)
         rounds = 0
+        mine = by_user.get(user) or records  # the tracks this listener plays in the hour
+        region = mine[0]["region"]
         while not senders_done.is_set() or rounds < min_read_rounds:
-            mine = [e for e in records if e["user_id"] == user] or records
             track = mine[int(rng.integers(len(mine)))]["track_id"]
-            region = mine[0]["region"]
             client.get("home", f"/v1/users/{user}/recommendations", limit=10)
             client.get("next song", f"/v1/users/{user}/next", track_id=track, limit=10)
             client.get("similar", f"/v1/tracks/{track}/similar", limit=10)
@@ -258,7 +258,7 @@ def genre_burst(client: ApiClient, day: LiveDay, user: str, region: str, at_ms: 
     heard = set(day.history.loc[day.history["user_id"] == user, "track_id"])
     popular = day.history["track_id"].value_counts().index
     picks = [t for t in popular if genre_of.get(t) == genre and t not in heard][:BURST_PLAYS]
-    durations = dict(zip(day.events["track_id"], day.events["track_duration_ms"], strict=False))
+    durations = dict(zip(day.tracks["track_id"], day.tracks["duration_ms"], strict=True))
 
     def share(items: list[dict[str, Any]]) -> float:
         return float(sum(genre_of.get(i["track_id"]) == genre for i in items) / max(len(items), 1))
@@ -273,8 +273,8 @@ def genre_burst(client: ApiClient, day: LiveDay, user: str, region: str, at_ms: 
             "track_id": t,
             "action": "complete",
             "timestamp": at_ms + i * 200_000,
-            "played_ms": int(durations.get(t, 200_000)),
-            "track_duration_ms": int(durations.get(t, 200_000)),
+            "played_ms": int(durations[t]),
+            "track_duration_ms": int(durations[t]),
             "session_id": f"demo-burst-{user}",
             "region": region,
             "source": "app",

@@ -106,7 +106,7 @@ def test_every_response_matches_the_openapi_document(
 
 def test_several_worker_processes_serve_one_port(served_lake: dict[str, Any]) -> None:
     """Two processes (SO_REUSEPORT) with their own warm instances: every answer comes back, timed inside."""
-    server = TwinApi(served_lake["config"], workers=2, instances=2)
+    server = TwinApi(served_lake["config"], workers=2)
     url = server.start()
     try:
         assert len(server.extra) == 1 and server.extra[0].poll() is None

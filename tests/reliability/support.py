@@ -8,7 +8,10 @@ import os
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from encore.clients import get_client
 from encore.config import EncoreConfig
@@ -18,6 +21,12 @@ KEY = {"x-api-key": DEFAULT_API_KEY}
 # `make test` runs the suites at small scale; `make reliability` sets these to the full sizes.
 LOAD_SECONDS = float(os.environ.get("ENCORE_LOAD_SECONDS", "20"))
 GENERATED_PER_OPERATION = int(os.environ.get("ENCORE_GENERATED_PER_OPERATION", "70"))
+
+
+def history(sim_dir: Path) -> pd.DataFrame:
+    """The simulated history's events (what the served lake was built from)."""
+    files = sorted((sim_dir / "events").glob("*"))
+    return pd.concat(pd.read_json(p, lines=True, convert_dates=False) for p in files)
 
 
 def new_events(users: list[str], tracks: list[str], n: int, seed: int = 0) -> list[dict[str, Any]]:

@@ -7,10 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import pandas as pd
 import pytest
 import requests
-from support import KEY, new_events, raw_event_ids
+from support import KEY, history, new_events, raw_event_ids
 
 from encore_local.twin import TwinServices
 from encore_local.twin.services import set_faults
@@ -20,9 +19,7 @@ pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def live(http_api: dict[str, Any]) -> dict[str, Any]:
-    events = pd.concat(
-        pd.read_json(p, lines=True, convert_dates=False) for p in sorted((http_api["sim"] / "events").glob("*"))
-    )
+    events = history(http_api["sim"])
     users = events["user_id"].value_counts().index[:20].tolist()
     tracks = events["track_id"].value_counts().index[:50].tolist()
     return {**http_api, "users": users, "tracks": tracks, "acked": [], "session": requests.Session()}

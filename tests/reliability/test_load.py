@@ -11,42 +11,26 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 import requests
-from support import KEY, LOAD_SECONDS, new_events
+from support import KEY, LOAD_SECONDS, history, new_events
 
-from encore.clients import get_client
 from encore_local.jobs import run_job
+from encore_local.live import curated_counts
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 CLIENTS = 32
 POST_SHARE = 0.2
 
 
-def curated_ids(config: Any, day: str, scratch: Any) -> Counter[str]:
-    s3 = get_client("s3", config.region)
-    bucket, prefix = config.resources.lake_bucket, f"{config.lake.curated_events}dt={day}/"
-    counts: Counter[str] = Counter()
-    for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
-        if obj["Key"].endswith(".parquet"):
-            local = scratch / obj["Key"].replace("/", "_")
-            s3.download_file(bucket, obj["Key"], str(local))
-            counts.update(pq.read_table(local, columns=["event_id"]).column("event_id").to_pylist())
-    return counts
-
-
 def test_32_clients_mixed_reads_and_posts_no_errors_every_acked_event_curated_once(
     http_api: dict[str, Any], tmp_path: Any
 ) -> None:
     url, config = http_api["url"], http_api["config"]
-    history = pd.concat(
-        pd.read_json(p, lines=True, convert_dates=False) for p in sorted((http_api["sim"] / "events").glob("*"))
-    )
-    users = history["user_id"].unique().tolist()
-    tracks = history["track_id"].unique().tolist()
-    regions = history["region"].unique().tolist()
+    events = history(http_api["sim"])
+    users = events["user_id"].unique().tolist()
+    tracks = events["track_id"].unique().tolist()
+    regions = events["region"].unique().tolist()
     statuses: Counter[int] = Counter()
     acked: list[str] = []
     refused: list[str] = []
@@ -90,5 +74,5 @@ def test_32_clients_mixed_reads_and_posts_no_errors_every_acked_event_curated_on
 
     now = datetime.now(UTC)
     run_job("curate_events", config, run_time=f"{now:%Y-%m-%dT%H:%M:%SZ}", lookback_days=1)
-    curated = curated_ids(config, f"{now:%Y-%m-%d}", tmp_path)
+    curated = curated_counts(config, f"{now:%Y-%m-%d}", tmp_path)
     assert all(curated[e] == 1 for e in acked), [e for e in acked if curated[e] != 1][:5]
