@@ -14,13 +14,12 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+# Three attempts with botocore's standard backoff (a second or two in all). Not "adaptive": its client-side rate
+# limiter blocks later calls once a table throttles, and a request under a fully throttled table took over 30 s
+# (measured on the twin), past API Gateway's 29 s; the request should degrade instead.
+RETRIES: dict[str, Any] = {"mode": "standard", "total_max_attempts": 3}
 # Short connect/read timeouts: a Lambda that waits on a sick dependency should degrade, not time out.
-_DEFAULT_CONFIG = Config(
-    connect_timeout=2,
-    read_timeout=5,
-    retries={"max_attempts": 3, "mode": "adaptive"},
-    tcp_keepalive=True,
-)
+_DEFAULT_CONFIG = Config(connect_timeout=2, read_timeout=5, retries=RETRIES, tcp_keepalive=True)
 
 
 @functools.cache

@@ -110,4 +110,5 @@ def update_listeners(events: Sequence[ListeningEvent], deps: IngestDeps) -> dict
             )
         except DEPENDENCY_ERRORS:
             degraded.add("profiles")
+            break  # the table is throttled or unreachable past retries: the other listeners would wait on it too
     return {"qualifying_plays": len(qualifying), "sessions_updated": sessions_updated, "degraded": sorted(degraded)}

@@ -17,7 +17,7 @@ from pynamodb.exceptions import PynamoDBException, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 
-from encore.clients import on_reset
+from encore.clients import RETRIES, on_reset
 from encore.stores import VECTOR_PREFIX
 from encore.vectors import decode
 
@@ -34,12 +34,12 @@ class ProfileItem(Model):
 
     class Meta:
         table_name = "encore-users"
-        # A Lambda waiting on a sick table should degrade within its budget, not hang: short timeouts and
-        # botocore's adaptive retries (which back off on throttling).
+        # A Lambda waiting on a sick table should degrade within its budget, not hang: short timeouts and the
+        # shared retry policy (encore.clients.RETRIES).
         connect_timeout_seconds = 2
         read_timeout_seconds = 3
         max_retry_attempts = 3
-        retry_configuration: ClassVar[dict[str, Any]] = {"mode": "adaptive", "total_max_attempts": 3}
+        retry_configuration: ClassVar[dict[str, Any]] = RETRIES
         max_pool_connections = 32
 
     user_id = UnicodeAttribute(hash_key=True)
