@@ -235,8 +235,7 @@ def _live(
         "every acknowledged event is in the curated table exactly once": bool(acked)
         and all(counts.get(e["event_id"], 0) == 1 for e in acked),
         "warm listeners' home pages beat popularity on their live-day plays": held.model_hits > held.popularity_hits,
-        f"next song after a burst of {burst.genre} leans to {burst.genre}": burst.next_share_after >= 0.5
-        and burst.next_share_after > burst.home_share_before,
+        f"next song after a burst of {burst.genre} leans to {burst.genre}": burst.leans(),
         "hour charts per region match the events sent": all(served[r] == expected.get(r, []) for r in regions),
         "no 5xx answer": not any(s >= 500 for s in client.statuses),
     }

@@ -135,7 +135,8 @@ def write_html(result: Any, path: Path) -> Path:
         parts.append(f"<b>Genre burst</b>: {html.escape(burst['user_id'])} played {len(burst['played'])} "
                      f"{html.escape(burst['genre'])} tracks. Next song's {html.escape(burst['genre'])} share: "
                      f"{burst['next_share_before']:.0%} before, <b>{burst['next_share_after']:.0%}</b> after "
-                     f"(their home page before: {burst['home_share_before']:.0%}).</div></div>")  # fmt: skip
+                     f"(their home page before: {burst['home_share_before']:.0%}; the genre's share of all plays: "
+                     f"{burst['base_share']:.0%}).</div></div>")  # fmt: skip
         served, expected = live["charts"]["served"], live["charts"]["expected"]
         rows = [[r, len(served[r]), "yes" if served[r] == expected.get(r) else "NO",
                  ", ".join(f"{t} ({n})" for t, n in served[r][:3])] for r in served]  # fmt: skip

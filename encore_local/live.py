@@ -241,11 +241,18 @@ class Burst:
     user_id: str
     genre: str
     played: list[str]
+    base_share: float  # the genre's share of all plays in the history (what any list would hold by chance)
     home_share_before: float  # the genre's share of the listener's home page before the burst
     next_share_before: float  # ... of next song after the same track, before the burst
     next_share_after: float
     next_after: list[dict[str, Any]]
     acked: list[dict[str, Any]]
+
+    def leans(self) -> bool:
+        """Next song holds more of the genre than the listener's own home page did and than the genre's share of
+        all plays. (Serving keeps 0.7 of the long-term taste, so a burst against it tilts next song toward the
+        genre rather than making it mostly that genre.)"""
+        return self.next_share_after > max(self.home_share_before, self.base_share)
 
 
 def genre_burst(client: ApiClient, day: LiveDay, user: str, region: str, at_ms: int) -> Burst:
@@ -283,7 +290,8 @@ def genre_burst(client: ApiClient, day: LiveDay, user: str, region: str, at_ms: 
     ]
     acked = events if post_events(client, events) else []
     after = client.get("next song", f"/v1/users/{user}/next", track_id=seed, limit=HOME_LIMIT)["items"]
-    return Burst(user, genre, picks, share(home), share(before), share(after), after, acked)
+    base = float(plays_by_genre.get(genre, 0) / max(int(plays_by_genre.sum()), 1))
+    return Burst(user, genre, picks, base, share(home), share(before), share(after), after, acked)
 
 
 def curated_counts(config: EncoreConfig, day: str, scratch: Path) -> Counter[str]:

@@ -65,7 +65,7 @@ def render_demo(result: Any) -> str:
             f"(precision@20 {held['model_precision']:.4f} vs {held['popularity_precision']:.4f})",
             f"  burst: {burst['user_id']} played {len(burst['played'])} {burst['genre']} tracks; next song's "
             f"{burst['genre']} share went {burst['next_share_before']:.0%} -> {burst['next_share_after']:.0%} "
-            f"(home page before: {burst['home_share_before']:.0%})",
+            f"(home page before: {burst['home_share_before']:.0%}; share of all plays: {burst['base_share']:.0%})",
             f"  curated: {live['curated_rows_for_day']:,} rows for the live day",
         ]
     lines.append("Checks:")
