@@ -8,6 +8,7 @@ with the request id, the stage and the API key's identity.
 from __future__ import annotations
 
 import base64
+import functools
 import importlib.util
 import os
 import re
@@ -26,11 +27,15 @@ ROOT = Path(__file__).resolve().parent.parent
 LAMBDAS = ROOT / "lambdas"
 
 
+@functools.cache
+def _template_pattern(template: str) -> re.Pattern[str]:
+    return re.compile("^" + re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(template)) + "$")
+
+
 def match_route(templates: Sequence[str], path: str) -> tuple[str, dict[str, str]] | None:
     """The resource template (``/v1/users/{user_id}``) matching ``path``, with its path parameters."""
     for template in templates:
-        pattern = "^" + re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(template)) + "$"
-        m = re.match(pattern, path)
+        m = _template_pattern(template).match(path)
         if m:
             return template, m.groupdict()
     return None

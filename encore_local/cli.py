@@ -116,7 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = api_sub.add_parser("serve", help="serve the API until Ctrl-C (needs a running twin: encore twin up)")
     serve.add_argument("--port", type=_non_negative_int, default=8080, help="loopback port (default: %(default)s)")
     serve.add_argument("--stage", choices=["local", "dev", "prod"], default="local")
-    serve.add_argument("--workers", type=_positive_int, default=2, help="API processes (default: %(default)s)")
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=2,
+        help="Lambda instances, each in a process of its own if more than one (default: %(default)s)",
+    )
     serve.add_argument("--state-dir", type=Path, default=Path(".encore"), help="the running twin's state folder")
 
     demo = sub.add_parser("demo", help="run what Encore has end to end on one machine and report")

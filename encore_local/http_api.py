@@ -3,22 +3,26 @@ the very same Lambda handlers, enforcing the API key and the usage plan's thrott
 
 Routes come from ``encore.routes.ROUTES`` (the table the CDK app builds API Gateway from). Answers API Gateway
 gives itself are reproduced: 403 ``{"message": "Forbidden"}`` without a valid key, 429 ``{"message": "Too Many
-Requests"}`` past the throttle, 404/405 ``Missing Authentication Token`` for unknown routes.
+Requests"}`` past the throttle, 404/405 ``Missing Authentication Token`` for unknown routes, and 502
+``{"message": "Internal server error"}`` when an instance dies mid-invocation.
 
-A process runs one handler invocation at a time, as a Lambda instance does: Powertools keeps the current event
-on its router class, so two invocations in one process would read each other's requests (the reliability
-suite's load run caught a POST that saw a GET's empty body). Concurrency comes from ``workers``: the same port
-is served by that many processes (SO_REUSEPORT), each with its own clients and its own share of the usage
-plan's rate. Every answer carries the time spent inside
-the handler in ``x-twin-handler-ms`` (the twin's stand-in for API Gateway's IntegrationLatency metric).
+Behind the front door is a pool of warm Lambda instances, each running one invocation at a time, as Lambda
+does: Powertools keeps the current event on its router class, so two invocations in one process would read
+each other's requests (the reliability suite's load run caught a POST that saw a GET's empty body). A request
+takes whichever instance is idle, the most recently used first, and waits only if all are busy, as API
+Gateway waits for Lambda to scale. ``workers=1`` runs the one instance in this process; more run each in a
+process of its own, fed events over a pipe. Every answer carries the time spent inside the handler in
+``x-twin-handler-ms`` (the twin's stand-in for API Gateway's IntegrationLatency metric).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -31,10 +35,11 @@ from urllib.parse import parse_qsl, urlsplit
 from encore.config import EncoreConfig
 from encore.routes import ROUTES, Route
 from encore_local.apigw import LambdaContext, load_handler, match_route, rest_event
-from encore_local.loopback import LoopbackServer
+from encore_local.loopback import LoopbackServer, reply
 
 DEFAULT_API_KEY = "encore-twin-key"
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+FUNCTIONS = sorted({r.function for r in ROUTES})
 
 
 class TokenBucket:
@@ -56,6 +61,103 @@ class TokenBucket:
             return False
 
 
+class InstanceDied(Exception):
+    """An instance's process ended or answered nonsense in the middle of an invocation."""
+
+
+class _Handlers:
+    """The functions' handler modules, imported once (a cold start each), invoked one at a time and timed."""
+
+    def __init__(self, config: EncoreConfig, quiet: bool) -> None:
+        self.modules: dict[str, ModuleType] = {name: load_handler(name, config, quiet=quiet) for name in FUNCTIONS}
+
+    def invoke(self, function: str, event: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        started = time.perf_counter()
+        result = self.modules[function].lambda_handler(event, LambdaContext(function))
+        return result, (time.perf_counter() - started) * 1000
+
+
+class _InProcessInstance:
+    def __init__(self, config: EncoreConfig, quiet: bool) -> None:
+        self.handlers = _Handlers(config, quiet)
+
+    def invoke(self, function: str, event: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        return self.handlers.invoke(function, event)
+
+    def alive(self) -> bool:
+        return True
+
+    def wait_ready(self) -> None:
+        return
+
+    def close(self) -> None:
+        return
+
+
+class _ProcessInstance:
+    """An instance in a process of its own (``_instance_main``): one JSON line in per invocation, one line out."""
+
+    def __init__(self, config: EncoreConfig, quiet: bool) -> None:
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        args = ["--stage", config.stage, "--in-fd", str(to_child_r), "--out-fd", str(from_child_w)]
+        args += ["--quiet"] if quiet else []
+        self.proc = subprocess.Popen([sys.executable, "-m", "encore_local.http_api", *args], env=os.environ.copy(),
+                                     pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL)  # fmt: skip
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self.writer = os.fdopen(to_child_w, "wb")
+        self.reader = os.fdopen(from_child_r, "rb")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_ready(self) -> None:
+        if self.reader.readline().strip() != b"ready":
+            self.close()
+            raise RuntimeError("an API instance process did not start")
+
+    def invoke(self, function: str, event: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        try:
+            self.writer.write(json.dumps({"function": function, "event": event}).encode() + b"\n")
+            self.writer.flush()
+            answer = json.loads(self.reader.readline())
+            return answer["result"], float(answer["ms"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise InstanceDied(f"API instance process {self.proc.pid} ended mid-invocation") from exc
+
+    def close(self) -> None:
+        for stream in (self.writer, self.reader):
+            with contextlib.suppress(OSError):
+                stream.close()  # the instance stops when its input closes
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+Instance = _InProcessInstance | _ProcessInstance
+
+
+def _instance_main(argv: list[str]) -> None:
+    """One Lambda instance in its own process, invoked over the pipes ``_ProcessInstance`` made."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--stage", required=True)
+    ap.add_argument("--in-fd", type=int, required=True)
+    ap.add_argument("--out-fd", type=int, required=True)
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    handlers = _Handlers(EncoreConfig.for_stage(args.stage), args.quiet)
+    with os.fdopen(args.in_fd, "rb") as events, os.fdopen(args.out_fd, "wb") as answers:
+        answers.write(b"ready\n")
+        answers.flush()
+        for line in events:
+            request = json.loads(line)
+            result, ms = handlers.invoke(request["function"], request["event"])
+            answers.write(json.dumps({"result": result, "ms": ms}).encode() + b"\n")
+            answers.flush()
+
+
 class TwinApi(LoopbackServer):
     def __init__(
         self,
@@ -68,30 +170,25 @@ class TwinApi(LoopbackServer):
         burst: int | None = None,
         quiet: bool = True,
         workers: int = 1,
-        shared_port: bool = False,
     ) -> None:
         self.config = config
         self.workers = max(1, workers)
-        self.extra: list[subprocess.Popen[str]] = []
+        self.quiet = quiet
         self.api_keys = set(api_keys)
-        # One warm Lambda instance per function in this process, one invocation at a time (module docstring).
-        self.handlers: dict[str, ModuleType] = {
-            name: load_handler(name, config, quiet=quiet) for name in sorted({r.function for r in ROUTES})
-        }
-        self.one_invocation = threading.Lock()
+        self.instances: list[Instance] = []
+        # Idle instances, the most recently used on top (the warmest, as Lambda reuses them).
+        self.idle: queue.LifoQueue[Instance] = queue.LifoQueue()
         self.templates = [r.path for r in ROUTES]
         self.by_path: dict[str, Route] = {r.path: r for r in ROUTES}
         deploy = config.deploy
-        self.rate = (rate or deploy.api_rate_limit) / self.workers
-        self.burst = max(1, (burst or deploy.api_burst_limit) // self.workers)
-        self.buckets = {key: TokenBucket(self.rate, self.burst) for key in self.api_keys}
+        self.buckets = {
+            key: TokenBucket(rate or deploy.api_rate_limit, burst or deploy.api_burst_limit) for key in self.api_keys
+        }
         api = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            # Headers and body leave in two writes: without this, Nagle's algorithm holds the body back until the
-            # client's delayed ACK (about 40 ms on Linux), on every keep-alive request.
-            disable_nagle_algorithm = True
+            disable_nagle_algorithm = True  # answers leave at once (loopback.reply writes each in one piece)
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
@@ -107,47 +204,77 @@ class TwinApi(LoopbackServer):
 
             def _reply(self, status: int, payload: Any, headers: dict[str, str]) -> None:
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                self.send_response(status)
                 headers.setdefault("Content-Type", "application/json")
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                reply(self, status, data, headers)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle  # noqa: N815 - http.server's naming
 
-        LoopbackServer.__init__(self, Handler, host, port, "twin-api", shared_port=shared_port or self.workers > 1)
+        LoopbackServer.__init__(self, Handler, host, port, "twin-api")
+
+    def _new_instance(self) -> Instance:
+        if self.workers == 1:
+            return _InProcessInstance(self.config, self.quiet)
+        return _ProcessInstance(self.config, self.quiet)
 
     def start(self) -> str:
-        url = super().start()
-        port = str(self.httpd.server_address[1])
-        for _ in range(self.workers - 1):
-            ready_r, ready_w = os.pipe()  # the worker says "ready" here; its stdout is this process's
-            args = ["--port", port, "--stage", self.config.stage, "--rate", str(self.rate), "--burst", str(self.burst),
-                    "--ready-fd", str(ready_w)]  # fmt: skip
-            for key in sorted(self.api_keys):
-                args += ["--api-key", key]
-            proc = subprocess.Popen([sys.executable, "-m", "encore_local.http_api", *args], stdin=subprocess.PIPE,
-                                    pass_fds=(ready_w,), text=True, env=os.environ.copy())  # fmt: skip
-            os.close(ready_w)
-            self.extra.append(proc)
-            with os.fdopen(ready_r) as ready:
-                if ready.readline().strip() != "ready":
-                    self.stop()
-                    raise RuntimeError("an API worker process did not start")
-        return url
+        try:
+            self.instances = [self._new_instance() for _ in range(self.workers)]  # their cold starts overlap
+            for instance in self.instances:
+                instance.wait_ready()
+                self.idle.put(instance)
+        except BaseException:
+            self.stop()
+            raise
+        return super().start()
 
     def stop(self) -> None:
-        for proc in self.extra:
-            if proc.stdin is not None:
-                proc.stdin.close()  # a worker stops when its parent's pipe closes
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        self.extra.clear()
-        super().stop()
+        if self.thread.is_alive():
+            super().stop()
+        else:
+            self.httpd.server_close()
+        for instance in self.instances:
+            instance.close()
+        self.instances.clear()
+
+    def invoke(self, function: str, event: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        """Run one invocation on an idle instance (waiting for one if all are busy)."""
+        instance = self._take()
+        try:
+            answer = instance.invoke(function, event)
+        except InstanceDied:
+            replacement = self._replace(instance)
+            if replacement is not None:
+                self.idle.put(replacement)
+            raise
+        except BaseException:
+            self.idle.put(instance)
+            raise
+        self.idle.put(instance)
+        return answer
+
+    def _take(self) -> Instance:
+        """An idle instance; one whose process ended while idle is replaced first (Lambda never routes to it)."""
+        while True:
+            instance = self.idle.get()
+            if instance.alive():
+                return instance
+            replacement = self._replace(instance)
+            if replacement is not None:
+                return replacement
+            if not self.instances:
+                raise InstanceDied("no API instance could be started")
+
+    def _replace(self, dead: Instance) -> Instance | None:
+        """A new instance in place of one that died (a cold start, as Lambda's would be); None if it cannot start."""
+        dead.close()
+        self.instances.remove(dead)
+        try:
+            instance = self._new_instance()
+            instance.wait_ready()
+        except (OSError, RuntimeError):
+            return None
+        self.instances.append(instance)
+        return instance
 
     def dispatch(
         self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes | None
@@ -172,10 +299,14 @@ class TwinApi(LoopbackServer):
                 return 429, {"message": "Too Many Requests"}, {}
         event = rest_event(method, path, resource=template, path_parameters=params, query=parse_qsl(url.query),
                            headers=headers, body=body, stage=self.config.stage, api_key=key)  # fmt: skip
-        with self.one_invocation:  # a request waits for the instance, as API Gateway waits for Lambda to scale
-            started = time.perf_counter()
-            result = self.handlers[route.function].lambda_handler(event, LambdaContext(route.function))
-            inside_ms = (time.perf_counter() - started) * 1000
+        return self._integrate(route.function, event)
+
+    def _integrate(self, function: str, event: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        """The Lambda proxy integration: the handler's answer as HTTP, or API Gateway's 502 if the instance died."""
+        try:
+            result, inside_ms = self.invoke(function, event)
+        except InstanceDied:
+            return 502, {"message": "Internal server error"}, {}
         out_headers = {k: v[-1] for k, v in (result.get("multiValueHeaders") or {}).items()}
         out_headers.update(result.get("headers") or {})
         out_headers["x-twin-handler-ms"] = f"{inside_ms:.3f}"
@@ -184,24 +315,5 @@ class TwinApi(LoopbackServer):
         return int(result["statusCode"]), data, out_headers
 
 
-def _worker(argv: list[str]) -> None:
-    """One more process serving a TwinApi's port; it stops when the parent closes its stdin."""
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--stage", required=True)
-    ap.add_argument("--rate", type=float, required=True)
-    ap.add_argument("--burst", type=int, required=True)
-    ap.add_argument("--api-key", action="append", default=[])
-    ap.add_argument("--ready-fd", type=int, required=True)
-    args = ap.parse_args(argv)
-    server = TwinApi(EncoreConfig.for_stage(args.stage), api_keys=tuple(args.api_key), port=args.port,
-                     rate=args.rate, burst=args.burst, shared_port=True)  # fmt: skip
-    server.start()
-    with os.fdopen(args.ready_fd, "w") as ready:
-        ready.write("ready\n")
-    sys.stdin.read()
-    server.stop()
-
-
 if __name__ == "__main__":
-    _worker(sys.argv[1:])
+    _instance_main(sys.argv[1:])

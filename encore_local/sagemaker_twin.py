@@ -4,11 +4,14 @@ Training runs ``sagemaker/train.py`` in a process with the environment and chann
 script-mode job, then uploads ``model.tar.gz`` where SageMaker would. The endpoint server resolves an endpoint
 the way SageMaker does (endpoint -> configuration -> model -> ModelDataUrl, through the SageMaker API, i.e.
 moto), loads that artifact with the inference code it carries, and serves ``POST /endpoints/{name}/invocations``
-and ``GET /ping``; ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` points boto3's sagemaker-runtime at it.
+and ``GET /ping``; ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` points boto3's sagemaker-runtime at it. The twin runs
+it in a process of its own (``python -m encore_local.sagemaker_twin``), as SageMaker runs endpoints on hosts of
+their own.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -29,7 +32,7 @@ from encore.clients import get_client
 from encore.config import EncoreConfig
 from encore.promotion import _s3_url
 from encore_local.errors import UsageError
-from encore_local.loopback import LoopbackServer
+from encore_local.loopback import LoopbackServer, reply
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPT = ROOT / "sagemaker" / "train.py"
@@ -136,20 +139,13 @@ class EndpointServer(LoopbackServer):
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            # Headers and body leave in two writes: without this, Nagle's algorithm holds the body back until the
-            # client's delayed ACK (about 40 ms on Linux), on every keep-alive request.
-            disable_nagle_algorithm = True
+            disable_nagle_algorithm = True  # answers leave at once (loopback.reply writes each in one piece)
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet: one line per request is noise
                 return
 
             def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                reply(self, status, body, headers)
 
             def do_GET(self) -> None:
                 if self.path == "/ping":
@@ -209,3 +205,21 @@ class EndpointServer(LoopbackServer):
             out.encode(),
             {"Content-Type": "application/json", "x-Amzn-Invoked-Production-Variant": "AllTraffic"},
         )
+
+
+def _main(argv: list[str]) -> None:
+    """Serve until the parent closes this process's stdin; write the port to ``--ready-fd`` once listening."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--ready-fd", type=int, required=True)
+    args = ap.parse_args(argv)
+    server = EndpointServer(port=args.port)
+    server.start()
+    with os.fdopen(args.ready_fd, "w") as ready:
+        ready.write(f"{server.port}\n")
+    sys.stdin.read()
+    server.stop()
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -6,13 +6,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import requests
 from jsonschema import Draft202012Validator
 
-from encore_local.http_api import DEFAULT_API_KEY, TwinApi
+from encore_local.http_api import DEFAULT_API_KEY, TwinApi, _ProcessInstance
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -104,15 +105,35 @@ def test_every_response_matches_the_openapi_document(
         check_contract(spec, template, "GET", resp)
 
 
-def test_several_worker_processes_serve_one_port(served_lake: dict[str, Any]) -> None:
-    """Two processes (SO_REUSEPORT) with their own warm instances: every answer comes back, timed inside."""
+def test_instances_in_processes_answer_concurrently_and_dead_ones_are_replaced(
+    served_lake: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two instances, each in a process of its own: concurrent requests all come back, timed inside. An instance
+    that dies while idle is replaced before it is used; one that dies mid-invocation gives API Gateway's 502 for
+    that request only, and a new instance serves the next."""
     server = TwinApi(served_lake["config"], workers=2)
     url = server.start()
     try:
-        assert len(server.extra) == 1 and server.extra[0].poll() is None
-        sessions = [requests.Session() for _ in range(6)]  # connections the kernel spreads over both processes
-        answers = [s.get(f"{url}/v1/trending", headers={"x-api-key": DEFAULT_API_KEY}, timeout=30) for s in sessions]
+        first = [i.proc for i in server.instances]  # type: ignore[union-attr]
+        assert len(first) == 2 and all(p.poll() is None for p in first)
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: get(url, "/v1/trending"), range(12)))
         assert all(r.status_code == 200 and float(r.headers["x-twin-handler-ms"]) > 0 for r in answers)
+
+        for proc in first:
+            proc.kill()
+            proc.wait()
+        assert [get(url, "/v1/trending").status_code for _ in range(3)] == [200, 200, 200]
+        second = [i.proc for i in server.instances]  # type: ignore[union-attr]
+        assert any(p not in first for p in second)  # started in place of a dead one, when it was needed
+
+        monkeypatch.setattr(_ProcessInstance, "alive", lambda self: True)  # it dies after being picked
+        for proc in second:
+            proc.kill()
+            proc.wait()
+        died = get(url, "/v1/trending")
+        assert died.status_code == 502 and died.json() == {"message": "Internal server error"}
+        assert get(url, "/v1/trending").status_code == 200
     finally:
         server.stop()
-    assert not server.extra
+    assert not server.instances
