@@ -3,8 +3,8 @@
 Each client keeps one HTTP/1.1 connection (as an app server's connection pool does). The client shares the
 machine's two cores with the API it measures, so it speaks HTTP over a plain socket: requests are written as
 bytes and answers read by their Content-Length, without the standard library's header parser. That halves the
-client's CPU per request (measured over 400 requests, start-up included: 0.43-0.58 ms with http.client,
-0.16-0.25 ms this way), which the API then has.
+client's CPU per request (measured over 400 requests, start-up included: 0.33-0.58 ms with http.client,
+0.16-0.30 ms this way), which the API then has.
 Reads stdin ``{"url", "key", "paths", "clients", "bodies"?}``; a path whose entry in ``bodies`` is not null is
 POSTed with that JSON body. Prints latencies, non-2xx statuses, fallbacks and each answer's
 ``x-twin-handler-ms`` (the time inside the Lambda handler).

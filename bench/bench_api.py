@@ -89,7 +89,8 @@ class Listeners:
 def run_cases(
     url: str, model_url: str, listeners: Listeners, clients: int, label: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """Home uncached, the same again cached, then next song, each on listeners not asked before."""
+    """Home for listeners no case asked before (uncached), the same again (cached), then next song for them (another
+    result key, so uncached too)."""
     batch = listeners.take(PER_ROUND[clients])
     rows = []
     cases = [("home uncached", listeners.home(batch)), ("home cached", listeners.home(batch) * CACHED_REPEATS),

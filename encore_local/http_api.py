@@ -65,8 +65,9 @@ class InstanceDied(Exception):
     """An instance's process ended or answered nonsense in the middle of an invocation."""
 
 
-class _Handlers:
-    """The functions' handler modules, imported once (a cold start each), invoked one at a time and timed."""
+class _InProcessInstance:
+    """One warm instance in this process: each function's handler module imported once (a cold start each),
+    invoked one at a time and timed."""
 
     def __init__(self, config: EncoreConfig, quiet: bool) -> None:
         self.modules: dict[str, ModuleType] = {name: load_handler(name, config, quiet=quiet) for name in FUNCTIONS}
@@ -75,14 +76,6 @@ class _Handlers:
         started = time.perf_counter()
         result = self.modules[function].lambda_handler(event, LambdaContext(function))
         return result, (time.perf_counter() - started) * 1000
-
-
-class _InProcessInstance:
-    def __init__(self, config: EncoreConfig, quiet: bool) -> None:
-        self.handlers = _Handlers(config, quiet)
-
-    def invoke(self, function: str, event: dict[str, Any]) -> tuple[dict[str, Any], float]:
-        return self.handlers.invoke(function, event)
 
     def alive(self) -> bool:
         return True
@@ -134,6 +127,7 @@ class _ProcessInstance:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
 
 
 Instance = _InProcessInstance | _ProcessInstance
@@ -147,13 +141,13 @@ def _instance_main(argv: list[str]) -> None:
     ap.add_argument("--out-fd", type=int, required=True)
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    handlers = _Handlers(EncoreConfig.for_stage(args.stage), args.quiet)
+    instance = _InProcessInstance(EncoreConfig.for_stage(args.stage), args.quiet)
     with os.fdopen(args.in_fd, "rb") as events, os.fdopen(args.out_fd, "wb") as answers:
         answers.write(b"ready\n")
         answers.flush()
         for line in events:
             request = json.loads(line)
-            result, ms = handlers.invoke(request["function"], request["event"])
+            result, ms = instance.invoke(request["function"], request["event"])
             answers.write(json.dumps({"result": result, "ms": ms}).encode() + b"\n")
             answers.flush()
 

@@ -43,6 +43,11 @@ RedisKind = Literal["redis-server", "fakeredis"]
 _FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
 
 
+def _aws_environment(aws_endpoint: str, region: str) -> dict[str, str]:
+    """boto3 in a process with these variables talks to the twin's moto."""
+    return {"AWS_ENDPOINT_URL": aws_endpoint, "AWS_DEFAULT_REGION": region, "AWS_REGION": region, **_FAKE_CREDENTIALS}
+
+
 @dataclass(frozen=True)
 class TwinEndpoints:
     aws_endpoint: str
@@ -54,10 +59,7 @@ class TwinEndpoints:
     def environment(self) -> dict[str, str]:
         """What a process needs in its environment to use the twin instead of AWS."""
         return {
-            "AWS_ENDPOINT_URL": self.aws_endpoint,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_REGION": self.region,
-            **_FAKE_CREDENTIALS,
+            **_aws_environment(self.aws_endpoint, self.region),
             "ENCORE_CACHE_URL": self.cache_url,
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.model_endpoint,
         }
@@ -387,8 +389,7 @@ class TwinServices:
             aws_url = self._moto.start()
             cache_url, kind = self._start_cache()
             # The endpoint reads its model's artifact from the twin's S3, whether or not this process is pointed at it.
-            aws_env = {"AWS_ENDPOINT_URL": aws_url, "AWS_DEFAULT_REGION": self.config.region, **_FAKE_CREDENTIALS}
-            self._endpoint = _EndpointProcess(os.environ | aws_env)
+            self._endpoint = _EndpointProcess(os.environ | _aws_environment(aws_url, self.config.region))
             model_url = self._endpoint.start()
             self.endpoints = TwinEndpoints(aws_url, cache_url, kind, self.config.region, model_url)
             if self.export_env:
@@ -403,24 +404,16 @@ class TwinServices:
     def outage(self, service: Literal["cache", "endpoint"]) -> Iterator[None]:
         """Stop the cache (its node gone: connections refused, contents lost) or the model endpoint for the
         duration, then start it again on the same port, so clients reconnect as they would to a replaced node."""
-        if service == "cache":
-            assert self._redis is not None, "the twin is not running"
-            port = self._redis.port
-            self._redis.stop()
-            try:
-                yield
-            finally:
-                self._redis.start(port=port)
-        elif service == "endpoint":
-            assert self._endpoint is not None, "the twin is not running"
-            port = self._endpoint.port
-            self._endpoint.stop()
-            try:
-                yield
-            finally:
-                self._endpoint.start(port=port)
-        else:
+        if service not in ("cache", "endpoint"):
             raise UsageError(f"no outage for '{service}': cache or endpoint")
+        node = self._redis if service == "cache" else self._endpoint
+        assert node is not None, "the twin is not running"
+        port = node.port
+        node.stop()
+        try:
+            yield
+        finally:
+            node.start(port=port)
 
     def _start_cache(self) -> tuple[str, RedisKind]:
         binary = shutil.which("redis-server")
