@@ -11,12 +11,13 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_CLI_TELEMETRY_OPTOUT := 1
 export CDK_DISABLE_CLI_TELEMETRY := 1
 
-.PHONY: setup demo test test-fast reliability lint format typecheck synth bench clean help
+.PHONY: setup demo test test-fast reliability lint format typecheck synth check-deploy bench clean help
 
 help:
 	@echo "make demo   set up and run Encore end to end on this machine (SCALE=small|default|large)"
 	@echo "make test   set up and run the whole test suite (lint, types, unit, integration, infra, e2e)"
 	@echo "make reliability   generated requests, injected faults and a 60 s load run against the twin's API"
+	@echo "make check-deploy   synthesize dev and prod in two regions and check them against AWS's deploy-time rules"
 	@echo "make setup | lint | format | typecheck | synth | bench | clean"
 
 $(STAMP): requirements.txt requirements-dev.txt layers/shared/requirements.txt layers/dependencies/requirements.txt pyproject.toml layers/shared/pyproject.toml package.json package-lock.json
@@ -47,7 +48,7 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+test: lint typecheck check-deploy
 	$(PY) -m pytest
 
 # The reliability suites at full size (`make test` runs them smaller): 60 s of load, 200 generated requests
@@ -65,6 +66,20 @@ synth: $(STAMP)
 	$(VENV)/bin/cfn-lint
 	$(PY) cdk_app/synth_report.py cdk.out
 STAGE ?= dev
+
+# What CloudFormation, IAM, Lambda, Glue, SageMaker and Step Functions would refuse, read from the cloud assemblies
+# the CDK CLI writes (cdk_app/deploy_rules.py; docs/deploy.md). Two regions, neither the configuration's default.
+DEPLOY_TARGETS := dev:eu-west-1 prod:ap-southeast-2
+CHECK_OUT := build/check-deploy
+check-deploy: $(STAMP)
+	rm -rf $(CHECK_OUT)
+	for target in $(DEPLOY_TARGETS); do \
+	  stage=$${target%%:*}; region=$${target##*:}; \
+	  CDK_DEFAULT_REGION=$$region AWS_REGION=$$region \
+	    $(CDK) synth --no-notices --quiet -c stage=$$stage -o $(CHECK_OUT)/$$stage-$$region || exit 1; \
+	done
+	$(VENV)/bin/cfn-lint $(CHECK_OUT)/*/*.template.json
+	$(PY) -m cdk_app.deploy_rules $(CHECK_OUT)/*
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -r requirements-bench.txt

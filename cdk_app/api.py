@@ -3,6 +3,11 @@
 Two functions, not one per route: ``events`` takes the write path (its own scaling, permissions on Firehose)
 and ``serving`` answers every read (shared warm caches, one cold start to pay). Both run in the VPC to reach
 the cache.
+
+The API key identifies, meters and throttles a client; it is not authorization. Where the stage sets
+``serving.write_auth = "cognito"``, the listener routes (``Route.listener`` in ``encore.routes``) also need a
+Cognito user-pool JWT. CORS: API Gateway answers the preflights and adds ``Access-Control-Allow-Origin`` to its
+own error answers; the functions add it to theirs (``serving.cors_origins`` everywhere).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import CfnOutput, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_ec2 as ec2
@@ -19,7 +24,7 @@ from constructs import Construct
 
 from cdk_app.functions import EncoreFunction, log_group
 from encore.config import EncoreConfig
-from encore.routes import ROUTES
+from encore.routes import CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, ROUTES, Route
 
 
 @dataclass
@@ -69,8 +74,9 @@ class ApiConstruct(Construct):
             ),
         )
         self.access_logs = log_group(self, "AccessLogs", config)
-        self.authorizer = self._build_authorizer() if config.deploy.cognito_auth else None
+        self.authorizer = self._build_authorizer() if config.serving.write_auth == "cognito" else None
         self.api = self._build_api()
+        self._build_gateway_responses()
         self._build_routes()
         self.api_key, self.usage_plan = self._build_usage_plan()
 
@@ -106,11 +112,28 @@ class ApiConstruct(Construct):
                 throttling_burst_limit=deploy.api_burst_limit * 5,
             ),
             default_cors_preflight_options=apigw.CorsOptions(
-                allow_origins=list(deploy.cors_origins),
-                allow_methods=["GET", "POST", "PUT", "OPTIONS"],
-                allow_headers=["Content-Type", "X-Api-Key", "Authorization", "X-Correlation-Id"],
+                allow_origins=list(self.config.serving.cors_origins),
+                allow_methods=list(CORS_ALLOW_METHODS),
+                allow_headers=list(CORS_ALLOW_HEADERS),
             ),
         )
+
+    def _build_gateway_responses(self) -> None:
+        """API Gateway's own answers (403 without a key, 401 without a token, 429 throttled, 400 from the request
+        validator, its 5xx) with the CORS header, so a browser lets the page read them."""
+        origins = self.config.serving.cors_origins
+        if not origins:
+            return
+        headers = {"Access-Control-Allow-Origin": f"'{origins[0]}'"}
+        if len(origins) > 1:
+            # A gateway response cannot choose among origins; it returns the caller's (these answers carry
+            # no data: a message such as "Forbidden"), and says the answer varies with it.
+            headers = {"Access-Control-Allow-Origin": "method.request.header.Origin", "Vary": "'Origin'"}
+        for name, kind in (
+            ("Default4xx", apigw.ResponseType.DEFAULT_4_XX),
+            ("Default5xx", apigw.ResponseType.DEFAULT_5_XX),
+        ):
+            self.api.add_gateway_response(name, type=kind, response_headers=headers)
 
     def _build_authorizer(self) -> apigw.CognitoUserPoolsAuthorizer:
         pool = cognito.UserPool(
@@ -120,16 +143,40 @@ class ApiConstruct(Construct):
             password_policy=cognito.PasswordPolicy(
                 min_length=12, require_digits=True, require_lowercase=True, require_uppercase=True, require_symbols=True
             ),
-            advanced_security_mode=cognito.AdvancedSecurityMode.ENFORCED,
+            # Threat protection (compromised credentials, adaptive authentication) needs the Plus feature plan,
+            # which Cognito prices per monthly active user: a choice of the operator's (docs/deploy.md).
+            **self._threat_protection(),
             mfa=cognito.Mfa.REQUIRED,
             mfa_second_factor=cognito.MfaSecondFactor(sms=False, otp=True),
             removal_policy=RemovalPolicy.RETAIN,
         )
+        # The web app signs listeners in with this client (SRP: the password never leaves the browser; no secret,
+        # as a browser cannot keep one) and sends the ID token as the Authorization header.
+        client = pool.add_client(
+            "WebApp",
+            auth_flows=cognito.AuthFlow(user_srp=True),
+            generate_secret=False,
+            prevent_user_existence_errors=True,
+        )
+        for name, value, description in (
+            ("UserPoolId", pool.user_pool_id, "Cognito user pool of the listeners"),
+            ("UserPoolClientId", client.user_pool_client_id, "the web app's client of that pool"),
+        ):
+            CfnOutput(self, name, value=value, description=description).override_logical_id(name)  # stack-level name
+        self.user_pool, self.user_pool_client = pool, client
         return apigw.CognitoUserPoolsAuthorizer(self, "Authorizer", cognito_user_pools=[pool])
 
-    def _method_options(self, *, api_key: bool) -> dict[str, Any]:
-        options: dict[str, Any] = {"api_key_required": api_key, "request_validator": self._validator}
-        if self.authorizer is not None and api_key:
+    def _threat_protection(self) -> dict[str, Any]:
+        if self.config.deploy.cognito_threat_protection:
+            return {
+                "feature_plan": cognito.FeaturePlan.PLUS,
+                "standard_threat_protection_mode": cognito.StandardThreatProtectionMode.FULL_FUNCTION,
+            }
+        return {"feature_plan": cognito.FeaturePlan.ESSENTIALS}
+
+    def _method_options(self, route: Route) -> dict[str, Any]:
+        options: dict[str, Any] = {"api_key_required": route.api_key, "request_validator": self._validator}
+        if self.authorizer is not None and route.listener:
             options |= {"authorizer": self.authorizer, "authorization_type": apigw.AuthorizationType.COGNITO}
         return options
 
@@ -144,7 +191,7 @@ class ApiConstruct(Construct):
         for route in ROUTES:
             resource = self.api.root.resource_for_path(route.path)
             for method in route.methods:
-                resource.add_method(method, integrations[route.function], **self._method_options(api_key=route.api_key))
+                resource.add_method(method, integrations[route.function], **self._method_options(route))
 
     def _build_usage_plan(self) -> tuple[apigw.IApiKey, apigw.UsagePlan]:
         deploy = self.config.deploy

@@ -16,6 +16,9 @@ class DataLakeConstruct(Construct):
         super().__init__(scope, id)
         self.config = config
         removal = RemovalPolicy.RETAIN if config.deploy.retain_data else RemovalPolicy.DESTROY
+        # A stage that does not keep data empties its buckets on deletion (CloudFormation cannot delete a bucket
+        # that holds objects or versions); one that keeps data retains them.
+        self.auto_delete = not config.deploy.retain_data
         self.access_logs = self._build_access_log_bucket(removal)
         self.bucket = self._build_lake_bucket(key, removal)
 
@@ -29,7 +32,7 @@ class DataLakeConstruct(Construct):
             enforce_ssl=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
             removal_policy=removal,
-            auto_delete_objects=False,
+            auto_delete_objects=self.auto_delete,
             lifecycle_rules=[s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(365))],
         )
 
@@ -47,6 +50,7 @@ class DataLakeConstruct(Construct):
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="lake/",
             removal_policy=removal,
+            auto_delete_objects=self.auto_delete,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="raw-events",

@@ -1,7 +1,7 @@
 """Glue: the lake's database in the Data Catalog and one Spark job per pipeline step that needs Spark.
 
-Each job is its script under ``glue_jobs/`` (arguments and I/O) plus the shared library as extra Python
-files (``encore``, including the pure DataFrame transforms in ``encore.transforms``).
+Each job is its script under ``glue_jobs/`` (arguments and I/O) plus one zip of extra Python files with the
+shared library ``encore`` and the Spark transforms and I/O ``encore_spark``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as assets
 from constructs import Construct
 
-from cdk_app.bundling import ROOT
+from cdk_app.bundling import ROOT, glue_library_asset
 from cdk_app.iam import allow_log_groups, allow_metrics
 from encore.config import EncoreConfig, runtime_values
 from encore.pipeline import GLUE_JOBS, PipelineStep, job_name
@@ -49,11 +49,11 @@ class FeaturesConstruct(Construct):
         )
         self.role = self._build_role(bucket, key, table_arns)
         self.security_configuration = self._build_security_configuration(key)
-        library = assets.Asset(
-            self, "SharedLibrary", path=str(ROOT / "layers" / "shared"), exclude=["*.egg-info", "__pycache__"]
-        )
+        library = glue_library_asset(self, "JobLibrary")
         library.grant_read(self.role)
-        runtime_config = json.dumps(runtime_values(config, {"lake_bucket": bucket.bucket_name}))
+        # The stack's region, not the configuration's default: a job must call the services of its own region.
+        values = runtime_values(config, {"lake_bucket": bucket.bucket_name}) | {"region": Stack.of(self).region}
+        runtime_config = json.dumps(values)
         self.jobs: dict[str, glue.CfnJob] = {
             step.name: self._build_job(step, library, runtime_config) for step in GLUE_JOBS
         }

@@ -52,8 +52,16 @@ def log_group(scope: Construct, id: str, config: EncoreConfig) -> logs.LogGroup:
     )
 
 
-POWERTOOLS_LAYER = (
-    "arn:{partition}:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python314-x86_64:{version}"
+# What Lambda needs to attach a function to its subnets (the EC2 part of AWSLambdaVPCAccessExecutionRole). CDK adds
+# it only to roles it creates; these functions bring their own, and CreateFunction refuses a VPC function whose role
+# cannot manage network interfaces.
+VPC_NETWORK_INTERFACE_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
 )
 
 
@@ -90,13 +98,14 @@ class EncoreFunction(Construct):
             self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=description
         )
         self.log_group.grant_write(self.role)
-        powertools = lambda_.LayerVersion.from_layer_version_arn(
-            self,
-            "Powertools",
-            POWERTOOLS_LAYER.format(
-                partition=stack.partition, region=stack.region, version=config.deploy.powertools_layer_version
-            ),
-        )
+        if vpc is not None:
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="NetworkInterfacesInTheVpc",
+                    actions=list(VPC_NETWORK_INTERFACE_ACTIONS),
+                    resources=["*"],  # the interfaces Lambda creates are named only when it creates them
+                )
+            )
         env: dict[str, Any] = dict(environment)
         env["ENCORE_REGION"] = stack.region
         self.function = lambda_.Function(
@@ -108,7 +117,7 @@ class EncoreFunction(Construct):
             handler=handler,
             description=description,
             role=self.role,
-            layers=[powertools, *layers],
+            layers=layers,
             environment=env,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,

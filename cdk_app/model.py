@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aws_cdk import CfnMapping, Duration, Fn, Stack
+from aws_cdk import CfnMapping, CustomResource, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -26,6 +26,7 @@ from encore.config import EncoreConfig
 
 # The scikit-learn framework image's registry account per region, as the SageMaker Python SDK lists them.
 _IMAGE = json.loads((Path(__file__).parent / "sklearn_image.json").read_text())
+AUTOSCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
 
 
 class ModelConstruct(Construct):
@@ -85,6 +86,71 @@ class ModelConstruct(Construct):
             )
         )
         self.deploy = self._build_deploy_function(layers, environment, package_arn)
+        self.teardown = self._build_teardown(layers, environment, group_arn, package_arn)
+
+    def _endpoint_arns(self) -> list[str]:
+        """The endpoint the pipeline makes, and its models and configurations ("<endpoint>-<version>")."""
+        stack, name = Stack.of(self), self.config.resources.endpoint_name
+        arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}"
+        return [f"{arn}:endpoint/{name}", f"{arn}:endpoint-config/{name}-*", f"{arn}:model/{name}-*"]
+
+    def _build_teardown(
+        self, layers: list[lambda_.ILayerVersion], environment: dict[str, str], group_arn: str, package_arn: str
+    ) -> EncoreFunction:
+        """On stack deletion: the endpoint the pipeline made, and the model packages where data is not kept."""
+        config, stack = self.config, Stack.of(self)
+        delete_packages = not config.deploy.retain_data
+        self.package_group.apply_removal_policy(
+            RemovalPolicy.RETAIN if config.deploy.retain_data else RemovalPolicy.DESTROY
+        )
+        fn = EncoreFunction(
+            self,
+            "Teardown",
+            config=config,
+            folder="teardown",
+            handler="handler.lambda_handler",
+            description="On stack deletion: delete the pipeline-made endpoint (and model packages in dev)",
+            layers=layers,
+            environment={**environment, "ENCORE_TEARDOWN_DELETE_PACKAGES": str(delete_packages).lower()},
+            timeout=Duration.minutes(5),
+        )
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="DeleteTheEndpoint",
+                actions=["sagemaker:DeleteEndpoint", "sagemaker:DeleteEndpointConfig", "sagemaker:DeleteModel"],
+                resources=self._endpoint_arns(),
+            )
+        )
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="FindItsConfigsAndModels",
+                actions=["sagemaker:ListEndpointConfigs", "sagemaker:ListModels"],
+                resources=["*"],  # List* of SageMaker has no resource type
+            )
+        )
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="DeregisterAutoscaling",
+                actions=["application-autoscaling:DeregisterScalableTarget"],
+                resources=[
+                    f"arn:{stack.partition}:application-autoscaling:{stack.region}:{stack.account}:scalable-target/*"
+                ],
+            )
+        )
+        if delete_packages:
+            fn.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="DeleteModelPackages",
+                    actions=["sagemaker:ListModelPackages", "sagemaker:DeleteModelPackage"],
+                    resources=[group_arn, package_arn],
+                )
+            )
+        resource = CustomResource(
+            self, "TeardownOnDelete", service_token=fn.function.function_arn, resource_type="Custom::EncoreTeardown"
+        )
+        # Deleted before the package group (and everything it uses): CloudFormation deletes dependents first.
+        resource.node.add_dependency(self.package_group, fn.role)
+        return fn
 
     def _image_uri(self) -> tuple[str, str]:
         mapping = CfnMapping(
@@ -170,7 +236,7 @@ class ModelConstruct(Construct):
                     "sagemaker:DescribeEndpoint",
                     "sagemaker:AddTags",
                 ],
-                resources=[f"{arn}:model/{name}-*", f"{arn}:endpoint-config/{name}-*", f"{arn}:endpoint/{name}"],
+                resources=self._endpoint_arns(),
             )
         )
         fn.role.add_to_policy(
@@ -199,6 +265,37 @@ class ModelConstruct(Construct):
                     resources=[
                         f"arn:{stack.partition}:application-autoscaling:{stack.region}:{stack.account}:scalable-target/*"
                     ],
+                )
+            )
+            # What Application Auto Scaling checks of its caller for a SageMaker variant: the target service's
+            # calls it makes on the caller's behalf, its service-linked role (created at the first registration),
+            # and the CloudWatch alarms a target-tracking policy creates.
+            fn.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="ScaleTheEndpointVariant",
+                    actions=["sagemaker:UpdateEndpointWeightsAndCapacities", "sagemaker:DescribeEndpointConfig"],
+                    resources=[f"{arn}:endpoint/{name}", f"{arn}:endpoint-config/{name}-*"],
+                )
+            )
+            fn.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="TargetTrackingAlarms",
+                    actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
+                    resources=[
+                        f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:"
+                        f"TargetTracking-endpoint/{name}/*"
+                    ],
+                )
+            )
+            fn.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="AutoscalingServiceLinkedRole",
+                    actions=["iam:CreateServiceLinkedRole"],
+                    resources=[
+                        f"arn:{stack.partition}:iam::{stack.account}:role/aws-service-role/"
+                        f"{AUTOSCALING_SERVICE}/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+                    ],
+                    conditions={"StringLike": {"iam:AWSServiceName": AUTOSCALING_SERVICE}},
                 )
             )
             fn.role.add_to_policy(

@@ -19,6 +19,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from cdk_app.functions import EncoreFunction
+from encore import observability as obs
 from encore.config import EncoreConfig
 
 FIVE_MINUTES = Duration.minutes(5)
@@ -168,6 +169,48 @@ class MonitoringConstruct(Construct):
         )
         self._build_dashboard(api, functions, stream, machines, endpoint_5xx, model_latency, rate, latency)
 
+    def _service_metric(self, name: str, statistic: str, label: str) -> cw.Metric:
+        """One of the functions' own metrics, with exactly the dimensions the code emits it with."""
+        return cw.Metric(
+            namespace=obs.NAMESPACE,
+            metric_name=name,
+            dimensions_map={obs.SERVICE_DIMENSION: obs.SERVICE},
+            period=FIVE_MINUTES,
+            statistic=statistic,
+            label=label,
+        )
+
+    def _watch_answers(self) -> tuple[cw.Metric, cw.Metric, cw.MathExpression]:
+        """Alarms on the share of answers that fell back and on the result cache's hit ratio."""
+        a = self.config.deploy.alarms
+        fallback_rate = self._service_metric(obs.FALLBACK, "Average", "fallback rate")
+        hit_ratio = self._service_metric(obs.CACHE_HIT, "Average", "cache hit ratio")
+        self._alarm(
+            "FallbackRate",
+            fallback_rate,
+            a.fallback_rate,
+            f"{a.fallback_rate:.0%} or more of recommendation answers fell back to trending for 15 minutes",
+            evaluation_periods=3,
+        )
+        self._alarm(
+            "CacheHitRatio",
+            hit_ratio,
+            a.cache_hit_ratio,
+            f"the result cache answered under {a.cache_hit_ratio:.0%} of recommendation requests for 15 minutes "
+            "(is the cache reachable?)",
+            evaluation_periods=3,
+            comparison=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+        )
+        degraded = cw.MathExpression(
+            expression=(
+                f"SEARCH('{{{obs.NAMESPACE},{obs.CAUSE_DIMENSION},{obs.SERVICE_DIMENSION}}} "
+                f"MetricName=\"{obs.DEGRADED}\"', 'Sum', 300)"
+            ),
+            label="degraded answers by cause",
+            period=FIVE_MINUTES,
+        )
+        return fallback_rate, hit_ratio, degraded
+
     def _build_dashboard(
         self,
         api: apigw.RestApi,
@@ -179,8 +222,7 @@ class MonitoringConstruct(Construct):
         rate: cw.MathExpression,
         latency: cw.Metric,
     ) -> None:
-        recs = cw.Metric(namespace="Encore", metric_name="Fallbacks", period=FIVE_MINUTES, statistic="Sum")
-        hits = cw.Metric(namespace="Encore", metric_name="CacheHits", period=FIVE_MINUTES, statistic="Sum")
+        fallback_rate, hit_ratio, degraded = self._watch_answers()
         self.dashboard.add_widgets(
             cw.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24, height=4),
         )
@@ -197,14 +239,20 @@ class MonitoringConstruct(Construct):
             cw.GraphWidget(
                 title="Function errors",
                 left=[f.function.metric_errors(period=FIVE_MINUTES) for f in functions],
-                width=8,
+                width=6,
             ),
             cw.GraphWidget(
                 title="Function duration p99",
                 left=[f.function.metric_duration(period=FIVE_MINUTES, statistic="p99") for f in functions],
-                width=8,
+                width=6,
             ),
-            cw.GraphWidget(title="Fallbacks and cache hits", left=[recs], right=[hits], width=8),
+            cw.GraphWidget(
+                title="Fallback rate and cache hit ratio",
+                left=[fallback_rate, hit_ratio],
+                left_y_axis=cw.YAxisProps(min=0, max=1),
+                width=6,
+            ),
+            cw.GraphWidget(title="Degraded answers by cause", left=[degraded], width=6),
         )
         self.dashboard.add_widgets(
             cw.GraphWidget(

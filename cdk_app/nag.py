@@ -11,8 +11,11 @@ from typing import Any
 
 from aws_cdk import Acknowledgment, Stack, Validations
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_iam as iam
 from constructs import IConstruct
+
+from encore.routes import ROUTES_BY_PATH
 
 # Wildcard actions written by CDK's grant_* methods, each confined to the resources of its statement.
 GRANT_WILDCARDS: dict[str, str] = {
@@ -23,13 +26,6 @@ GRANT_WILDCARDS: dict[str, str] = {
     "s3:Abort*": "CDK grant: abort multipart uploads to the named bucket only",
     "kms:GenerateDataKey*": "CDK grant: GenerateDataKey(WithoutPlaintext) on the one data key",
     "kms:ReEncrypt*": "CDK grant: ReEncryptFrom/To on the one data key (S3 bucket keys)",
-    "dynamodb:BatchGet*": "CDK grant: BatchGetItem on the named table only",
-    "dynamodb:BatchWrite*": "CDK grant: BatchWriteItem on the named table only",
-    "dynamodb:Get*": "CDK grant: GetItem and stream reads on the named table only",
-    "dynamodb:Query*": "CDK grant: Query on the named table only",
-    "dynamodb:Scan*": "CDK grant: Scan on the named table only",
-    "dynamodb:Describe*": "CDK grant: DescribeTable on the named table only",
-    "dynamodb:List*": "CDK grant: ListStreams on the named table only",
 }
 
 # Actions that AWS defines without a resource type, so their only possible resource is "*".
@@ -43,11 +39,13 @@ STAR_RESOURCE_ACTIONS: dict[str, str] = {
     "ecr:GetAuthorizationToken": "no resource type; the image pull itself is limited to one repository",
     "ec2:CreateNetworkInterface": "Lambda in a VPC: ENI management has no narrower resource at creation",
     "ec2:DescribeNetworkInterfaces": "Lambda in a VPC: Describe* has no resource type",
+    "ec2:DescribeSubnets": "Lambda in a VPC: Describe* has no resource type",
     "ec2:DeleteNetworkInterface": "Lambda in a VPC: the function's own ENIs, named only at run time",
     "ec2:AssignPrivateIpAddresses": "Lambda in a VPC: the function's own ENIs, named only at run time",
     "ec2:UnassignPrivateIpAddresses": "Lambda in a VPC: the function's own ENIs, named only at run time",
     "application-autoscaling:DescribeScalableTargets": "Describe* of Application Auto Scaling has no resource type",
-    "sagemaker:AddTags": "CDK's training task tags the job it creates; the job name is known only at run time",
+    "sagemaker:ListEndpointConfigs": "teardown finds the endpoint's configurations: List* has no resource type",
+    "sagemaker:ListModels": "teardown finds the endpoint's models: List* has no resource type",
     "logs:CreateLogDelivery": "Step Functions logging: log-delivery APIs have no resource type",
     "logs:GetLogDelivery": "Step Functions logging: log-delivery APIs have no resource type",
     "logs:UpdateLogDelivery": "Step Functions logging: log-delivery APIs have no resource type",
@@ -61,10 +59,6 @@ STAR_RESOURCE_ACTIONS: dict[str, str] = {
 # Resource wildcards (nag's evidence, as a pattern) and why each is as narrow as it can be.
 RESOURCE_WILDCARDS: tuple[tuple[str, str], ...] = (
     (r"<DataLake\w+\.Arn>/([\w-]+/)*\*", "objects of the lake bucket, under the one prefix named where there is one"),
-    (
-        r"arn:(<AWS::Partition>|aws[a-z-]*):s3:::cdk-[a-z0-9]+-assets-(<AWS::AccountId>|\d{12})-[a-z0-9-]+/\*",
-        "CDK's asset bucket: the job scripts, shared library and training source are objects there",
-    ),
     (r".*:log-group:/aws/sagemaker/\*", "SageMaker writes to log groups it names per job and endpoint"),
     (r".*:log-group:/aws-glue/\*", "Glue writes to its fixed /aws-glue/ log groups"),
     (r".*:glue:.*:table/encore_\w+/\*", "tables of the Encore database only"),
@@ -73,13 +67,32 @@ RESOURCE_WILDCARDS: tuple[tuple[str, str], ...] = (
     (r".*:endpoint-config/encore-[\w-]+-\*", "endpoint configurations named after the endpoint, one per version"),
     (r".*:training-job/\*", "training jobs are named per pipeline execution"),
     (r".*:application-autoscaling:.*:scalable-target/\*", "scalable target ids are assigned by AWS at registration"),
+    (
+        r".*:cloudwatch:.*:alarm:TargetTracking-endpoint/encore-[\w-]+/\*",
+        "the alarms Application Auto Scaling names after the endpoint's target-tracking policy",
+    ),
     (r"<Model\w+Function\w+\.Arn>:\*", "Step Functions invokes the pipeline function's versions and aliases"),
 )
 
-PUBLIC_METHOD_REASON = "health check: a liveness probe answers without credentials and reveals nothing"
+# CDK's asset bucket, read by the roles below only; what each reads there, by the construct path of its policy.
+ASSET_BUCKET = r"arn:(<AWS::Partition>|aws[a-z-]*):s3:::cdk-[a-z0-9]+-assets-(<AWS::AccountId>|\d{12})-[a-z0-9-]+/\*"
+ASSET_READERS: dict[str, str] = {
+    "Features/JobRole": "the Glue job scripts and their Python library (CDK assets)",
+    "Model/TrainingRole": "the training source, sourcedir.tar.gz (a CDK asset)",
+}
+
+PUBLIC_METHOD_REASON = (
+    "public by design: the liveness probe and the API's own documentation (OpenAPI document, Swagger UI) "
+    "answer anyone and reveal no listener data"
+)
 KEYED_METHOD_REASON = (
-    "clients are the music service's backends, authenticated by API key and usage plan; a Cognito JWT "
-    "authorizer is added on top by setting deploy.cognito_auth"
+    "non-personal catalogue data (tracks, similar tracks, charts, trending): the API key only identifies, "
+    "meters and throttles a client through the usage plan; it is not authorization, and this data needs none"
+)
+LISTENER_METHOD_REASON = (
+    "a listener route in a stage without an authorizer (serving.write_auth 'none', as the {stage} stage has): "
+    "the API key only identifies, meters and throttles a client, it is not authorization; prod requires a "
+    "Cognito user-pool JWT on these routes (cdk.json stages.prod.serving.write_auth = 'cognito')"
 )
 
 
@@ -108,10 +121,14 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def wildcard_reasons(statements: list[dict[str, Any]]) -> tuple[dict[str, str], list[str]]:
-    """For a policy's statements: the IAM5 evidence with its reason, and wildcards that have none."""
+def wildcard_reasons(statements: list[dict[str, Any]], path: str = "") -> tuple[dict[str, str], list[str]]:
+    """For a policy's statements (``path``: the construct path of the policy): the IAM5 evidence with its
+    reason, and wildcards that have none."""
     reasons: dict[str, str] = {}
     unexplained: list[str] = []
+    star_actions: set[str] = set()  # every action on "*" in the policy: its one IAM5 finding names them all
+    reader = next((why for role, why in ASSET_READERS.items() if f"/{role}/" in f"/{path}/"), None)
+    table = (*RESOURCE_WILDCARDS, (ASSET_BUCKET, f"CDK's asset bucket: {reader}")) if reader else RESOURCE_WILDCARDS
     for st in statements:
         actions = [str(a) for a in _as_list(st.get("Action", []))]
         for action in actions:
@@ -125,14 +142,15 @@ def wildcard_reasons(statements: list[dict[str, Any]]) -> tuple[dict[str, str], 
                 missing = [a for a in actions if a not in STAR_RESOURCE_ACTIONS]
                 if missing:
                     unexplained.append(f"Resource::* for {missing}")
-                else:
-                    reasons["Resource::*"] = "; ".join(sorted({STAR_RESOURCE_ACTIONS[a] for a in actions}))
+                star_actions.update(actions)
             elif "*" in resource:
-                match = next((why for pattern, why in RESOURCE_WILDCARDS if re.fullmatch(pattern, resource)), None)
+                match = next((why for pattern, why in table if re.fullmatch(pattern, resource)), None)
                 if match is None:
                     unexplained.append(f"Resource::{resource}")
                 else:
                     reasons[f"Resource::{resource}"] = match
+    if star_actions and all(a in STAR_RESOURCE_ACTIONS for a in star_actions):
+        reasons["Resource::*"] = "; ".join(f"{a}: {STAR_RESOURCE_ACTIONS[a]}" for a in sorted(star_actions))
     return reasons, unexplained
 
 
@@ -140,20 +158,30 @@ def _acknowledge_policies(stack: Stack) -> None:
     for node in stack.node.find_all():
         if isinstance(node, iam.CfnPolicy):
             document = stack.resolve(node.policy_document)
-            reasons, _ = wildcard_reasons(document.get("Statement", []))
+            reasons, _ = wildcard_reasons(document.get("Statement", []), node.node.path)
             for evidence, reason in reasons.items():
                 acknowledge(node, f"IAM5[{evidence}]", reason)
 
 
+def _method_reason(node: apigw.Method, stage: str) -> str | None:
+    """Why a method without a Cognito authorizer is right as it is (from the routes table); None: it is not."""
+    if node.http_method == "OPTIONS":
+        return "CORS preflight: browsers send it without credentials by design"
+    route = ROUTES_BY_PATH.get(node.resource.path)
+    if route is None or node.http_method not in route.methods:
+        return None  # a method the routes table does not know: let the finding fail synthesis
+    if route.listener:
+        return LISTENER_METHOD_REASON.format(stage=stage)
+    return KEYED_METHOD_REASON if route.api_key else PUBLIC_METHOD_REASON
+
+
 def _acknowledge_api(stack: Stack) -> None:
+    stage = str(getattr(getattr(stack, "config", None), "stage", "this"))
     for node in stack.node.find_all():
         if isinstance(node, apigw.Method) and node.node.default_child is not None:
             method = node.node.default_child
-            resolved = stack.resolve(method.api_key_required)  # type: ignore[attr-defined]
-            reason = KEYED_METHOD_REASON if resolved else PUBLIC_METHOD_REASON
-            if node.http_method == "OPTIONS":
-                reason = "CORS preflight: browsers send it without credentials by design"
-            if stack.resolve(method.authorization_type) != "COGNITO_USER_POOLS":  # type: ignore[attr-defined]
+            reason = _method_reason(node, stage)
+            if reason and stack.resolve(method.authorization_type) != "COGNITO_USER_POOLS":  # type: ignore[attr-defined]
                 acknowledge(method, "APIG4", reason)
                 acknowledge(method, "COG4", reason)
         if isinstance(node, apigw.RestApi) and node.node.try_find_child("CloudWatchRole"):
@@ -172,10 +200,28 @@ def _acknowledge_api(stack: Stack) -> None:
             )
 
 
+THREAT_PROTECTION_REASON = (
+    "Cognito's threat protection (compromised credentials, adaptive authentication) is its Plus plan, priced per "
+    "monthly active user, a cost that grows with the listener base; this stage does not buy it. Passwords of 12+ "
+    "characters and TOTP MFA are required; set deploy.cognito_threat_protection to turn it on (docs/deploy.md)"
+)
+
+
+def _acknowledge_user_pool(stack: Stack) -> None:
+    config = getattr(stack, "config", None)
+    if config is None or config.deploy.cognito_threat_protection:
+        return
+    for node in stack.node.find_all():
+        if isinstance(node, cognito.CfnUserPool):
+            acknowledge(node, "COG8", THREAT_PROTECTION_REASON)
+            acknowledge(node, "COG3", THREAT_PROTECTION_REASON)
+
+
 def acknowledge_findings(stack: Stack) -> None:
     """Called once the stack is complete."""
     _acknowledge_policies(stack)
     _acknowledge_api(stack)
+    _acknowledge_user_pool(stack)
     endpoints_sg = stack.node.find_child("Network").node.find_child("EndpointsSg").node.default_child
     acknowledge(
         endpoints_sg,  # type: ignore[arg-type]

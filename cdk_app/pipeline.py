@@ -13,6 +13,7 @@ import jsii
 from aws_cdk import BundlingOptions, BundlingOutput, DockerImage, Duration, ILocalBundling, Size, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_glue as glue
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as assets
 from aws_cdk import aws_scheduler as scheduler
@@ -28,6 +29,11 @@ from cdk_app.model import ModelConstruct
 from encore.config import EncoreConfig
 from encore.pipeline import CHARTS_REFRESH, NIGHTLY, PipelineStep
 
+# The error a Glue task raises when its job is already running as often as the job allows.
+GLUE_BUSY = "Glue.ConcurrentRunsExceededException"
+# What train.py reports as ``[metric] <name>=<value>`` (train.print_metrics).
+TRAINING_METRICS = ("ndcg_at_10", "recall_at_10", "hit_rate_at_10", "coverage")
+
 
 @jsii.implements(ILocalBundling)
 class _SourceTarball:
@@ -41,6 +47,24 @@ class _SourceTarball:
         return True
 
 
+class S3Uri(tasks.S3Location):
+    """An ``s3://bucket/prefix`` URI. CDK's ``S3Location.from_bucket`` renders a path-style HTTPS URL, which
+    SageMaker's CreateTrainingJob refuses for channels and the output path."""
+
+    def __init__(self, bucket: s3.IBucket, prefix: str) -> None:
+        super().__init__()
+        self.bucket, self.prefix = bucket, prefix
+
+    def bind(
+        self, task: tasks.ISageMakerTask, *, for_reading: bool | None = None, for_writing: bool | None = None
+    ) -> tasks.S3LocationConfig:
+        if for_reading:
+            self.bucket.grant_read(task, f"{self.prefix}*")
+        if for_writing:
+            self.bucket.grant_put(task, f"{self.prefix}*")
+        return tasks.S3LocationConfig(uri=self.bucket.s3_url_for_object(self.prefix))
+
+
 class PipelineConstruct(Construct):
     def __init__(
         self,
@@ -52,9 +76,11 @@ class PipelineConstruct(Construct):
         jobs: dict[str, glue.CfnJob],
         model: ModelConstruct,
         alarm_topic: sns.ITopic,
+        key: kms.IKey,
     ) -> None:
         super().__init__(scope, id)
         self.config, self.bucket, self.jobs, self.model, self.topic = config, bucket, jobs, model, alarm_topic
+        self.key = key
         self.source = assets.Asset(
             self,
             "TrainingSource",
@@ -70,12 +96,15 @@ class PipelineConstruct(Construct):
         self.charts = self._build_state_machine(
             "Charts", f"{config.resources.state_machine}-charts", CHARTS_REFRESH, Duration.minutes(30)
         )
+        for machine in (self.nightly, self.charts):
+            # Publishing to the KMS-encrypted alarm topic needs the key as well as sns:Publish.
+            key.grant(machine, "kms:GenerateDataKey", "kms:Decrypt")
         self._build_schedules()
 
     # -- states ------------------------------------------------------------------------------------------------
 
     def _glue(self, scope: Construct, step: PipelineStep) -> sfn.TaskStateBase:
-        return tasks.GlueStartJobRun(
+        task = tasks.GlueStartJobRun(
             scope,
             step.name,
             glue_job_name=self.jobs[step.name].ref,
@@ -84,6 +113,16 @@ class PipelineConstruct(Construct):
             result_path=sfn.JsonPath.DISCARD,
             task_timeout=sfn.Timeout.duration(Duration.hours(2)),
         )
+        # The nightly run and the 15-minute charts refresh share the curate and charts jobs, which run one at a
+        # time: wait for the other run to finish (about an hour in all) instead of failing.
+        task.add_retry(
+            errors=[GLUE_BUSY],
+            interval=Duration.minutes(1),
+            backoff_rate=1.5,
+            max_attempts=8,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        return task
 
     @staticmethod
     def _glue_arguments(step: PipelineStep) -> dict[str, str]:
@@ -103,7 +142,7 @@ class PipelineConstruct(Construct):
                 channel_name=name,
                 data_source=tasks.DataSource(
                     s3_data_source=tasks.S3DataSource(
-                        s3_location=tasks.S3Location.from_bucket(self.bucket, f"{lake.features}{table}/"),
+                        s3_location=S3Uri(self.bucket, f"{lake.features}{table}/"),
                         s3_data_type=tasks.S3DataType.S3_PREFIX,
                     )
                 ),
@@ -112,14 +151,16 @@ class PipelineConstruct(Construct):
         return tasks.SageMakerCreateTrainingJob(
             scope,
             step.name,
+            # .sync: wait for the job and return DescribeTrainingJob's answer, which has the artifact's location
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
             training_job_name=sfn.JsonPath.format("encore-{}", sfn.JsonPath.string_at("$$.Execution.Name")),
             role=self.model.training_role,
             algorithm_specification=tasks.AlgorithmSpecification(
                 training_image=tasks.DockerImage.from_registry(self.model.image_uri),
                 training_input_mode=tasks.InputMode.FILE,
                 metric_definitions=[
-                    tasks.MetricDefinition(name=n, regex=f"{n}=([0-9.]+)")
-                    for n in ("ndcg_at_10", "recall_at_10", "hit_rate_at_10", "coverage")
+                    tasks.MetricDefinition(name=n, regex=rf"\[metric\] {n}=([0-9.]+)")  # train.print_metrics
+                    for n in TRAINING_METRICS
                 ],
             ),
             input_data_config=[
@@ -127,9 +168,7 @@ class PipelineConstruct(Construct):
                 channel("tracks", "tracks"),
                 channel("transitions", "transitions"),
             ],
-            output_data_config=tasks.OutputDataConfig(
-                s3_output_location=tasks.S3Location.from_bucket(self.bucket, lake.models)
-            ),
+            output_data_config=tasks.OutputDataConfig(s3_output_location=S3Uri(self.bucket, lake.models)),
             resource_config=tasks.ResourceConfig(
                 instance_count=1,
                 instance_type=ec2.InstanceType(endpoint.training_instance_type.removeprefix("ml.")),
@@ -169,8 +208,10 @@ class PipelineConstruct(Construct):
             retry_on_service_exceptions=True,
         )
 
-    def _wait_in_service(self, scope: Construct, next_state: sfn.IChainable, fail: sfn.Fail) -> sfn.Wait:
-        """Deploying returns at once; poll DescribeEndpoint until the update has finished."""
+    def _wait_in_service(self, scope: Construct, next_state: sfn.IChainable, notify: sfn.IChainable) -> sfn.Wait:
+        """Deploying returns at once; poll DescribeEndpoint until the update has finished. A failed update rolls
+        the endpoint back to the old configuration and it is InService again: only InService *with the new
+        configuration* lets the pipeline go on to load the new model's vectors."""
         wait = sfn.Wait(scope, "wait for endpoint", time=sfn.WaitTime.duration(Duration.seconds(60)))
         describe = tasks.CallAwsService(
             scope,
@@ -183,13 +224,36 @@ class PipelineConstruct(Construct):
                     service="sagemaker", resource="endpoint", resource_name=self.config.resources.endpoint_name
                 )
             ],
-            result_selector={"status": sfn.JsonPath.string_at("$.EndpointStatus")},
+            result_selector={
+                "status": sfn.JsonPath.string_at("$.EndpointStatus"),
+                "config": sfn.JsonPath.string_at("$.EndpointConfigName"),
+            },
             result_path="$.endpoint_status",
         )
+        status = "$.endpoint_status.status"
+        serving_new = sfn.Condition.and_(
+            sfn.Condition.string_equals(status, "InService"),
+            sfn.Condition.string_equals_json_path("$.endpoint_status.config", "$.deploy.endpoint.endpoint_config"),
+        )
+        not_updated = sfn.Pass(
+            scope,
+            "endpoint kept the old model",
+            result=sfn.Result.from_object(
+                {"Error": "EndpointUpdateFailed", "Cause": "the endpoint update failed or was rolled back"}
+            ),
+            result_path="$.error",
+        ).next(notify)
         done = (
             sfn.Choice(scope, "endpoint in service?")
-            .when(sfn.Condition.string_equals("$.endpoint_status.status", "InService"), next_state)
-            .when(sfn.Condition.string_equals("$.endpoint_status.status", "Failed"), fail)
+            .when(serving_new, next_state)
+            .when(
+                sfn.Condition.or_(
+                    sfn.Condition.string_equals(status, "InService"),
+                    sfn.Condition.string_equals(status, "Failed"),
+                    sfn.Condition.string_equals(status, "UpdateRollbackFailed"),
+                ),
+                not_updated,
+            )
             .otherwise(wait)
         )
         wait.next(describe).next(done)
@@ -224,7 +288,7 @@ class PipelineConstruct(Construct):
         chain: sfn.IChainable = done
         for step, state in reversed(list(zip(steps, states, strict=True))):
             if step.name == "deploy":
-                wait = self._wait_in_service(scope, chain, failed)
+                wait = self._wait_in_service(scope, chain, notify)
                 state.next(wait)
             elif step.name == "gate":
                 promote = (

@@ -81,6 +81,7 @@ class EncoreStack(Stack):
             jobs=self.features.jobs,
             model=self.model,
             alarm_topic=self.monitoring.topic,
+            key=self.key,
         )
         self._grant()
         self.monitoring.watch(

@@ -147,9 +147,10 @@ def function_environment(config: EncoreConfig, *, quiet: bool = False) -> dict[s
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_DEV": "false",
     }
+    # Both set either way: the environment outlives one load, and a quiet load must not silence the next one.
     if quiet:
-        env |= {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
-    return env
+        return env | {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
+    return env | {"POWERTOOLS_LOG_LEVEL": "INFO", "POWERTOOLS_METRICS_DISABLED": "false"}
 
 
 def load_handler(folder: str, config: EncoreConfig, module: str = "handler", *, quiet: bool = False) -> ModuleType:

@@ -4,7 +4,8 @@ the very same Lambda handlers, enforcing the API key and the usage plan's thrott
 Routes come from ``encore.routes.ROUTES`` (the table the CDK app builds API Gateway from). Answers API Gateway
 gives itself are reproduced: 403 ``{"message": "Forbidden"}`` without a valid key, 429 ``{"message": "Too Many
 Requests"}`` past the throttle, 404/405 ``Missing Authentication Token`` for unknown routes, and 502
-``{"message": "Internal server error"}`` when an instance dies mid-invocation.
+``{"message": "Internal server error"}`` when an instance dies mid-invocation, each with the CORS header the
+stack's gateway responses add; OPTIONS gets the stack's preflight answer. It does not verify Cognito tokens.
 
 Behind the front door is a pool of warm Lambda instances, each running one invocation at a time, as Lambda
 does: Powertools keeps the current event on its router class, so two invocations in one process would read
@@ -33,7 +34,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from encore.config import EncoreConfig
-from encore.routes import ROUTES, Route
+from encore.routes import CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, ROUTES, Route, allowed_origin
 from encore_local.apigw import LambdaContext, load_handler, match_route, rest_event
 from encore_local.loopback import LoopbackServer, reply
 
@@ -275,32 +276,47 @@ class TwinApi(LoopbackServer):
     ) -> tuple[int, Any, dict[str, str]]:
         url = urlsplit(raw_path)
         path = url.path.rstrip("/") or "/"
+        origin = next((v for k, v in headers if k.lower() == "origin"), None)
+        cors = self._gateway_cors(origin)
         found = match_route(self.templates, path)
         if found is None:
-            return 403, {"message": "Missing Authentication Token"}, {}
+            return 403, {"message": "Missing Authentication Token"}, cors
         template, params = found
         route = self.by_path[template]
-        if method == "OPTIONS":
-            cors = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "Content-Type,X-Api-Key"}
-            return 204, b"", cors | {"Access-Control-Allow-Methods": ",".join(route.methods)}
+        if method == "OPTIONS":  # the stack's preflight (a mock integration): no key, no function
+            allow = allowed_origin(self.config.serving.cors_origins, origin)
+            preflight = {"Access-Control-Allow-Headers": ",".join(CORS_ALLOW_HEADERS),
+                         "Access-Control-Allow-Methods": ",".join(CORS_ALLOW_METHODS)}  # fmt: skip
+            return 204, b"", preflight | ({"Access-Control-Allow-Origin": allow} if allow else {})
         if method not in route.methods:
-            return 403, {"message": "Missing Authentication Token"}, {}
+            return 403, {"message": "Missing Authentication Token"}, cors
         key = next((v for k, v in headers if k.lower() == "x-api-key"), None)
         if route.api_key:
             if key not in self.api_keys:
-                return 403, {"message": "Forbidden"}, {}
+                return 403, {"message": "Forbidden"}, cors
             if not self.buckets[key].take():
-                return 429, {"message": "Too Many Requests"}, {}
+                return 429, {"message": "Too Many Requests"}, cors
         event = rest_event(method, path, resource=template, path_parameters=params, query=parse_qsl(url.query),
                            headers=headers, body=body, stage=self.config.stage, api_key=key)  # fmt: skip
-        return self._integrate(route.function, event)
+        return self._integrate(route.function, event, cors)
 
-    def _integrate(self, function: str, event: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+    def _gateway_cors(self, origin: str | None) -> dict[str, str]:
+        """The CORS header of API Gateway's own answers, as the stack's gateway responses set it (cdk_app.api)."""
+        origins = self.config.serving.cors_origins
+        if len(origins) == 1:
+            return {"Access-Control-Allow-Origin": origins[0]}
+        if len(origins) > 1:
+            return {"Vary": "Origin"} | ({"Access-Control-Allow-Origin": origin} if origin else {})
+        return {}
+
+    def _integrate(
+        self, function: str, event: dict[str, Any], cors: dict[str, str] | None = None
+    ) -> tuple[int, Any, dict[str, str]]:
         """The Lambda proxy integration: the handler's answer as HTTP, or API Gateway's 502 if the instance died."""
         try:
             result, inside_ms = self.invoke(function, event)
         except InstanceDied:
-            return 502, {"message": "Internal server error"}, {}
+            return 502, {"message": "Internal server error"}, dict(cors or {})
         out_headers = {k: v[-1] for k, v in (result.get("multiValueHeaders") or {}).items()}
         out_headers.update(result.get("headers") or {})
         out_headers["x-twin-handler-ms"] = f"{inside_ms:.3f}"

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import redis
 import requests
@@ -219,7 +219,12 @@ class _MotoServer:
 
 
 class _RedisServerProcess:
-    """A real ``redis-server`` with no persistence, in a scratch directory."""
+    """A real ``redis-server`` with no persistence, in a scratch directory, as a one-node cluster: ElastiCache
+    Serverless always runs in cluster mode, so the twin's cache refuses a multi-key command whose keys are in
+    different slots (``CROSSSLOT``) as AWS does. Every start is a new node (its cluster configuration file is
+    removed first) that is given all 16384 slots; it serves once ``CLUSTER INFO`` says ``cluster_state:ok``
+    (redis-server holds a new master in ``fail`` for its first 2 s, which ``launch`` then ``ready`` lets the
+    caller spend on other work)."""
 
     def __init__(self, binary: str) -> None:
         self.binary = binary
@@ -227,10 +232,22 @@ class _RedisServerProcess:
         self.port = 0
         self._dir = tempfile.TemporaryDirectory(prefix="encore-redis-")
 
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
     def start(self, attempts: int = 5, port: int | None = None) -> str:
-        """Start on ``port`` (a restart after an outage) or on a free one."""
+        """Start on ``port`` (a restart after an outage) or on a free one, and wait until it serves."""
+        self.launch(attempts, port)
+        return self.ready()
+
+    def launch(self, attempts: int = 5, port: int | None = None) -> None:
+        """Start the node and give it every slot; ``ready`` waits until the cluster serves them."""
+        nodes_conf = os.path.join(self._dir.name, "nodes.conf")
         for _ in range(attempts):
             self.port = port or free_port()
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(nodes_conf)  # a new node: its slots are assigned below, as to a replaced node
             self.proc = subprocess.Popen(
                 [
                     self.binary,
@@ -238,6 +255,13 @@ class _RedisServerProcess:
                     str(self.port),
                     "--bind",
                     LOOPBACK,
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    nodes_conf,
+                    # The cluster bus is on port + 10000 unless told: past 65535 for half the ephemeral ports.
+                    "--cluster-port",
+                    str(free_port()),
                     "--save",
                     "",
                     "--appendonly",
@@ -250,10 +274,16 @@ class _RedisServerProcess:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            if _wait_for_redis(f"redis://{LOOPBACK}:{self.port}/0", self.proc):
-                return f"redis://{LOOPBACK}:{self.port}/0"
+            if _wait_for_redis(self.url, self.proc):
+                _assign_all_slots(self.url)
+                return
             self.stop()
         raise UsageError(f"{self.binary} did not start on a loopback port after {attempts} attempts")
+
+    def ready(self, timeout: float = 10.0) -> str:
+        if not _wait_for_cluster(self.url, timeout):
+            raise UsageError(f"the twin's redis cluster node at {self.url} did not reach cluster_state:ok")
+        return self.url
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -269,8 +299,32 @@ class _RedisServerProcess:
         self._dir.cleanup()
 
 
+def _assign_all_slots(url: str) -> None:
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=5)
+    try:
+        client.cluster("ADDSLOTSRANGE", 0, 16383)
+    finally:
+        client.close()
+
+
+def _wait_for_cluster(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.RedisError):
+                if cast(dict[str, str], client.cluster("INFO")).get("cluster_state") == "ok":
+                    return True
+            time.sleep(0.05)
+        return False
+    finally:
+        client.close()
+
+
 class _FakeRedisServer:
-    """fakeredis's TCP server (speaks RESP) in a thread: the stand-in when redis-server is not installed."""
+    """fakeredis's TCP server (speaks RESP) in a thread: the stand-in when redis-server is not installed. It is a
+    single node, not a cluster (fakeredis has no cluster commands): the cache's client sees that and talks to it
+    with a plain client, so ``CROSSSLOT`` mistakes do not show with this fallback."""
 
     def __init__(self) -> None:
         from fakeredis import TcpFakeServer
@@ -284,12 +338,17 @@ class _FakeRedisServer:
         self.thread = threading.Thread(target=self.server.serve_forever, name="fakeredis", daemon=True)
 
     def start(self, port: int | None = None) -> str:
+        self.launch(port)
+        return self.ready()
+
+    def launch(self, port: int | None = None) -> None:
         if port is not None:  # a restart after an outage: a new, empty server on the same port
             self.server = self._server_class((LOOPBACK, port), server_type="redis")
             self.thread = threading.Thread(target=self.server.serve_forever, name="fakeredis", daemon=True)
         self.thread.start()
-        port = self.server.server_address[1]
-        url = f"redis://{LOOPBACK}:{port}/0"
+
+    def ready(self) -> str:
+        url = f"redis://{LOOPBACK}:{self.server.server_address[1]}/0"
         if not _wait_for_redis(url, None):
             raise UsageError("fakeredis's TCP server did not answer")
         return url
@@ -387,10 +446,12 @@ class TwinServices:
         try:
             self._moto = _MotoServer()
             aws_url = self._moto.start()
-            cache_url, kind = self._start_cache()
+            kind = self._launch_cache()
             # The endpoint reads its model's artifact from the twin's S3, whether or not this process is pointed at it.
             self._endpoint = _EndpointProcess(os.environ | _aws_environment(aws_url, self.config.region))
             model_url = self._endpoint.start()
+            assert self._redis is not None
+            cache_url = self._redis.ready()  # a new cluster node's first 2 s went by while the endpoint started
             self.endpoints = TwinEndpoints(aws_url, cache_url, kind, self.config.region, model_url)
             if self.export_env:
                 self._export(self.endpoints.environment())
@@ -415,15 +476,19 @@ class TwinServices:
         finally:
             node.start(port=port)
 
-    def _start_cache(self) -> tuple[str, RedisKind]:
+    def _launch_cache(self) -> RedisKind:
+        """redis-server (a one-node cluster, as ElastiCache Serverless is) when installed, else fakeredis (one
+        plain node); ``self._redis.ready()`` then waits until it serves."""
         binary = shutil.which("redis-server")
         if self.cache_preference == "redis-server" and binary is None:
             raise UsageError("redis-server is not installed (apt-get install redis-server), or use fakeredis")
         if binary and self.cache_preference != "fakeredis":
             self._redis = _RedisServerProcess(binary)
-            return self._redis.start(), "redis-server"
+            self._redis.launch()
+            return "redis-server"
         self._redis = _FakeRedisServer()
-        return self._redis.start(), "fakeredis"
+        self._redis.launch()
+        return "fakeredis"
 
     def _export(self, env: dict[str, str]) -> None:
         for key, value in env.items():

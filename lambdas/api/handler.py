@@ -1,5 +1,6 @@
 """The read API (no `from __future__ import annotations`: Powertools reads the route annotations at run time):
-recommendations, next song, similar, tracks, charts, trending, profiles, health, OpenAPI.
+recommendations, next song, similar, tracks, charts, trending, profiles, health, and the API's OpenAPI document
+and Swagger UI, which describe POST /v1/events too (``encore.events_route``; the events function answers it).
 
 One function for every read route (shared warm connections and caches, one cold start to pay); the logic is
 in ``encore.recommend`` and the stores. Parameters are validated by Powertools from the annotations, which
@@ -10,21 +11,24 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
 
+from encore import events_route
+from encore import observability as obs
 from encore.cache import SessionCache
 from encore.config import EncoreConfig
 from encore.errors import BadRequest, NotFound
-from encore.http import json_response, register_error_handlers
+from encore.http import cors_config, json_response, register_error_handlers
 from encore.model_client import ModelClient
 from encore.models import ErrorBody, ProfileUpdate, RecommendationResponse, Surface
-from encore.observability import NAMESPACE, SERVICE, logger, metrics, tracer
+from encore.observability import logger, metrics, tracer
+from encore.openapi import DocumentedResolver
 from encore.profiles import ProfileStore
 from encore.recommend import GLOBAL, Options, Outcome, ServingDeps, recommend, track_metadata
 from encore.regions import ISO_3166_ALPHA2
@@ -40,13 +44,19 @@ deps = ServingDeps(
     model=ModelClient(config.resources.endpoint_name, config.serving.endpoint_timeout_ms, config.region),
     now_ms=lambda: int(time.time() * 1000),
 )
-app = APIGatewayRestResolver(enable_validation=True)
+app = DocumentedResolver(
+    enable_validation=True,
+    cors=cors_config(config.serving.cors_origins),
+    write_auth=config.serving.write_auth,
+    described=[events_route.described()],
+)
 app.configure_openapi(
     title="Encore API",
     version="1.0",
-    description="Music recommendations: home, next song, similar tracks, charts, trending, profiles.",
+    description="Music recommendations: home, next song, similar tracks, charts, trending, profiles, events.",
 )
-app.enable_swagger(path="/v1/docs", title="Encore API", version="1.0")
+# Public (no key): a person reads the API here, then enters their key with "Authorize" to try the keyed routes.
+app.enable_swagger(path="/v1/docs", title="Encore API", version="1.0", persist_authorization=True)
 register_error_handlers(app)
 
 ID = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
@@ -109,15 +119,11 @@ def _options(limit: int, exclude_played: bool, max_per_artist: int | None) -> Op
 
 
 def _report(route: str, outcome: Outcome, response: RecommendationResponse, started: float) -> None:
-    metrics.add_metric(name="CacheHits" if outcome.cache_hit else "CacheMisses", unit=MetricUnit.Count, value=1)
-    for cause in dict.fromkeys(outcome.degraded):
-        with single_metric(name="Fallbacks", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as m:
-            m.add_dimension(name="service", value=SERVICE)
-            m.add_dimension(name="cause", value=cause)
-    with single_metric(name="Latency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000,
-                       namespace=NAMESPACE) as m:  # fmt: skip
-        m.add_dimension(name="service", value=SERVICE)
-        m.add_dimension(name="route", value=route)
+    # 1 or 0 per answer: the Average is the hit ratio and the fallback rate the alarms watch.
+    metrics.add_metric(name=obs.CACHE_HIT, unit=MetricUnit.Count, value=int(outcome.cache_hit))
+    metrics.add_metric(name=obs.FALLBACK, unit=MetricUnit.Count, value=int(response.fallback))
+    obs.record_degraded(outcome.degraded)
+    obs.record_latency(route, (time.perf_counter() - started) * 1000)
     metrics.add_metadata(key="model_version", value=response.model_version or "none")
     if outcome.degraded:
         logger.warning(

@@ -1,4 +1,5 @@
-"""POST /v1/events: a batch of listening events (Powertools resolver; logic in encore.ingest)."""
+"""POST /v1/events: a batch of listening events (Powertools resolver; logic in encore.ingest; the route's OpenAPI
+declaration in encore.events_route, which the serving function's document shows)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,19 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceLayerError,
+)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from encore import events_route
 from encore.cache import SessionCache
 from encore.clients import get_client
 from encore.config import EncoreConfig
-from encore.http import json_response, register_error_handlers
+from encore.http import cors_config, json_response, register_error_handlers
 from encore.ingest import IngestDeps, ingest, parse_batch
-from encore.observability import logger, metrics, tracer
+from encore.observability import EVENTS_ACCEPTED, logger, metrics, record_degraded, tracer
 from encore.profiles import ProfileStore
 from encore.stores import EventSink, TrackStore
 
@@ -39,8 +44,15 @@ idempotency = IdempotencyConfig(event_key_jmespath="event_ids", expires_after_se
 persistence = DynamoDBPersistenceLayer(
     table_name=config.resources.idempotency_table, boto3_client=get_client("dynamodb", config.region)
 )
-app = APIGatewayRestResolver()
+app = APIGatewayRestResolver(cors=cors_config(config.serving.cors_origins))
 register_error_handlers(app)
+
+
+@app.exception_handler(IdempotencyAlreadyInProgressError)  # type: ignore[untyped-decorator]
+def _in_progress(exc: IdempotencyAlreadyInProgressError) -> Response[str]:
+    # A retry that arrives while the first request with the same events is still running: it will finish.
+    reason = "the same events are being accepted by another request; retry shortly for its answer"
+    return json_response(409, {"error": "conflict", "reason": reason}, {"Retry-After": "1"})
 
 
 @idempotent_function(data_keyword_argument="batch", persistence_store=persistence, config=idempotency)
@@ -56,7 +68,7 @@ def accept_without_idempotency(batch: dict[str, Any]) -> dict[str, Any]:
     return {**result, "degraded": sorted({*result["degraded"], "idempotency"})}
 
 
-@app.post("/v1/events")
+@events_route.declare(app)
 @tracer.capture_method
 def handle_post_events() -> Response[str]:
     events = parse_batch(app.current_event.body, deps.now_ms())
@@ -66,9 +78,9 @@ def handle_post_events() -> Response[str]:
     except IdempotencyPersistenceLayerError as exc:
         logger.warning("idempotency store unavailable", extra={"detail": str(exc)[:300]})
         result = accept_without_idempotency(batch)
-    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=result["accepted"])
+    metrics.add_metric(name=EVENTS_ACCEPTED, unit=MetricUnit.Count, value=result["accepted"])
+    record_degraded(result["degraded"])
     for dependency in result["degraded"]:
-        metrics.add_metric(name=f"Degraded_{dependency}", unit=MetricUnit.Count, value=1)
         logger.warning("session update degraded", extra={"dependency": dependency})
     return json_response(202, result)
 

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import redis
 
+from encore.cache import generation_key, session_key
 from encore.clients import get_client
 from encore.config import EncoreConfig
 from encore.vectors import decode, encode
@@ -208,7 +209,7 @@ def test_qualifying_plays_move_the_session_vector(post: Post, config: EncoreConf
     _put_vector(config, "tv-a", [1.0, 0.0, 0.0])
     _put_vector(config, "tv-b", [0.0, 1.0, 0.0])
     post({"events": [make_event(u, "tv-a")]})
-    assert np.allclose(decode(cache.get(f"sess:{u}")), [1, 0, 0])  # type: ignore[arg-type]
+    assert np.allclose(decode(cache.get(session_key(u))), [1, 0, 0])  # type: ignore[arg-type]
     now = int(time.time() * 1000)
     status, body, _ = post(
         {
@@ -220,8 +221,8 @@ def test_qualifying_plays_move_the_session_vector(post: Post, config: EncoreConf
         }
     )
     assert status == 202 and body["qualifying_plays"] == 2 and body["sessions_updated"] == 1
-    assert np.allclose(decode(cache.get(f"sess:{u}")), [0.5, 0.5, 0])  # type: ignore[arg-type]
-    assert 0 < cache.ttl(f"sess:{u}") <= config.session.ttl_seconds
+    assert np.allclose(decode(cache.get(session_key(u))), [0.5, 0.5, 0])  # type: ignore[arg-type]
+    assert 0 < cache.ttl(session_key(u)) <= config.session.ttl_seconds
 
 
 def test_events_invalidate_cached_results_and_update_recently_played(
@@ -229,10 +230,10 @@ def test_events_invalidate_cached_results_and_update_recently_played(
 ) -> None:
     cache = redis.Redis.from_url(twin.cache_url)
     u = user()
-    before = int(cache.get(f"gen:{u}") or 0)
+    before = int(cache.get(generation_key(u)) or 0)
     now = int(time.time() * 1000)
     post({"events": [make_event(u, f"rp-{i}", timestamp=now - 10_000 + i) for i in range(3)]})
-    assert int(cache.get(f"gen:{u}") or 0) == before + 1
+    assert int(cache.get(generation_key(u)) or 0) == before + 1
     item = get_client("dynamodb").get_item(TableName=config.resources.users_table, Key={"user_id": {"S": u}})["Item"]
     assert [v["S"] for v in item["recently_played"]["L"]] == ["rp-2", "rp-1", "rp-0"]
     post({"events": [make_event(u, f"more-{i}", timestamp=now + i) for i in range(60)]})

@@ -14,6 +14,7 @@ import pytest
 import redis
 import requests
 
+from encore.cache import track_metadata_key
 from encore.clients import get_client
 from encore_local.apigw import LambdaContext, load_handler, rest_event
 from encore_local.twin.services import set_faults
@@ -323,7 +324,7 @@ def test_the_model_names_artists_so_only_returned_tracks_are_decorated(served: d
     api.deps.tracks.metadata = metadata
     api.deps.local_metadata.clear()
     shared = redis.Redis.from_url(served["twin"].cache_url)
-    for key in shared.scan_iter("tmeta:*"):
+    for key in shared.scan_iter(track_metadata_key("*")):
         shared.delete(key)
     try:
         status, body = home(api, user, {"limit": "4", "max_per_artist": "1"})

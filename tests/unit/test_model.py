@@ -153,6 +153,8 @@ def test_training_writes_a_servable_artifact(tmp_path: Path, small_sim: Any) -> 
     for name in ("hybrid.npz", "meta.json", "evaluation.json", "evaluation.md", "metric_by_k.png",
                  "vectors/users.parquet", "vectors/tracks.parquet", "code/inference.py"):  # fmt: skip
         assert (tmp_path / "model" / name).exists(), name
+    # The serving container pip-installs code/requirements.txt at every cold start: serving needs NumPy only.
+    assert sorted(p.name for p in (tmp_path / "model" / "code").iterdir()) == sorted(train.SERVING_CODE)
     with tarfile.open(tmp_path / "model.tar.gz", "w:gz") as tar:
         for path in (tmp_path / "model").iterdir():
             tar.add(path, arcname=path.name)

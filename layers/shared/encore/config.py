@@ -105,6 +105,12 @@ class ServingSettings(_Frozen):
     vector_dims: int = Field(64, gt=0)
     endpoint_timeout_ms: int = Field(800, gt=0)
     chart_size: int = Field(100, gt=0)
+    cors_origins: tuple[str, ...] = Field(
+        ("*",), description="browser origins allowed to call the API (preflights and every answer carry them)"
+    )
+    write_auth: Literal["none", "cognito"] = Field(
+        "none", description="who may call the listener routes (events, profiles): 'cognito' requires a user-pool JWT"
+    )
 
 
 class EndpointSettings(_Frozen):
@@ -134,6 +140,8 @@ class AlarmSettings(_Frozen):
     firehose_freshness_s: int = Field(900, gt=0, description="age of the oldest record not yet in S3")
     model_latency_p99_ms: int = Field(300, gt=0)
     endpoint_5xx: int = Field(5, gt=0, description="endpoint 5XX errors in 5 minutes")
+    fallback_rate: float = Field(0.05, gt=0, le=1, description="share of recommendation answers that fell back")
+    cache_hit_ratio: float = Field(0.01, ge=0, le=1, description="alarm when the result cache's hit ratio falls below")
     email: str | None = Field(None, description="subscribe this address to the alarm topic")
 
 
@@ -175,14 +183,16 @@ class DeploySettings(_Frozen):
     api_rate_limit: int = Field(200, gt=0, description="usage plan: steady requests per second per key")
     api_burst_limit: int = Field(400, gt=0)
     api_quota_per_day: int = Field(5_000_000, gt=0)
-    cors_origins: tuple[str, ...] = ("*",)
-    cognito_auth: bool = Field(False, description="require a Cognito JWT on top of the API key")
+    cognito_threat_protection: bool = Field(
+        False,
+        description="Cognito's threat protection for the listeners' user pool (the Plus plan, priced per monthly "
+        "active user); only with serving.write_auth 'cognito'",
+    )
     glue_workers: int = Field(2, ge=2)
     glue_worker_type: str = "G.1X"
     firehose_buffer_seconds: int = Field(300, ge=0, le=900)
     firehose_buffer_mb: int = Field(64, ge=1, le=128)
     retain_data: bool = Field(True, description="keep buckets and tables when the stack is deleted")
-    powertools_layer_version: int = Field(36, gt=0, description="version of AWS's Powertools (Python v3) layer")
     endpoint: EndpointSettings = EndpointSettings()
     schedules: ScheduleSettings = ScheduleSettings()
     alarms: AlarmSettings = AlarmSettings()

@@ -1,18 +1,35 @@
-"""HTTP for the API handlers: the one place domain errors become status codes, and JSON responses."""
+"""HTTP for the API handlers: the one place domain errors become status codes, JSON responses, and CORS."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from encore.errors import DependencyUnavailable, EncoreError
 from encore.observability import logger
 from encore.profiles import DEPENDENCY_ERRORS
+from encore.routes import CORS_ALLOW_HEADERS
 
 JSON = "application/json"
+
+
+def cors_config(origins: tuple[str, ...]) -> CORSConfig | None:
+    """CORS for every answer a function gives (``serving.cors_origins``; API Gateway answers the preflights).
+
+    With several origins Powertools echoes the request's ``Origin`` when it is one of them and adds nothing
+    otherwise; with ``*`` it answers ``*``. A request without ``Origin`` (not a browser's) gets no CORS headers.
+    """
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origin=origins[0],
+        extra_origins=list(origins[1:]),
+        allow_headers=list(CORS_ALLOW_HEADERS),
+        expose_headers=["Retry-After"],  # so a page can read how long to wait after a 503
+    )
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:

@@ -17,7 +17,8 @@ from typing import Any
 
 from cachetools import TTLCache
 
-from encore.cache import CacheUnavailable, SessionCache
+from encore.cache import CacheUnavailable, SessionCache, track_metadata_key
+from encore.cache import result_key as cache_result_key
 from encore.config import EncoreConfig
 from encore.errors import NotFound
 from encore.model_client import ModelClient, ModelRejected, ModelUnavailable
@@ -92,7 +93,7 @@ def track_metadata(deps: ServingDeps, track_ids: list[str], outcome: Outcome) ->
     shared = [t for t in track_ids if t not in found]
     if shared:
         try:
-            for t, raw in zip(shared, deps.cache.get_many([f"tmeta:{t}" for t in shared]), strict=True):
+            for t, raw in zip(shared, deps.cache.get_many([track_metadata_key(t) for t in shared]), strict=True):
                 if raw:
                     found[t] = json.loads(raw)
         except CacheUnavailable:
@@ -103,7 +104,8 @@ def track_metadata(deps: ServingDeps, track_ids: list[str], outcome: Outcome) ->
         found.update(fetched)
         if fetched and "cache_unavailable" not in outcome.degraded:
             try:
-                deps.cache.set_many({f"tmeta:{t}": json.dumps(m).encode() for t, m in fetched.items()}, METADATA_TTL_S)
+                values = {track_metadata_key(t): json.dumps(m).encode() for t, m in fetched.items()}
+                deps.cache.set_many(values, METADATA_TTL_S)
             except CacheUnavailable:
                 outcome.degraded.append("cache_unavailable")
     with deps.local_lock:
@@ -195,9 +197,15 @@ def result_key(
     version: str, surface: Surface, user_id: str | None, seed: str | None, generation: int, opts: Options
 ) -> str:
     """Model version and the listener's generation are in the key: a deploy or a new event retires old results."""
-    return (
-        f"rec:{version}:{surface.value}:{user_id or '-'}:{seed or '-'}:{generation}:{opts.limit}:"
-        f"{int(opts.exclude_played)}:{opts.max_per_artist}"
+    return cache_result_key(
+        version,
+        surface.value,
+        user_id or "-",
+        seed or "-",
+        generation,
+        opts.limit,
+        int(opts.exclude_played),
+        opts.max_per_artist,
     )
 
 
