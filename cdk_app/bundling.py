@@ -114,12 +114,15 @@ class _PipInstall:
 
 
 @jsii.implements(ILocalBundling)
-class _CopyPackage:
-    def __init__(self, package: Path) -> None:
-        self.package = package
+class _CopyPackages:
+    """Python packages copied into the asset, under ``into`` (``python`` for a layer, the root for a zip)."""
+
+    def __init__(self, packages: tuple[Path, ...], into: str = "") -> None:
+        self.packages, self.into = packages, into
 
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_: object) -> bool:
-        shutil.copytree(self.package, Path(output_dir) / "python" / self.package.name, ignore=_IGNORE)
+        for package in self.packages:
+            shutil.copytree(package, Path(output_dir) / self.into / package.name, ignore=_IGNORE)
         return True
 
 
@@ -160,7 +163,7 @@ def shared_layer_code() -> lambda_.Code:
         str(package),
         asset_hash=_hash_files(package),
         asset_hash_type=AssetHashType.CUSTOM,
-        bundling=_no_docker(_CopyPackage(package)),
+        bundling=_no_docker(_CopyPackages((package,), into="python")),
     )
 
 
@@ -171,17 +174,6 @@ def function_code(folder: str) -> lambda_.Code:
 
 # The packages a Glue job imports besides its script: the shared library and the Spark transforms and I/O.
 GLUE_PACKAGES = (ROOT / "layers" / "shared" / "encore", ROOT / "glue_jobs" / "encore_spark")
-
-
-@jsii.implements(ILocalBundling)
-class _CopyPackages:
-    def __init__(self, packages: tuple[Path, ...]) -> None:
-        self.packages = packages
-
-    def try_bundle(self, output_dir: str, *, image: DockerImage, **_: object) -> bool:
-        for package in self.packages:
-            shutil.copytree(package, Path(output_dir) / package.name, ignore=_IGNORE)
-        return True
 
 
 def glue_library_asset(scope: Construct, id: str) -> assets.Asset:

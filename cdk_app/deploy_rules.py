@@ -250,11 +250,8 @@ def unresolved_imports(entries: list[str], shipped: dict[str, str], provided: fr
         if module in seen:
             continue
         seen.add(module)
-        package = (
-            module
-            if f"{module}.__init__" in shipped or any(m.startswith(module + ".") for m in shipped)
-            else module.rpartition(".")[0]
-        )
+        # relative imports resolve against the module's package: itself if it is one (it has submodules)
+        package = module if any(m.startswith(module + ".") for m in shipped) else module.rpartition(".")[0]
         for name in imported_modules(shipped[module], package):
             top = name.split(".")[0]
             if top not in shipped_tops:

@@ -88,6 +88,12 @@ class ModelConstruct(Construct):
         self.deploy = self._build_deploy_function(layers, environment, package_arn)
         self.teardown = self._build_teardown(layers, environment, group_arn, package_arn)
 
+    @property
+    def _scalable_targets(self) -> str:
+        """Application Auto Scaling's scalable targets: AWS assigns their ids at registration."""
+        stack = Stack.of(self)
+        return f"arn:{stack.partition}:application-autoscaling:{stack.region}:{stack.account}:scalable-target/*"
+
     def _endpoint_arns(self) -> list[str]:
         """The endpoint the pipeline makes, and its models and configurations ("<endpoint>-<version>")."""
         stack, name = Stack.of(self), self.config.resources.endpoint_name
@@ -98,7 +104,7 @@ class ModelConstruct(Construct):
         self, layers: list[lambda_.ILayerVersion], environment: dict[str, str], group_arn: str, package_arn: str
     ) -> EncoreFunction:
         """On stack deletion: the endpoint the pipeline made, and the model packages where data is not kept."""
-        config, stack = self.config, Stack.of(self)
+        config = self.config
         delete_packages = not config.deploy.retain_data
         self.package_group.apply_removal_policy(
             RemovalPolicy.RETAIN if config.deploy.retain_data else RemovalPolicy.DESTROY
@@ -132,9 +138,7 @@ class ModelConstruct(Construct):
             iam.PolicyStatement(
                 sid="DeregisterAutoscaling",
                 actions=["application-autoscaling:DeregisterScalableTarget"],
-                resources=[
-                    f"arn:{stack.partition}:application-autoscaling:{stack.region}:{stack.account}:scalable-target/*"
-                ],
+                resources=[self._scalable_targets],
             )
         )
         if delete_packages:
@@ -262,9 +266,7 @@ class ModelConstruct(Construct):
                         "application-autoscaling:RegisterScalableTarget",
                         "application-autoscaling:PutScalingPolicy",
                     ],
-                    resources=[
-                        f"arn:{stack.partition}:application-autoscaling:{stack.region}:{stack.account}:scalable-target/*"
-                    ],
+                    resources=[self._scalable_targets],
                 )
             )
             # What Application Auto Scaling checks of its caller for a SageMaker variant: the target service's

@@ -80,7 +80,6 @@ class PipelineConstruct(Construct):
     ) -> None:
         super().__init__(scope, id)
         self.config, self.bucket, self.jobs, self.model, self.topic = config, bucket, jobs, model, alarm_topic
-        self.key = key
         self.source = assets.Asset(
             self,
             "TrainingSource",

@@ -224,10 +224,11 @@ class _RedisServerProcess:
     different slots (``CROSSSLOT``) as AWS does. Every start is a new node (its cluster configuration file is
     removed first) that is given all 16384 slots; it serves once ``CLUSTER INFO`` says ``cluster_state:ok``
     (redis-server holds a new master in ``fail`` for its first 2 s, which ``launch`` then ``ready`` lets the
-    caller spend on other work)."""
+    caller spend on other work). ``cluster=False`` gives a plain single node (a self-hosted redis), for tests."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, cluster: bool = True) -> None:
         self.binary = binary
+        self.cluster = cluster
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self._dir = tempfile.TemporaryDirectory(prefix="encore-redis-")
@@ -248,6 +249,15 @@ class _RedisServerProcess:
             self.port = port or free_port()
             with contextlib.suppress(FileNotFoundError):
                 os.remove(nodes_conf)  # a new node: its slots are assigned below, as to a replaced node
+            # The cluster bus is on port + 10000 unless told: past 65535 for half the ephemeral ports.
+            cluster = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                nodes_conf,
+                "--cluster-port",
+                str(free_port()),
+            ]
             self.proc = subprocess.Popen(
                 [
                     self.binary,
@@ -255,13 +265,7 @@ class _RedisServerProcess:
                     str(self.port),
                     "--bind",
                     LOOPBACK,
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    nodes_conf,
-                    # The cluster bus is on port + 10000 unless told: past 65535 for half the ephemeral ports.
-                    "--cluster-port",
-                    str(free_port()),
+                    *(cluster if self.cluster else []),
                     "--save",
                     "",
                     "--appendonly",
@@ -275,13 +279,14 @@ class _RedisServerProcess:
                 stderr=subprocess.DEVNULL,
             )
             if _wait_for_redis(self.url, self.proc):
-                _assign_all_slots(self.url)
+                if self.cluster:
+                    _assign_all_slots(self.url)
                 return
             self.stop()
         raise UsageError(f"{self.binary} did not start on a loopback port after {attempts} attempts")
 
     def ready(self, timeout: float = 10.0) -> str:
-        if not _wait_for_cluster(self.url, timeout):
+        if self.cluster and not _wait_for_cluster(self.url, timeout):
             raise UsageError(f"the twin's redis cluster node at {self.url} did not reach cluster_state:ok")
         return self.url
 

@@ -9,7 +9,6 @@ import ipaddress
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -64,50 +63,12 @@ class Node(Protocol):
     def close(self) -> None: ...
 
 
-class _PlainRedisServer:
-    """A single redis-server node without cluster support: what a self-hosted redis or an older twin is."""
-
-    def __init__(self, binary: str) -> None:
-        self.binary = binary
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._dir = tempfile.TemporaryDirectory(prefix="encore-redis-plain-")
-
-    def start(self, port: int | None = None) -> str:
-        self.port = port or free_port()
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                *f"--port {self.port} --bind {LOOPBACK} --appendonly no".split(),
-                "--save",
-                "",
-                "--dir",
-                self._dir.name,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"redis://{LOOPBACK}:{self.port}/0"
-        assert _wait_for_redis(url, self.proc), "redis-server did not start"
-        return url
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=5)
-        self.proc = None
-
-    def close(self) -> None:
-        self.stop()
-        self._dir.cleanup()
-
-
 def _new_node(kind: str) -> Node:
     if kind == "fakeredis":
         return _FakeRedisServer()
     if REDIS_SERVER is None:
         pytest.skip(NO_REDIS_SERVER)
-    return _RedisServerProcess(REDIS_SERVER) if kind == "cluster" else _PlainRedisServer(REDIS_SERVER)
+    return _RedisServerProcess(REDIS_SERVER, cluster=kind == "cluster")
 
 
 @pytest.fixture(scope="module", params=KINDS)

@@ -21,7 +21,7 @@ VARIANT = "AllTraffic"
 
 def _missing(exc: ClientError) -> bool:
     """SageMaker says a thing is not there with a ValidationException ("Could not find ..."), Application
-    Auto Scaling with ObjectNotFoundException."""
+    Auto Scaling with ObjectNotFoundException (moto's with a ValidationException, "No scalable target ...")."""
     error = exc.response["Error"]
     message = error.get("Message", "").lower()
     return error["Code"] == "ObjectNotFoundException" or any(
