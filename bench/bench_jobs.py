@@ -25,7 +25,7 @@ from _common import save
 from encore.config import EncoreConfig
 from encore_local.jobs import job_arguments, load_job, local_spark
 from encore_local.simulator import SimulationParams, simulate
-from encore_local.twin import TwinServices
+from encore_local.twin.services import TwinServices
 from encore_spark.transforms import RAW_EVENT_SCHEMA
 
 TARGET_SECONDS = 180.0

@@ -41,7 +41,7 @@ from encore.config import EncoreConfig  # noqa: E402
 from encore_local.jobs import _download, run_job  # noqa: E402
 from encore_local.lake import import_simulation  # noqa: E402
 from encore_local.simulator import SimulationParams, simulate  # noqa: E402
-from encore_local.twin import TwinServices  # noqa: E402
+from encore_local.twin.services import TwinServices  # noqa: E402
 
 
 def features_for(params: SimulationParams, root: Path) -> Path:

@@ -45,7 +45,7 @@ from encore_local.simulator import SimulationParams, simulate
 from encore_local.simulator.listeners import GroundTruth, load_ground_truth
 from encore_local.simulator.run import EVENTS_DIR
 from encore_local.simulator.world import GENRES
-from encore_local.twin import TwinServices
+from encore_local.twin.services import TwinServices
 
 SAMPLE_LISTENERS = 3
 HELD_OUT_LISTENERS = 200

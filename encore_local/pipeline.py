@@ -1,69 +1,89 @@
-"""The retraining pipeline on the twin: the same ordered steps as the Step Functions definition
-(``encore.pipeline.NIGHTLY``), each run by the twin's stand-in for its AWS service."""
+"""Run the stack's state machines (the nightly retraining, the charts refresh) and read back what they did, as one
+would with ``aws stepfunctions start-execution`` and ``get-execution-history``.
+
+On the twin the execution is the synthesized definition run by moto's ASL interpreter (``encore_local.twin
+.stepfunctions``); its Glue, SageMaker and Lambda tasks run the stack's assets. ``at`` starts the execution at a
+notional time (the twin's clock control), so a simulated history is as recent to it as a real one would be.
+"""
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
-from encore.config import EncoreConfig
-from encore.pipeline import NIGHTLY, PipelineStep
-from encore.promotion import deploy, gate
-from encore_local.jobs import run_job
-from encore_local.sagemaker_twin import run_training
+import requests
 
-TWIN_IMAGE = "encore-twin/hybrid:local"  # the twin's endpoint serves the artifact's own code, whatever image
-TWIN_ROLE = "arn:aws:iam::123456789012:role/encore-twin-model"
+from encore.clients import get_client
+from encore.config import EncoreConfig
+from encore_local.twin.stepfunctions import CLOCK_PATH, history, state_times
+
+ACCOUNT = "123456789012"
 
 
 @dataclass
-class PipelineRun:
-    steps: list[tuple[str, float, dict[str, Any]]] = field(default_factory=list)
-    state: dict[str, Any] = field(default_factory=dict)
+class Execution:
+    arn: str
+    status: str
+    seconds: float
+    output: dict[str, Any] = field(default_factory=dict)
+    states: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    cause: str | None = None
+
+    @property
+    def gate(self) -> dict[str, Any]:
+        return dict(self.output.get("gate", {}).get("decision", {}))
 
     @property
     def promoted(self) -> bool:
-        return bool(self.state.get("gate", {}).get("promote"))
+        return bool(self.gate.get("promote"))
 
 
-def run_pipeline(
+def set_clock(aws_endpoint: str, at: datetime | None) -> None:
+    """The twin's notion of now for the executions started next (None: the real clock)."""
+    resp = requests.post(aws_endpoint + CLOCK_PATH, json={"now": at.isoformat() if at else None}, timeout=10)
+    resp.raise_for_status()
+
+
+def run_state_machine(
     config: EncoreConfig,
+    machine: str,
     *,
-    run_time: str,
-    job_name: str | None = None,
-    lookback_days: int = 2,
-    truth: Path | None = None,
-    on_step: Callable[[PipelineStep], None] | None = None,
-    steps: Sequence[PipelineStep] = NIGHTLY,
-) -> PipelineRun:
-    """Run the steps (the nightly ones by default; ``CHARTS_REFRESH`` for the charts) in order; a gate that keeps
-    the serving model ends the run like the state machine."""
-    run = PipelineRun()
-    name = job_name or time.strftime("encore-%Y%m%d-%H%M%S")
-    features = config.lake.features
-    for step in steps:
-        if on_step:
-            on_step(step)
-        started = time.perf_counter()
-        if step.kind == "glue":
-            extra = None
-            if step.name == "load_vectors":
-                extra = {"model_data": run.state["gate"]["model_data"], "model_version": run.state["gate"]["version"]}
-            lookback = lookback_days if step.name == "curate_events" else None
-            result: dict[str, Any] = run_job(step.name, config, run_time=run_time, lookback_days=lookback,
-                                             extra=extra).result  # fmt: skip
-        elif step.kind == "training":
-            channels = {t: f"{features}{t}/" for t in ("interactions", "tracks", "transitions")}
-            trained = run_training(config, name, channels, extra_channels={"truth": truth} if truth else None)
-            result = run.state["train"] = {"model_data": trained.model_data, "training_job": name}
-        elif step.name == "gate":
-            result = run.state["gate"] = gate(run.state["train"], config, TWIN_IMAGE)
-        else:
-            result = run.state["deploy"] = deploy(run.state["gate"], config, config.deploy.endpoint, TWIN_ROLE)
-        run.steps.append((step.name, time.perf_counter() - started, result))
-        if step.name == "gate" and not run.promoted:
+    name: str,
+    at: datetime | None = None,
+    aws_endpoint: str | None = None,
+    timeout_s: float = 6 * 3600,
+) -> Execution:
+    """Start ``machine`` (its name) as execution ``name`` and wait until it ends."""
+    sfn = get_client("stepfunctions", config.region)
+    endpoint = aws_endpoint or sfn.meta.endpoint_url
+    if at is not None:
+        set_clock(endpoint, at)
+    started = time.perf_counter()
+    try:
+        arn = f"arn:aws:states:{config.region}:{ACCOUNT}:stateMachine:{machine}"
+        execution = sfn.start_execution(stateMachineArn=arn, name=name, input="{}")["executionArn"]
+    finally:
+        if at is not None:
+            set_clock(endpoint, None)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = sfn.describe_execution(executionArn=execution)
+        if described["status"] != "RUNNING" or time.monotonic() > deadline:
             break
-    return run
+        time.sleep(0.25)
+    events = history(sfn, execution)
+    failed = next((e for e in events if e["type"] == "ExecutionFailed"), None)
+    details = (failed or {}).get("executionFailedEventDetails", {})
+    return Execution(
+        arn=execution,
+        status=described["status"],
+        seconds=time.perf_counter() - started,
+        output=json.loads(described.get("output") or "{}"),
+        states=state_times(events),
+        error=details.get("error"),
+        cause=details.get("cause"),
+    )

@@ -12,7 +12,7 @@ from encore.config import EncoreConfig
 from encore_local.lake import import_simulation
 from encore_local.pipeline import run_pipeline
 from encore_local.simulator import SimulationParams, SimulationSummary, simulate
-from encore_local.twin import TwinEndpoints, TwinServices
+from encore_local.twin.services import TwinEndpoints, TwinServices
 from encore_local.twin.provision import provision
 
 

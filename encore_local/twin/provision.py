@@ -1,63 +1,103 @@
-"""Create the application's resources in the twin's emulated AWS, from the same configuration as the stack."""
+"""Create a synthesized stack's resources in the twin's emulated AWS, from the template's own properties.
+
+What the application's code calls at run time is created: buckets, DynamoDB tables (keys, indexes, time to
+live), the Firehose delivery stream into the lake, the Glue database and jobs, the alarm topic, the model
+package group and the state machines (their definitions as synthesized, so one that does not parse fails
+here as CreateStateMachine fails). Idempotent: what exists already is left as it is. Returns what exists
+afterwards, by kind. Resources that only AWS runs (VPC, API Gateway, alarms, the cache) are not created in moto:
+the twin stands in for them itself (docs/twin.md).
+"""
 
 from __future__ import annotations
 
-from encore.clients import get_client
-from encore.config import EncoreConfig
-from encore.resources import table_specs
+from collections.abc import Callable
+from typing import Any
+
+from encore_local.twin.assembly import TwinStack
+
+_TABLE_KEYS = ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "LocalSecondaryIndexes", "BillingMode")
+_DESTINATION_KEYS = ("RoleARN", "BucketARN", "Prefix", "ErrorOutputPrefix", "BufferingHints", "CompressionFormat")
 
 
-def provision(config: EncoreConfig) -> dict[str, list[str]]:
-    """Lake bucket, DynamoDB tables, the Firehose delivery stream into the raw prefix, the Glue database.
+def provision(stack: TwinStack, client: Callable[[str], Any]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {k: [] for k in ("buckets", "tables", "delivery_streams", "glue_databases",
+                                                  "glue_jobs", "topics", "model_package_groups", "state_machines")}  # fmt: skip
+    s3 = client("s3")
+    buckets = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    for lid in stack.of_type("AWS::S3::Bucket"):
+        name = stack.names[lid]
+        if name not in buckets:
+            s3.create_bucket(Bucket=name)
+        out["buckets"].append(name)
 
-    Idempotent: what exists already is left as it is. Returns what exists afterwards, by kind.
-    """
-    names = config.resources
-    s3 = get_client("s3", config.region)
-    existing_buckets = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-    if names.lake_bucket not in existing_buckets:
-        s3.create_bucket(Bucket=names.lake_bucket)
+    ddb = client("dynamodb")
+    tables = set(ddb.get_paginator("list_tables").paginate().build_full_result().get("TableNames", []))
+    for kind in ("AWS::DynamoDB::GlobalTable", "AWS::DynamoDB::Table"):
+        for lid in stack.of_type(kind):
+            props = stack.properties(lid)
+            name = props["TableName"]
+            if name not in tables:
+                ddb.create_table(TableName=name, **{k: props[k] for k in _TABLE_KEYS if k in props})
+                ttl = props.get("TimeToLiveSpecification")
+                if ttl and ttl.get("Enabled"):
+                    ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+            out["tables"].append(name)
 
-    ddb = get_client("dynamodb", config.region)
-    existing_tables = set(ddb.list_tables()["TableNames"])
-    for spec in table_specs(config).values():
-        if spec.name in existing_tables:
-            continue
-        ddb.create_table(**spec.create_table_kwargs())
-        if spec.ttl_attribute:
-            ddb.update_time_to_live(
-                TableName=spec.name, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute}
+    firehose = client("firehose")
+    streams = set(firehose.list_delivery_streams(Limit=10000)["DeliveryStreamNames"])
+    for lid in stack.of_type("AWS::KinesisFirehose::DeliveryStream"):
+        props = stack.properties(lid)
+        name = props["DeliveryStreamName"]
+        if name not in streams:
+            destination = props["ExtendedS3DestinationConfiguration"]
+            firehose.create_delivery_stream(
+                DeliveryStreamName=name,
+                DeliveryStreamType=props.get("DeliveryStreamType", "DirectPut"),
+                ExtendedS3DestinationConfiguration={k: destination[k] for k in _DESTINATION_KEYS if k in destination},
             )
+        out["delivery_streams"].append(name)
 
-    firehose = get_client("firehose", config.region)
-    if names.delivery_stream not in firehose.list_delivery_streams()["DeliveryStreamNames"]:
-        firehose.create_delivery_stream(
-            DeliveryStreamName=names.delivery_stream,
-            DeliveryStreamType="DirectPut",
-            ExtendedS3DestinationConfiguration={
-                "RoleARN": "arn:aws:iam::123456789012:role/encore-twin-firehose",
-                "BucketARN": f"arn:aws:s3:::{names.lake_bucket}",
-                "Prefix": config.lake.raw_events,
-                "ErrorOutputPrefix": config.lake.raw_errors,
-                "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 60},
-                "CompressionFormat": "GZIP",
-            },
-        )
-
-    glue = get_client("glue", config.region)
+    glue = client("glue")
     databases = {d["Name"] for d in glue.get_databases()["DatabaseList"]}
-    if names.glue_database not in databases:
-        glue.create_database(DatabaseInput={"Name": names.glue_database, "Description": "Encore data lake"})
+    for lid in stack.of_type("AWS::Glue::Database"):
+        database = stack.properties(lid)["DatabaseInput"]
+        if database["Name"] not in databases:
+            glue.create_database(DatabaseInput=database)
+        out["glue_databases"].append(database["Name"])
+    jobs = set(glue.list_jobs(MaxResults=1000).get("JobNames", []))
+    for job in stack.glue_jobs().values():
+        if job.name not in jobs:
+            props = stack.properties(job.logical_id)
+            glue.create_job(**_job_request(props))
+        out["glue_jobs"].append(job.name)
 
-    sagemaker = get_client("sagemaker", config.region)
+    sns = client("sns")
+    for lid in stack.of_type("AWS::SNS::Topic"):
+        props = stack.properties(lid)
+        attributes = {"KmsMasterKeyId": props["KmsMasterKeyId"]} if "KmsMasterKeyId" in props else {}
+        arn = sns.create_topic(Name=stack.names[lid], Attributes=attributes)["TopicArn"]  # idempotent in SNS
+        out["topics"].append(arn)
+
+    sagemaker = client("sagemaker")
     groups = {g["ModelPackageGroupName"] for g in sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]}
-    if names.model_package_group not in groups:
-        sagemaker.create_model_package_group(ModelPackageGroupName=names.model_package_group)
+    for lid in stack.of_type("AWS::SageMaker::ModelPackageGroup"):
+        name = stack.properties(lid)["ModelPackageGroupName"]
+        if name not in groups:
+            sagemaker.create_model_package_group(ModelPackageGroupName=name)
+        out["model_package_groups"].append(name)
 
-    return {
-        "buckets": [names.lake_bucket],
-        "tables": sorted(spec.name for spec in table_specs(config).values()),
-        "delivery_streams": [names.delivery_stream],
-        "glue_databases": [names.glue_database],
-        "model_package_groups": [names.model_package_group],
-    }
+    sfn = client("stepfunctions")
+    machines = {m["name"] for m in sfn.list_state_machines()["stateMachines"]}
+    for machine in stack.state_machines().values():
+        if machine.name not in machines:
+            sfn.create_state_machine(
+                name=machine.name, definition=machine.definition, roleArn=machine.role_arn, type="STANDARD"
+            )
+        out["state_machines"].append(machine.arn)
+    return {kind: sorted(names) for kind, names in out.items()}
+
+
+def _job_request(props: dict[str, Any]) -> dict[str, Any]:
+    keys = ("Name", "Role", "Command", "DefaultArguments", "GlueVersion", "WorkerType", "NumberOfWorkers",
+            "Timeout", "MaxRetries", "ExecutionProperty", "Description")  # fmt: skip
+    return {k: props[k] for k in keys if k in props}

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, cast
 
@@ -32,10 +33,17 @@ from cheroot import wsgi
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from encore.clients import reset_clients
-from encore.config import EncoreConfig
+from encore.config import EncoreConfig, Stage
 from encore_local.errors import UsageError
 from encore_local.loopback import ClosesConnections
+from encore_local.twin import stepfunctions
+from encore_local.twin.assembly import TWIN_BUILD, Deployment, Function, TwinStack, stage_config, synthesize
+from encore_local.twin.glue import GlueService
+from encore_local.twin.iam import client_for, credentials
+from encore_local.twin.lambda_ import LambdaService
 from encore_local.twin.provision import provision
+from encore_local.twin.router import TwinRouter
+from encore_local.twin.sagemaker import TrainingService
 
 LOOPBACK = "127.0.0.1"
 RedisKind = Literal["redis-server", "fakeredis"]
@@ -204,7 +212,8 @@ class _MotoServer:
     new thread; on the serving path that was a tenth of the CPU.)"""
 
     def __init__(self, threads: int = 16) -> None:
-        self.faults = FaultInjector(_Dispatcher())
+        self.router = TwinRouter(_Dispatcher())
+        self.faults = FaultInjector(self.router)
         self.server = wsgi.Server((LOOPBACK, 0), self.faults, numthreads=threads, server_name="encore-twin")
         self.thread = threading.Thread(target=self.server.serve, name="moto", daemon=True)
 
@@ -384,7 +393,7 @@ def _wait_for_redis(url: str, proc: subprocess.Popen[bytes] | None, timeout: flo
 
 
 class _EndpointProcess:
-    """The twin's SageMaker endpoint (``encore_local.sagemaker_twin``) in a process of its own, as a real endpoint
+    """The twin's SageMaker endpoint (``encore_local.twin.sagemaker``) in a process of its own, as a real endpoint
     runs on hosts of its own: its model's predictions and moto's answers do not queue for one interpreter lock.
     Under the API benchmark's 8 clients, next-song predictions took p50 3.7 / p99 44.7 ms inside moto's process,
     and a p99 of about 4 ms in a process of their own."""
@@ -397,7 +406,7 @@ class _EndpointProcess:
     def start(self, port: int | None = None) -> str:
         """Start on ``port`` (a restart after an outage) or on a free one; the process says which when ready."""
         ready_r, ready_w = os.pipe()
-        self.proc = subprocess.Popen([sys.executable, "-m", "encore_local.sagemaker_twin", "--port", str(port or 0),
+        self.proc = subprocess.Popen([sys.executable, "-m", "encore_local.twin.sagemaker", "--port", str(port or 0),
                                       "--ready-fd", str(ready_w)], env=self.env, pass_fds=(ready_w,),
                                      stdin=subprocess.PIPE, text=True)  # fmt: skip
         os.close(ready_w)
@@ -432,25 +441,37 @@ def _freeze_after_full_collections(phase: str, info: dict[str, Any]) -> None:
 
 
 class TwinServices:
-    """Start moto and redis on free loopback ports, export their endpoints, create the application's resources."""
+    """Start moto (with the twin's own Glue, SageMaker training, Lambda and Step Functions behind it), redis and the
+    model endpoint on free loopback ports, export their endpoints, and deploy the stage's synthesized stack."""
 
-    def __init__(self, config: EncoreConfig, *, cache: RedisKind | None = None, export_env: bool = True) -> None:
+    def __init__(self, config: EncoreConfig, *, cache: RedisKind | None = None, export_env: bool = True,
+                 progress: bool = False) -> None:  # fmt: skip
         self.config = config
         self.cache_preference = cache
         self.export_env = export_env
+        self.progress = progress
         self.endpoints: TwinEndpoints | None = None
         self._moto: _MotoServer | None = None
         self._redis: _RedisServerProcess | _FakeRedisServer | None = None
         self._endpoint: _EndpointProcess | None = None
         self._saved_env: dict[str, str | None] = {}
         self.resources: dict[str, list[str]] = {}
+        self.deployment = Deployment(config.region)
+        self.configs: dict[str, EncoreConfig] = {}
+        self.log_dir = Path(tempfile.mkdtemp(prefix="encore-twin-logs-"))
+        self.glue = GlueService(self.deployment, self.environment_of, self.log_dir)
+        self.training = TrainingService(self.deployment, self.environment_of)
+        self.lambda_ = LambdaService(self.deployment, self._function_environment, self.log_dir / "lambda")
 
     def start(self) -> TwinEndpoints:
         if _freeze_after_full_collections not in gc.callbacks:
             gc.callbacks.append(_freeze_after_full_collections)
         try:
             self._moto = _MotoServer()
+            self._moto.router.glue, self._moto.router.training = self.glue, self.training
+            self._moto.router.lambda_ = self.lambda_
             aws_url = self._moto.start()
+            stepfunctions.enable(aws_url, self._state_machine_credentials)
             kind = self._launch_cache()
             # The endpoint reads its model's artifact from the twin's S3, whether or not this process is pointed at it.
             self._endpoint = _EndpointProcess(os.environ | _aws_environment(aws_url, self.config.region))
@@ -460,11 +481,46 @@ class TwinServices:
             self.endpoints = TwinEndpoints(aws_url, cache_url, kind, self.config.region, model_url)
             if self.export_env:
                 self._export(self.endpoints.environment())
-            self.resources = provision(self.config)
+            self.config = self.deploy(self.config.stage)
         except BaseException:
             self.stop()
             raise
         return self.endpoints
+
+    def deploy(self, stage: Stage) -> EncoreConfig:
+        """Synthesize ``stage`` (or reuse its fresh cloud assembly), create its resources, and return the stage's
+        configuration with the names the stack gave them, as its outputs would say."""
+        assert self.endpoints is not None, "the twin is not running"
+        out_dir = synthesize(stage, self.config.region, TWIN_BUILD / stage / "cdk.out", progress=self.progress)
+        stack = TwinStack.load(out_dir)
+        self.deployment.add(stack)
+        self.resources = provision(stack, self.client)
+        config = stage_config(stage)
+        resources = config.resources.model_copy(update={"lake_bucket": stack.output("LakeBucket")})
+        config = config.model_copy(update={"resources": resources})
+        self.configs[stage] = config
+        return config
+
+    def client(self, service: str) -> Any:
+        """A client of this twin's AWS as the operator (whatever this process's environment points at)."""
+        return client_for(service, self.environment_of(None))
+
+    def environment_of(self, principal: str | None) -> dict[str, str]:
+        """What a process needs to call this twin's AWS as ``principal`` (None: the operator)."""
+        assert self.endpoints is not None, "the twin is not running"
+        env = self.endpoints.environment()
+        return env | credentials(principal) if principal else env
+
+    def _function_environment(self, fn: Function) -> dict[str, str]:
+        # ElastiCache Serverless takes TLS (rediss://) on its endpoint; the twin's node speaks plain RESP.
+        return self.environment_of(fn.role) | {"ENCORE_CACHE_URL": self.endpoints.cache_url if self.endpoints else ""}
+
+    def _state_machine_credentials(self, role_arn: str) -> tuple[str, str]:
+        principal = self.deployment.principal_of_arn(role_arn)
+        if principal is None:
+            return "testing", "testing"
+        creds = credentials(principal)
+        return creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"]
 
     @contextlib.contextmanager
     def outage(self, service: Literal["cache", "endpoint"]) -> Iterator[None]:
@@ -502,6 +558,8 @@ class TwinServices:
         reset_clients()
 
     def stop(self) -> None:
+        self.lambda_.close()
+        self.glue.close()
         if self._endpoint is not None:
             self._endpoint.stop()
             self._endpoint = None

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAl
 from encore.config import EncoreConfig
 from encore.routes import ROUTES_BY_PATH
 from encore_local.apigw import LambdaContext, load_handler, rest_event
-from encore_local.twin import TwinEndpoints
+from encore_local.twin.services import TwinEndpoints
 
 pytestmark = pytest.mark.integration
 ORIGIN = "https://player.example.com"

@@ -22,7 +22,7 @@ from encore.config import EncoreConfig
 from encore.vectors import decode, encode
 from encore_local.apigw import LambdaContext, load_handler, rest_event
 from encore_local.jobs import run_job
-from encore_local.twin import TwinEndpoints
+from encore_local.twin.services import TwinEndpoints
 
 pytestmark = pytest.mark.integration
 Post = Callable[..., tuple[int, dict[str, Any], dict[str, str]]]

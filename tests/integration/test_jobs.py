@@ -17,7 +17,7 @@ from encore.scoring import MS_PER_DAY, event_rating
 from encore_local.jobs import JobRun, run_job
 from encore_local.lake import import_simulation, raw_key
 from encore_local.simulator import SimulationSummary
-from encore_local.twin import TwinEndpoints
+from encore_local.twin.services import TwinEndpoints
 from encore_local.twin.provision import provision
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -13,7 +13,7 @@ import pytest
 from encore import observability as obs
 from encore.config import EncoreConfig
 from encore_local.apigw import LambdaContext, load_handler, rest_event
-from encore_local.twin import TwinEndpoints
+from encore_local.twin.services import TwinEndpoints
 
 pytestmark = pytest.mark.integration
 

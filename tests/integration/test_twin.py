@@ -16,7 +16,7 @@ from encore.config import EncoreConfig
 from encore.resources import table_specs
 from encore_local.lake import import_simulation
 from encore_local.simulator import SimulationSummary
-from encore_local.twin import TwinEndpoints, TwinServices
+from encore_local.twin.services import TwinEndpoints, TwinServices
 from encore_local.twin.provision import provision
 
 pytestmark = pytest.mark.integration

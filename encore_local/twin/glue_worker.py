@@ -1,0 +1,175 @@
+"""The twin's Glue driver: ``python -m encore_local.twin.glue_worker``, one process holding a local SparkSession.
+
+It runs job scripts as Glue runs them: the script asset, the ``--extra-py-files`` zips on the driver's path and
+shipped to Spark's Python workers (``addPyFile``, as Glue's ``--py-files``), and nothing else of this
+repository: imports are limited to what ships, what Glue's Python environment provides (and what
+``--additional-python-modules`` installs) and the standard library (``encore_local.twin.sandbox``).
+
+Spark here has no ``s3a`` connector, so each run mirrors what the job reads (and what it overwrites in part)
+from S3 to a folder, runs the script with ``--lake_root file://<folder>/``, then makes each prefix the job writes
+in S3 equal to the folder. Runs arrive as JSON lines on ``--in-fd``, one at a time; each answer is a JSON line
+on ``--out-fd``. The JVM stays up between runs (a Glue job starts a new one each time: this is the twin's
+shortcut, worth several seconds per run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from encore_local.twin.sandbox import install
+
+# Where AWS and the cache are, and as whom: Spark's Python workers get these explicitly (spark.executorEnv).
+_WORKER_VARIABLES = (
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "ENCORE_CACHE_URL", "AWS_DEFAULT_REGION", "AWS_REGION",
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+)  # fmt: skip
+
+
+def _session(shipped: list[str]) -> Any:
+    from pyspark.sql import SparkSession
+
+    builder = (
+        SparkSession.builder.master("local[2]")
+        .appName("encore-twin-glue")
+        .config("spark.driver.memory", "6g")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+        .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+        .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=ERROR")
+    )
+    for name in _WORKER_VARIABLES:
+        if name in os.environ:
+            builder = builder.config(f"spark.executorEnv.{name}", os.environ[name])
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    for path in shipped:
+        if path.endswith(".zip"):
+            spark.sparkContext.addPyFile(path)
+    return spark
+
+
+def _load_script(path: str, job: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"glue_script_{job.replace('-', '_')}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    # Glue runs the script as __main__, whose functions Spark ships by value; do the same for this module.
+    from pyspark import cloudpickle
+
+    cloudpickle.register_pickle_by_value(module)
+    return module
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv[:-1] else None
+
+
+def _run(request: dict[str, Any]) -> dict[str, Any]:
+    import boto3
+
+    from encore.config import EncoreConfig  # from the job's --extra-py-files, like the script's own imports
+
+    argv: list[str] = request["argv"]
+    module = _load_script(request["script"], request["job"])
+    values = json.loads(_option(argv, "--encore_config") or "{}")
+    config = EncoreConfig.for_stage(values.get("stage", "dev"), values)
+    reads, writes = module.io_prefixes(config.lake)
+    bucket = config.resources.lake_bucket
+    s3 = boto3.client("s3", region_name=config.region)
+    with tempfile.TemporaryDirectory(prefix=f"encore-glue-{request['job']}-") as tmp:
+        root = Path(tmp)
+        for prefix in dict.fromkeys([*reads, *writes]):
+            for key in _list(s3, bucket, prefix):
+                if not key.endswith("/"):
+                    (root / key).parent.mkdir(parents=True, exist_ok=True)
+                    s3.download_file(bucket, key, str(root / key))
+        result = module.main([*argv, "--lake_root", f"file://{root}/"]) or {}
+        for prefix in writes:
+            _sync_up(s3, bucket, prefix, root)
+    return result  # type: ignore[no-any-return]
+
+
+def _list(s3: Any, bucket: str, prefix: str) -> list[str]:
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(obj["Key"] for obj in page.get("Contents", []))
+    return keys
+
+
+def _sync_up(s3: Any, bucket: str, prefix: str, root: Path) -> None:
+    """Make ``s3://bucket/prefix`` equal to ``root/prefix`` (Spark's checksum files are left out)."""
+    local_dir = root / prefix
+    local = {
+        str(p.relative_to(root)): p
+        for p in (local_dir.rglob("*") if local_dir.exists() else [])
+        if p.is_file() and not p.name.endswith(".crc")
+    }
+    for key, path in local.items():
+        s3.upload_file(str(path), bucket, key)
+    stale = [k for k in _list(s3, bucket, prefix) if k not in local]
+    for i in range(0, len(stale), 1000):
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in stale[i : i + 1000]]})
+
+
+class _Tee(io.TextIOBase):
+    """What a run prints, kept for its log stream (as Glue sends a job's stdout to CloudWatch Logs)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.buffer = stream, io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        return self.buffer.write(text)
+
+    def lines(self) -> list[str]:
+        return self.buffer.getvalue().splitlines()
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shipped", required=True, help="the --extra-py-files, os.pathsep-separated")
+    ap.add_argument("--provided", default="")
+    ap.add_argument("--in-fd", type=int, required=True)
+    ap.add_argument("--out-fd", type=int, required=True)
+    args = ap.parse_args(argv)
+    shipped = [p for p in args.shipped.split(os.pathsep) if p]
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    install(shipped, filter(None, args.provided.split(",")), "the Glue job")
+    _session(shipped)
+    with os.fdopen(args.in_fd, "rb") as requests, os.fdopen(args.out_fd, "wb") as answers:
+        answers.write(b'{"ready": true}\n')
+        answers.flush()
+        for line in requests:
+            request = json.loads(line)
+            started = time.perf_counter()
+            output = _Tee(sys.stdout)
+            try:
+                with contextlib.redirect_stdout(output):
+                    answer: dict[str, Any] = {"result": _run(request)}
+            except Exception as exc:
+                traceback.print_exc()
+                print(f"{type(exc).__name__}: {exc}", file=output)
+                answer = {"error": f"{type(exc).__name__}: {exc}"}
+            answer["output"] = output.lines()
+            answer["seconds"] = time.perf_counter() - started
+            answers.write(json.dumps(answer, default=str).encode() + b"\n")
+            answers.flush()
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

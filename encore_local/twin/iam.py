@@ -1,0 +1,43 @@
+"""Who calls the twin's AWS: each function, job, training run and state machine runs with credentials of its own
+role, so a call reaching the twin says which of the template's roles made it.
+
+A principal is ``<stack>.<role's logical id>``; its access key id is ``twin.<principal>``. Calls signed with any
+other key (the operator: the demo, tests, a shell) are the account's own.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+KEY_PREFIX = "twin."
+SECRET = "twin-secret"
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
+
+
+def credentials(principal: str) -> dict[str, str]:
+    """The environment variables that make a process call as ``principal``."""
+    return {"AWS_ACCESS_KEY_ID": KEY_PREFIX + principal, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_SESSION_TOKEN": SECRET}
+
+
+def principal_of(authorization: str) -> str | None:
+    """The principal that signed a request (from its ``Authorization`` header), or None for the operator."""
+    match = _CREDENTIAL.search(authorization or "")
+    if match is None or not match.group(1).startswith(KEY_PREFIX):
+        return None
+    return match.group(1)[len(KEY_PREFIX) :]
+
+
+def client_for(service: str, env: dict[str, str]) -> Any:
+    """A boto3 client for the twin described by ``env`` (endpoint, region, credentials), whatever this process's
+    own environment says."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=env.get("AWS_ENDPOINT_URL"),
+        region_name=env.get("AWS_REGION"),
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
+        aws_session_token=env.get("AWS_SESSION_TOKEN"),
+    )

@@ -1,0 +1,204 @@
+"""The twin's Lambda: ``Invoke`` for the template's functions, each run from its synthesized code asset and layers.
+
+A function's execution environment is a process (``encore_local.twin.lambda_runtime``) with the code asset as
+its task root, its layers composed into one ``/opt/python`` folder as Lambda extracts them, the template's
+environment variables, and the credentials of the function's role (so the twin's IAM checks see the function's
+calls as that role's). The layer is built for the Lambda runtime's Python (3.14); this machine runs another, so
+the layer's compiled distributions (NumPy, pydantic-core, wrapt) are taken from the twin's own Python, and only
+after checking that their versions are the layer's: a layer pinned to another version fails here.
+
+Instances stay warm between invocations and run one invocation at a time, as Lambda's do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+from email.parser import Parser
+from pathlib import Path
+from typing import Any
+
+from encore_local.errors import UsageError
+from encore_local.twin.assembly import ACCOUNT, ROOT, Deployment, Function
+
+OPT_ROOT = ROOT / "build" / "twin" / "opt"
+
+
+def compose_layers(layers: list[Path]) -> tuple[Path, list[str]]:
+    """``/opt/python`` for these layers (later layers over earlier ones, as Lambda extracts them), without the
+    compiled distributions, and the top-level modules those provide (taken from this Python at equal versions)."""
+    key = hashlib.sha256("\n".join(str(p) for p in layers).encode()).hexdigest()[:16]
+    target = OPT_ROOT / key / "python"
+    binary: dict[str, tuple[str, list[str]]] = {}  # distribution -> (version, top-level modules)
+    for layer in layers:
+        for info in sorted((layer / "python").glob("*.dist-info")):
+            wheel = (info / "WHEEL").read_text() if (info / "WHEEL").exists() else ""
+            if "Root-Is-Purelib: false" in wheel:
+                meta = Parser().parsestr((info / "METADATA").read_text())
+                tops = sorted({line.split("/")[0].split(",")[0] for line in (info / "RECORD").read_text().splitlines()})
+                binary[meta["Name"]] = (meta["Version"], [t for t in tops if not t.endswith((".dist-info", ".libs"))])
+    mismatched = []
+    for dist, (version, _) in binary.items():
+        try:
+            mine = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            mine = "none"
+        if mine != version:
+            mismatched.append(f"{dist} {version} (the twin's Python has {mine})")
+    if mismatched:
+        raise UsageError(
+            "the dependency layer is built for the Lambda runtime's Python, and the twin substitutes its own "
+            f"builds of compiled packages only at the same versions: {', '.join(mismatched)}"
+        )
+    skip = {top for _, tops in binary.values() for top in tops}
+    provided = sorted(t.removesuffix(".py") for t in skip)
+    if not target.exists():
+        staging = target.with_name("python.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for layer in layers:
+            for entry in sorted((layer / "python").iterdir()):
+                if entry.name in skip or entry.name.split("-")[0] in {d.replace("-", "_") for d in binary}:
+                    continue
+                link = staging / entry.name
+                if link.is_symlink() or link.exists():
+                    link.unlink()
+                link.symlink_to(entry.resolve())
+        staging.rename(target)
+    return target, provided
+
+
+class FunctionError(Exception):
+    """The handler raised: Lambda answers 200 with ``X-Amz-Function-Error: Unhandled`` and this payload."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        super().__init__(payload.get("errorMessage", ""))
+        self.payload = payload
+
+
+class Instance:
+    """One warm execution environment of a function."""
+
+    def __init__(self, fn: Function, env: dict[str, str], log_dir: Path) -> None:
+        opt_python, provided = compose_layers(fn.layers)
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log = open(log_dir / f"{fn.logical_id}.log", "ab")  # noqa: SIM115 - lives as long as the instance
+        cmd = [sys.executable, "-m", "encore_local.twin.lambda_runtime", "--task-root", str(fn.code),
+               "--opt-python", str(opt_python), "--handler", fn.handler, "--provided", ",".join(provided),
+               "--in-fd", str(to_child_r), "--out-fd", str(from_child_w)]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, env=env, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=self.log, cwd=str(fn.code))  # fmt: skip
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self.writer = os.fdopen(to_child_w, "wb")
+        self.reader = os.fdopen(from_child_r, "rb")
+        self.init_error: dict[str, Any] | None = None
+
+    def wait_ready(self) -> None:
+        line = self.reader.readline()
+        said = json.loads(line) if line else {"init_error": {"errorMessage": "the runtime exited", "errorType":
+                                                             "Runtime.ExitError"}}  # fmt: skip
+        self.init_error = said.get("init_error")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None and self.init_error is None
+
+    def invoke(self, event: Any) -> tuple[Any, float]:
+        if self.init_error is not None:
+            raise FunctionError({**self.init_error, "errorType": "Runtime.ImportModuleError"})
+        self.writer.write(json.dumps(event).encode() + b"\n")
+        self.writer.flush()
+        line = self.reader.readline()
+        if not line:
+            raise FunctionError({"errorMessage": "the execution environment exited", "errorType": "Runtime.ExitError"})
+        answer = json.loads(line)
+        if "error" in answer:
+            raise FunctionError(answer["error"])
+        return answer["result"], float(answer["ms"])
+
+    def close(self) -> None:
+        for stream in (self.writer, self.reader):
+            with contextlib.suppress(OSError):
+                stream.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+class LambdaService:
+    """Invoke for the stack's functions; ``environment(fn)`` is what the twin adds to the template's variables."""
+
+    def __init__(self, deployment: Deployment, twin_env: Any, log_dir: Path) -> None:
+        self.deployment = deployment
+        self.twin_env = twin_env  # (Function) -> dict of variables: endpoints and the role's credentials
+        self.log_dir = log_dir
+        self._idle: dict[str, queue.LifoQueue[Instance]] = {}
+        self._all: list[Instance] = []
+        self._lock = threading.Lock()
+
+    def environment(self, fn: Function) -> dict[str, str]:
+        return {
+            **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "SYSTEMROOT")},
+            **fn.environment,
+            "AWS_LAMBDA_FUNCTION_NAME": fn.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.14",
+            "LAMBDA_TASK_ROOT": str(fn.code),
+            "TWIN_FUNCTION_ARN": fn.arn,
+            "TWIN_FUNCTION_TIMEOUT": str(fn.timeout_s),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **self.twin_env(fn),
+        }
+
+    def _take(self, fn: Function) -> Instance:
+        with self._lock:
+            idle = self._idle.setdefault(fn.logical_id, queue.LifoQueue())
+        while True:
+            try:
+                instance = idle.get_nowait()
+            except queue.Empty:
+                instance = Instance(fn, self.environment(fn), self.log_dir)
+                instance.wait_ready()
+                with self._lock:
+                    self._all.append(instance)
+                return instance
+            if instance.alive():
+                return instance
+            instance.close()
+
+    def invoke(self, function: str, payload: Any) -> tuple[Any, float]:
+        """Run one invocation of ``function`` (its name, ARN or logical id); raises ``FunctionError``."""
+        try:
+            fn = self.deployment.function(function)
+        except KeyError as missing:
+            region = self.deployment.region
+            raise LookupError(f"Function not found: arn:aws:lambda:{region}:{ACCOUNT}:function:{missing}") from None
+        instance = self._take(fn)
+        try:
+            return instance.invoke(payload)
+        finally:
+            if instance.alive():
+                self._idle[fn.logical_id].put(instance)
+            else:  # it died, or its handler never imported: the next invocation starts a new one
+                instance.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for instance in self._all:
+                instance.close()
+            self._all.clear()
+            self._idle.clear()

@@ -1,0 +1,94 @@
+"""One Lambda execution environment of the twin, in a process of its own: ``python -m encore_local.twin.lambda_runtime``.
+
+It does what Lambda's Python runtime does with a function: the code asset is the task root, the layers are
+``/opt/python`` (composed by ``encore_local.twin.lambda_.compose_layers``), the handler is imported once (the cold
+start) and invoked once per event. Events arrive as JSON lines on ``--in-fd``; each answer is a JSON line on
+``--out-fd``: ``{"result": ..., "ms": ...}`` or, when the handler raised, ``{"error": {errorMessage, errorType,
+stackTrace}}`` as Lambda reports an unhandled error. Imports are limited to the task root, ``/opt/python``, the
+runtime's own AWS SDK and the standard library (``encore_local.twin.sandbox``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+import uuid
+from typing import Any
+
+from encore_local.twin.sandbox import install
+
+# The Lambda Python runtime's own packages (the AWS SDK and what it needs); nothing else is on its path.
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six", "awslambdaric")
+
+
+class Context:
+    """The attributes of Lambda's context object that handlers and Powertools read."""
+
+    def __init__(self, name: str, arn: str, memory_mb: int, timeout_s: float) -> None:
+        self.function_name = name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = arn
+        self.memory_limit_in_mb = memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{name}"
+        self.log_stream_name = "twin"
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    return {
+        "errorMessage": str(exc),
+        "errorType": type(exc).__name__,
+        "stackTrace": traceback.format_tb(exc.__traceback__),
+    }
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--task-root", required=True)
+    ap.add_argument("--opt-python", required=True)
+    ap.add_argument("--handler", required=True)
+    ap.add_argument("--provided", default="", help="comma-separated top-level modules the twin supplies")
+    ap.add_argument("--in-fd", type=int, required=True)
+    ap.add_argument("--out-fd", type=int, required=True)
+    args = ap.parse_args(argv)
+    name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "function")
+    os.chdir(args.task_root)
+    provided = [*RUNTIME_PROVIDED, *filter(None, args.provided.split(","))]
+    install([args.task_root, args.opt_python], provided, f"the Lambda function {name}")
+    module_name, _, function_name = args.handler.rpartition(".")
+    with os.fdopen(args.in_fd, "rb") as events, os.fdopen(args.out_fd, "wb") as answers:
+        try:
+            handler = getattr(importlib.import_module(module_name), function_name)
+        except Exception as exc:  # Runtime.ImportModuleError: every invocation of this instance fails with it
+            answers.write(json.dumps({"init_error": _error(exc)}).encode() + b"\n")
+            answers.flush()
+            return
+        answers.write(b'{"ready": true}\n')
+        answers.flush()
+        arn = os.environ.get("TWIN_FUNCTION_ARN", name)
+        memory = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
+        timeout = float(os.environ.get("TWIN_FUNCTION_TIMEOUT", "3"))
+        for line in events:
+            event = json.loads(line)
+            started = time.perf_counter()
+            try:
+                result = handler(event, Context(name, arn, memory, timeout))
+                answer: dict[str, Any] = {"result": result}
+            except Exception as exc:
+                answer = {"error": _error(exc)}
+            answer["ms"] = (time.perf_counter() - started) * 1000
+            answers.write(json.dumps(answer, default=str).encode() + b"\n")
+            answers.flush()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

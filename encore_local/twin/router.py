@@ -1,0 +1,117 @@
+"""WSGI middleware in front of moto: the AWS calls the twin's own services answer, as AWS answers them.
+
+- Glue ``StartJobRun`` / ``GetJobRun`` / ``GetJobRuns`` -> ``encore_local.twin.glue`` (runs the job's script);
+- SageMaker ``CreateTrainingJob`` / ``DescribeTrainingJob`` -> ``encore_local.twin.sagemaker`` (runs training);
+- Lambda ``Invoke`` -> ``encore_local.twin.lambda_`` (runs the function's code asset).
+
+Everything else goes to moto. Errors are in each service's own wire format (JSON ``__type`` for Glue and
+SageMaker, ``x-amzn-ErrorType`` and ``X-Amz-Function-Error`` for Lambda), so boto3 raises what it raises in AWS.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from encore_local.twin import stepfunctions
+from encore_local.twin.glue import GlueError, GlueService
+from encore_local.twin.lambda_ import FunctionError, LambdaService
+from encore_local.twin.sagemaker import SageMakerError, TrainingService
+
+TRAINING_CHANNELS_PATH = "/_encore/training-channels"  # POST {"truth": "/a/folder"}: added to every training job
+CLOCK_PATH = stepfunctions.CLOCK_PATH
+_INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
+
+
+def _answer(start_response: Any, status: str, body: bytes, headers: list[tuple[str, str]]) -> list[bytes]:
+    start_response(status, [("Content-Length", str(len(body))), *headers])
+    return [body]
+
+
+def _json_error(start_response: Any, code: str, message: str, content_type: str) -> list[bytes]:
+    body = json.dumps({"__type": code, "message": message, "Message": message}).encode()
+    return _answer(start_response, "400 Bad Request", body, [("Content-Type", content_type), ("x-amzn-ErrorType", code)])
+
+
+class TwinRouter:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.glue: GlueService | None = None
+        self.training: TrainingService | None = None
+        self.lambda_: LambdaService | None = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path in (CLOCK_PATH, TRAINING_CHANNELS_PATH) and environ.get("REQUEST_METHOD") == "POST":
+            return self._control(environ, start_response, path)
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        service, _, operation = target.partition(".")
+        if service == "AWSGlue" and self.glue is not None:
+            return self._json_service(environ, start_response, operation, self.glue.handle, GlueError)
+        if service == "SageMaker" and self.training is not None:
+            return self._json_service(environ, start_response, operation, self.training.handle, SageMakerError)
+        invoke = _INVOKE.match(path)
+        if invoke and self.lambda_ is not None and environ.get("REQUEST_METHOD") == "POST":
+            return self._invoke(environ, start_response, invoke.group(1))
+        return self.app(environ, start_response)
+
+    def _control(self, environ: dict[str, Any], start_response: Any, path: str) -> Any:
+        """The twin's own controls (not AWS APIs): the executions' clock, the channels added to training jobs."""
+        try:
+            wanted = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)) or b"{}")
+            if path == CLOCK_PATH:
+                stepfunctions.CLOCK.set(wanted.get("now"))
+            elif self.training is not None:
+                self.training.extra_channels = {str(k): Path(v) for k, v in wanted.items()}
+        except (ValueError, TypeError, AttributeError) as exc:
+            body = json.dumps({"error": f"bad control request: {exc}"}).encode()
+            return _answer(start_response, "400 Bad Request", body, [("Content-Type", "application/json")])
+        return _answer(start_response, "200 OK", b"{}", [("Content-Type", "application/json")])
+
+    def _json_service(self, environ: dict[str, Any], start_response: Any, operation: str, handle: Any,
+                      error: type[GlueError] | type[SageMakerError]) -> Any:  # fmt: skip
+        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        content_type = environ.get("CONTENT_TYPE") or "application/x-amz-json-1.1"
+        try:
+            out = handle(operation, json.loads(raw or b"{}"))
+        except error as exc:
+            return _json_error(start_response, exc.code, exc.message, content_type)
+        except (KeyError, TypeError, ValueError) as exc:
+            return _json_error(start_response, "InvalidInputException", f"malformed request: {exc}", content_type)
+        if out is None:  # not one of ours: moto answers, with the body it would have read
+            environ["wsgi.input"] = io.BytesIO(raw)
+            return self.app(environ, start_response)
+        body = json.dumps(out, default=str).encode()
+        return _answer(start_response, "200 OK", body, [("Content-Type", content_type)])
+
+    def _invoke(self, environ: dict[str, Any], start_response: Any, function: str) -> Any:
+        assert self.lambda_ is not None
+        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        payload = json.loads(raw) if raw.strip() else {}
+        asynchronous = environ.get("HTTP_X_AMZ_INVOCATION_TYPE") == "Event"
+        headers = [("Content-Type", "application/json"), ("X-Amz-Executed-Version", "$LATEST")]
+        service = self.lambda_
+        if asynchronous:
+            threading.Thread(target=self._invoke_quietly, args=(service, function, payload), daemon=True).start()
+            return _answer(start_response, "202 Accepted", b"", headers)
+        try:
+            result, _ = service.invoke(function, payload)
+        except LookupError as exc:
+            body = json.dumps({"Type": "User", "message": str(exc)}).encode()
+            return _answer(start_response, "404 Not Found", body,
+                           [("Content-Type", "application/json"), ("x-amzn-ErrorType", "ResourceNotFoundException")])  # fmt: skip
+        except FunctionError as exc:
+            body = json.dumps(exc.payload).encode()
+            return _answer(start_response, "200 OK", body, [*headers, ("X-Amz-Function-Error", "Unhandled")])
+        return _answer(start_response, "200 OK", json.dumps(result, default=str).encode(), headers)
+
+    @staticmethod
+    def _invoke_quietly(service: LambdaService, function: str, payload: Any) -> None:
+        try:
+            service.invoke(function, payload)
+        except (LookupError, FunctionError):
+            return  # an asynchronous invocation's failure goes to the function's log, as Lambda's does

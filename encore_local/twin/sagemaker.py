@@ -1,0 +1,360 @@
+"""The twin's SageMaker: training jobs as local processes, and an endpoint that answers InvokeEndpoint.
+
+Training (``TrainingService``) runs the training-source asset's script in a process with the environment and
+channel folders SageMaker gives a script-mode job, then uploads ``model.tar.gz`` where SageMaker would. The endpoint server resolves an endpoint
+the way SageMaker does (endpoint -> configuration -> model -> ModelDataUrl, through the SageMaker API, i.e.
+moto), loads that artifact with the inference code it carries, and serves ``POST /endpoints/{name}/invocations``
+and ``GET /ping``; ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` points boto3's sagemaker-runtime at it. The twin runs
+it in a process of its own (``python -m encore_local.twin.sagemaker``), as SageMaker runs endpoints on hosts of
+their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from encore.clients import get_client
+from encore.promotion import _s3_url
+from encore_local.loopback import LoopbackServer, reply
+from encore_local.twin.iam import client_for
+
+if TYPE_CHECKING:
+    from encore_local.twin.assembly import Deployment
+
+ACCOUNT = "123456789012"
+RESOLVE_TTL_S = 5.0
+
+
+TRAINING_STATES = ("InProgress", "Completed", "Failed", "Stopped")
+
+
+@dataclass
+class TrainingJob:
+    name: str
+    request: dict[str, Any]
+    status: str = "InProgress"
+    secondary: str = "Starting"
+    created: float = field(default_factory=time.time)
+    ended: float | None = None
+    failure: str | None = None
+    model_data: str | None = None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    log_tail: list[str] = field(default_factory=list)
+
+    def describe(self, region: str) -> dict[str, Any]:
+        r = self.request
+        out: dict[str, Any] = {
+            "TrainingJobName": self.name,
+            "TrainingJobArn": f"arn:aws:sagemaker:{region}:{ACCOUNT}:training-job/{self.name}",
+            "TrainingJobStatus": self.status,
+            "SecondaryStatus": self.secondary,
+            "HyperParameters": r.get("HyperParameters", {}),
+            "AlgorithmSpecification": r.get("AlgorithmSpecification", {}),
+            "RoleArn": r.get("RoleArn"),
+            "InputDataConfig": r.get("InputDataConfig", []),
+            "OutputDataConfig": r.get("OutputDataConfig", {}),
+            "ResourceConfig": r.get("ResourceConfig", {}),
+            "StoppingCondition": r.get("StoppingCondition", {}),
+            "CreationTime": self.created,
+            "TrainingStartTime": self.created,
+            "LastModifiedTime": self.ended or self.created,
+            "FinalMetricDataList": self.metrics,
+        }
+        if self.ended:
+            out["TrainingEndTime"] = self.ended
+            out["TrainingTimeInSeconds"] = int(self.ended - self.created)
+        if self.model_data:
+            out["ModelArtifacts"] = {"S3ModelArtifacts": self.model_data}
+        if self.failure:
+            out["FailureReason"] = self.failure
+        return out
+
+
+class SageMakerError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _s3_uri(value: Any, what: str) -> tuple[str, str]:
+    if not isinstance(value, str) or not value.startswith("s3://"):
+        raise SageMakerError("ValidationException", f"{what} must be an s3:// URI, got {value!r}")
+    bucket, _, key = value[5:].partition("/")
+    return bucket, key
+
+
+class TrainingService:
+    """``CreateTrainingJob`` and ``DescribeTrainingJob`` as SageMaker answers them, for script-mode jobs.
+
+    A job is its ``sagemaker_submit_directory`` (the training-source asset) unpacked and its ``sagemaker_program``
+    run by this machine's Python, with the ``SM_*`` environment and channel folders SageMaker's File mode gives a
+    script (channels copied from their ``s3://`` prefixes), as the job's role. ``model.tar.gz`` goes where
+    SageMaker puts it (``<S3OutputPath><job>/output/``); the job's ``MetricDefinitions`` are read from its log
+    into ``FinalMetricDataList``. ``extra_channels`` are folders the twin adds to every job (the demo's
+    simulated ground truth): a twin-only convenience, not part of the request.
+    """
+
+    def __init__(self, deployment: Deployment, env_for_role: Callable[[str], dict[str, str]]) -> None:
+        self.deployment = deployment
+        self.env_for_role = env_for_role
+        self.jobs: dict[str, TrainingJob] = {}
+        self.extra_channels: dict[str, Path] = {}
+        self._lock = threading.Lock()
+
+    def create(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = request.get("TrainingJobName") or ""
+        if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name):
+            raise SageMakerError("ValidationException", f"TrainingJobName {name!r} is not a valid job name")
+        for channel in request.get("InputDataConfig", []):
+            _s3_uri(channel["DataSource"]["S3DataSource"]["S3Uri"], f"channel {channel['ChannelName']}'s S3Uri")
+        _s3_uri(request.get("OutputDataConfig", {}).get("S3OutputPath"), "OutputDataConfig.S3OutputPath")
+        hps = request.get("HyperParameters", {})
+        _s3_uri(_hp(hps.get("sagemaker_submit_directory")), "HyperParameters.sagemaker_submit_directory")
+        with self._lock:
+            if name in self.jobs:
+                raise SageMakerError("ResourceInUse", f"Training job {name} already exists")
+            job = self.jobs[name] = TrainingJob(name, request)
+        threading.Thread(target=self._run, args=(job,), name=f"training-{name}", daemon=True).start()
+        return {"TrainingJobArn": job.describe(self.deployment.region)["TrainingJobArn"]}
+
+    def describe(self, name: str) -> dict[str, Any]:
+        job = self.jobs.get(name)
+        if job is None:
+            raise SageMakerError("ValidationException", f"Requested resource not found: training job {name}")
+        return job.describe(self.deployment.region)
+
+    def _run(self, job: TrainingJob) -> None:
+        try:
+            self._train(job)
+            job.status, job.secondary = "Completed", "Completed"
+        except Exception as exc:  # the job fails; DescribeTrainingJob says why
+            job.status, job.secondary, job.failure = "Failed", "Failed", f"AlgorithmError: {exc}"
+        job.ended = time.time()
+
+    def _train(self, job: TrainingJob) -> None:
+        request = job.request
+        role = self.deployment.principal_of_arn(request.get("RoleArn", "")) or "unknown"
+        env = os.environ | self.env_for_role(role)
+        s3 = client_for("s3", env)
+        hps = {k: _hp(v) for k, v in request.get("HyperParameters", {}).items()}
+        with tempfile.TemporaryDirectory(prefix=f"encore-train-{job.name}-") as tmp:
+            root = Path(tmp)
+            job.secondary = "Downloading"
+            for channel in request.get("InputDataConfig", []):
+                name = channel["ChannelName"]
+                bucket, prefix = _s3_uri(channel["DataSource"]["S3DataSource"]["S3Uri"], name)
+                target = root / "input" / "data" / name
+                target.mkdir(parents=True)
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                    for obj in page.get("Contents", []):
+                        if obj["Key"].endswith("/"):
+                            continue
+                        dest = target / obj["Key"][len(prefix) :].lstrip("/")
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        s3.download_file(bucket, obj["Key"], str(dest))
+                env[f"SM_CHANNEL_{name.upper()}"] = str(target)
+            for name, path in self.extra_channels.items():
+                env[f"SM_CHANNEL_{name.upper()}"] = str(path)
+            code = root / "code"
+            with tarfile.open(self.deployment.asset(hps["sagemaker_submit_directory"]), "r:gz") as tar:
+                tar.extractall(code, filter="data")
+            model_dir, output_dir = root / "model", root / "output" / "data"
+            model_dir.mkdir()
+            output_dir.mkdir(parents=True)
+            user_hps = {k: v for k, v in hps.items() if not k.startswith("sagemaker_")}
+            env |= {
+                "SM_MODEL_DIR": str(model_dir),
+                "SM_OUTPUT_DATA_DIR": str(output_dir),
+                "SM_HPS": json.dumps(user_hps),
+                "SM_CHANNELS": json.dumps(sorted(c["ChannelName"] for c in request.get("InputDataConfig", []))),
+                "TRAINING_JOB_NAME": job.name,
+                "SM_MODULE_DIR": hps["sagemaker_submit_directory"],
+            }
+            job.secondary = "Training"
+            argv = [a for k, v in user_hps.items() for a in (f"--{k}", str(v))]
+            proc = subprocess.run([sys.executable, hps.get("sagemaker_program", "train.py"), *argv], cwd=code,
+                                  env=env, capture_output=True, text=True, check=False)  # fmt: skip
+            log = proc.stdout + proc.stderr
+            job.log_tail = log.strip().splitlines()[-15:]
+            job.metrics = _metrics(log, request.get("AlgorithmSpecification", {}).get("MetricDefinitions", []))
+            if proc.returncode != 0:
+                raise RuntimeError(job.log_tail[-1] if job.log_tail else f"exit code {proc.returncode}")
+            job.secondary = "Uploading"
+            archive = root / "model.tar.gz"
+            with tarfile.open(archive, "w:gz") as tar:
+                for path in sorted(model_dir.iterdir()):
+                    tar.add(path, arcname=path.name)
+            bucket, prefix = _s3_uri(request["OutputDataConfig"]["S3OutputPath"], "S3OutputPath")
+            key = f"{prefix.rstrip('/')}/{job.name}/output/model.tar.gz".lstrip("/")
+            s3.upload_file(str(archive), bucket, key)
+            job.model_data = f"s3://{bucket}/{key}"
+
+    def handle(self, operation: str, request: dict[str, Any]) -> dict[str, Any] | None:
+        if operation == "CreateTrainingJob":
+            return self.create(request)
+        if operation == "DescribeTrainingJob":
+            return self.describe(request["TrainingJobName"])
+        return None
+
+
+def _hp(value: Any) -> str:
+    """Hyperparameters are strings; the SageMaker SDK JSON-encodes them, CDK does not."""
+    text = str(value)
+    if text.startswith('"') and text.endswith('"'):
+        return str(json.loads(text))
+    return text
+
+
+def _metrics(log: str, definitions: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The last value each metric definition's regex finds in the log, as SageMaker reports them."""
+    out = []
+    for definition in definitions:
+        found = re.findall(definition["Regex"], log)
+        if found:
+            out.append({"MetricName": definition["Name"], "Value": float(found[-1]), "Timestamp": time.time()})
+    return out
+
+
+class LoadedModel:
+    """An artifact unpacked, with its own inference module (the code inside model.tar.gz)."""
+
+    def __init__(self, model_data: str) -> None:
+        self.model_data = model_data
+        self._dir = tempfile.TemporaryDirectory(prefix="encore-endpoint-")
+        bucket, key = _s3_url(model_data)
+        archive = Path(self._dir.name) / "model.tar.gz"
+        get_client("s3").download_file(bucket, key, str(archive))
+        model_dir = Path(self._dir.name) / "model"
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(model_dir, filter="data")
+        self.module = _import_inference(model_dir / "code" / "inference.py")
+        self.model = self.module.model_fn(str(model_dir))
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> str:
+        request = self.module.input_fn(body, content_type)
+        return str(self.module.output_fn(self.module.predict_fn(request, self.model), accept))
+
+
+def _import_inference(path: Path) -> ModuleType:
+    name = f"encore_inference_{abs(hash(path))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class EndpointServer(LoopbackServer):
+    """``InvokeEndpoint`` on loopback for every endpoint the twin's SageMaker API knows."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._models: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+        self.predict_ms: list[float] = []  # time inside the model's handlers per invocation (benchmarks read it)
+        self._resolved: dict[str, tuple[str, float]] = {}  # endpoint -> (model data URL, valid until)
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # answers leave at once (loopback.reply writes each in one piece)
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet: one line per request is noise
+                return
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                reply(self, status, body, headers)
+
+            def do_GET(self) -> None:
+                if self.path == "/ping":
+                    self._send(200, b"", {})
+                elif self.path == "/timings":  # the twin's own: how long the model's handlers took
+                    self._send(200, json.dumps(server.predict_ms).encode(), {"Content-Type": "application/json"})
+                else:
+                    self._send(404, b"", {})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                parts = self.path.strip("/").split("/")
+                if len(parts) != 3 or parts[0] != "endpoints" or parts[2] != "invocations":
+                    self._send(404, b"", {})
+                    return
+                status, out, headers = server.invoke(unquote(parts[1]), body, self.headers)
+                self._send(status, out, headers)
+
+        LoopbackServer.__init__(self, Handler, host, port, "endpoint")
+
+    def model_data(self, endpoint: str) -> str:
+        """The artifact behind an endpoint, re-resolved every few seconds (an update takes effect that soon,
+        as SageMaker's own updates do, without three API calls on every invocation)."""
+        now = time.monotonic()
+        cached = self._resolved.get(endpoint)
+        if cached and cached[1] > now:
+            return cached[0]
+        sm = get_client("sagemaker")
+        config_name = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+        variant = sm.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"][0]
+        url = str(sm.describe_model(ModelName=variant["ModelName"])["PrimaryContainer"]["ModelDataUrl"])
+        self._resolved[endpoint] = (url, now + RESOLVE_TTL_S)
+        return url
+
+    def invoke(self, endpoint: str, body: bytes, headers: Any) -> tuple[int, bytes, dict[str, str]]:
+        def error(status: int, kind: str, message: str) -> tuple[int, bytes, dict[str, str]]:
+            payload = {"__type": kind, "message": message, "OriginalStatusCode": 400, "OriginalMessage": message}
+            return status, json.dumps(payload).encode(), {"Content-Type": "application/json", "x-amzn-ErrorType": kind}
+
+        try:
+            model_data = self.model_data(endpoint)
+        except Exception:
+            return error(400, "ValidationError", f"Endpoint {endpoint} of account 123456789012 not found.")
+        with self._lock:
+            loaded = self._models.get(endpoint)
+            if loaded is None or loaded.model_data != model_data:  # a deploy switched the endpoint's model
+                loaded = self._models[endpoint] = LoadedModel(model_data)
+        started = time.perf_counter()
+        try:
+            out = loaded.invoke(body, headers.get("Content-Type", "application/json"), headers.get("Accept", "*/*"))
+            self.predict_ms.append((time.perf_counter() - started) * 1000)
+        except ValueError as exc:  # the container's "client error": SageMaker answers ModelError (424)
+            return error(424, "ModelError", f"Received client error (400) from primary: {exc}")
+        return (
+            200,
+            out.encode(),
+            {"Content-Type": "application/json", "x-Amzn-Invoked-Production-Variant": "AllTraffic"},
+        )
+
+
+def _main(argv: list[str]) -> None:
+    """Serve until the parent closes this process's stdin; write the port to ``--ready-fd`` once listening."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--ready-fd", type=int, required=True)
+    args = ap.parse_args(argv)
+    server = EndpointServer(port=args.port)
+    server.start()
+    with os.fdopen(args.ready_fd, "w") as ready:
+        ready.write(f"{server.port}\n")
+    sys.stdin.read()
+    server.stop()
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

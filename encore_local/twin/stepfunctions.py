@@ -1,0 +1,294 @@
+"""The twin's Step Functions: the synthesized state machine definitions, executed by moto's Amazon States Language
+interpreter, their tasks calling the twin's services as the state machine's role.
+
+moto's interpreter is switched on for the twin's moto (``execute_state_machine``), and four things are the
+twin's own:
+
+- **Task credentials and endpoint**: the interpreter's AWS clients reach the twin's moto with the credentials of
+  the execution's role (moto's use fixed ones on port 5000), so the twin's services see the calls as that role's.
+- **``glue:startJobRun.sync``**: moto's fails on a missing callback endpoint; the twin's polls ``GetJobRun`` until
+  the run ends (Glue's terminal states: SUCCEEDED, or FAILED/TIMEOUT/ERROR/STOPPED as ``States.TaskFailed``).
+- **``sagemaker:createTrainingJob(.sync)``**: moto has none; the request-response form answers with
+  ``CreateTrainingJob``'s output only (``TrainingJobArn``), the ``.sync`` form polls ``DescribeTrainingJob`` until
+  Completed (Failed or Stopped: ``SageMaker.TrainingJobFailed`` with the job's ``FailureReason``), as AWS does.
+- **The clock**: ``Wait`` states last ``wait_scale`` of their time, and executions can be started at a notional
+  ``now`` (``clock``) so that a simulated history is recent to them; both are the twin's, stated in docs/twin.md.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from moto.core.config import default_user_config
+from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_factory as service_factory,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+    StateTaskServiceCallback,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_glue import (
+    StateTaskServiceGlue,
+)
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.utils import boto_client
+from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+
+POLL_S = 0.25
+CLOCK_PATH = "/_encore/clock"  # the twin's control: POST {"now": ISO time or null}
+
+
+class TwinClock:
+    """The twin's notion of now for new executions (None: the real clock) and how long ``Wait`` states last."""
+
+    def __init__(self) -> None:
+        self.now: _dt.datetime | None = None
+        self.wait_scale = 1 / 60
+
+    def start_time(self) -> _dt.datetime:
+        return self.now or _dt.datetime.now(tz=_dt.UTC)
+
+    def set(self, iso: str | None) -> None:
+        self.now = _dt.datetime.fromisoformat(iso.replace("Z", "+00:00")) if iso else None
+        if self.now is not None and self.now.tzinfo is None:
+            self.now = self.now.replace(tzinfo=_dt.UTC)
+
+
+CLOCK = TwinClock()
+_credentials_for_role: Callable[[str], tuple[str, str]] = lambda role_arn: ("testing", "testing")  # noqa: E731
+_endpoint = ""
+
+
+class _SyncPolling:
+    """``.sync`` as AWS runs it: start, then poll the service until the work ends (moto's callback loop dereferences
+    an endpoint that only ``.waitForTaskToken`` tasks have)."""
+
+    def _eval_integration_pattern(self, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any],
+                                  state_credentials: Any) -> None:  # fmt: skip
+        task_output = env.stack.pop()
+        self.timeout.eval(env=env)  # type: ignore[attr-defined]
+        timeout_seconds = env.stack.pop()
+        deadline = time.monotonic() + (timeout_seconds or 99_999_999)
+        env.stack.append(task_output)
+        resolver = self._build_sync_resolver(env, resource_runtime_part, normalised_parameters, state_credentials)  # type: ignore[attr-defined]
+        while env.is_running():
+            result = resolver()
+            if result is not None:
+                env.stack.append(result)
+                return
+            if time.monotonic() > deadline:  # the task's TimeoutSeconds: States.Timeout
+                raise FailureEventException(self._get_timed_out_failure_event(env))  # type: ignore[attr-defined]
+            time.sleep(POLL_S)
+
+
+class _TwinGlue(_SyncPolling, StateTaskServiceGlue):
+    pass
+
+
+class _TwinSageMaker(_SyncPolling, StateTaskServiceCallback):
+    def __init__(self) -> None:
+        super().__init__(supported_integration_patterns={ResourceCondition.Sync})
+
+    def _get_supported_parameters(self) -> set[str] | None:
+        """The request's members, for the one SageMaker integration the twin runs (others fail at creation)."""
+        if self.resource.api_action.lower() != "createtrainingjob":
+            return None
+        import botocore.session
+
+        model = botocore.session.get_session().get_service_model("sagemaker")
+        return set(model.operation_model("CreateTrainingJob").input_shape.members)
+
+    def _client(self, resource_runtime_part: Any, state_credentials: Any) -> Any:
+        return _boto_client(resource_runtime_part.region, "sagemaker", state_credentials)
+
+    def _eval_service_task(self, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any],
+                           state_credentials: Any) -> None:  # fmt: skip
+        client = self._client(resource_runtime_part, state_credentials)
+        response = getattr(client, self._get_boto_service_action())(**normalised_parameters)
+        response.pop("ResponseMetadata", None)
+        if self.resource.api_action.lower() == "createtrainingjob":
+            response["__name"] = normalised_parameters.get("TrainingJobName")
+        env.stack.append(response)
+
+    def _after_eval_execution(self, env: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(env.stack[-1], dict):
+            env.stack[-1].pop("__name", None)
+        super()._after_eval_execution(env, *args, **kwargs)
+
+    def _build_sync_resolver(self, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any],
+                             state_credentials: Any) -> Callable[[], Any]:  # fmt: skip
+        started = env.stack.pop()
+        name = started.get("__name") or normalised_parameters["TrainingJobName"]
+        client = self._client(resource_runtime_part, state_credentials)
+
+        def resolve() -> Any:
+            job = client.describe_training_job(TrainingJobName=name)
+            job.pop("ResponseMetadata", None)
+            status = job["TrainingJobStatus"]
+            if status == "InProgress" or status == "Stopping":
+                return None
+            if status == "Completed":
+                return json.loads(to_json_str(job))
+            error = "SageMaker.TrainingJobFailed"
+            raise FailureEventException(
+                FailureEvent(
+                    env=env,
+                    error_name=CustomErrorName(error),
+                    event_type=HistoryEventType.TaskFailed,
+                    event_details=EventDetails(
+                        taskFailedEventDetails=TaskFailedEventDetails(
+                            error=error,
+                            cause=job.get("FailureReason", status),
+                            resource=self._get_sfn_resource(),
+                            resourceType=self._get_sfn_resource_type(),
+                        )
+                    ),
+                )
+            )
+
+        return resolve
+
+    def _from_error(self, env: Any, ex: Exception) -> FailureEvent:
+        from botocore.exceptions import ClientError
+
+        if isinstance(ex, ClientError):
+            error = f"SageMaker.{ex.response['Error']['Code']}"
+            return FailureEvent(
+                env=env,
+                error_name=CustomErrorName(error),
+                event_type=HistoryEventType.TaskFailed,
+                event_details=EventDetails(
+                    taskFailedEventDetails=TaskFailedEventDetails(
+                        error=error,
+                        cause=ex.response["Error"].get("Message", ""),
+                        resource=self._get_sfn_resource(),
+                        resourceType=self._get_sfn_resource_type(),
+                    )
+                ),
+            )
+        return super()._from_error(env, ex)  # type: ignore[no-any-return]
+
+
+_moto_service_for = service_factory.state_task_service_for
+
+
+def _service_for(service_name: str) -> Any:
+    if service_name == "glue":
+        return _TwinGlue()
+    if service_name == "sagemaker":
+        return _TwinSageMaker()
+    return _moto_service_for(service_name)
+
+
+def _boto_client(region: str, service: str, state_credentials: Any = None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    role_arn = getattr(state_credentials, "role_arn", None) or ""
+    key, secret = _credentials_for_role(role_arn)
+    return boto3.client(
+        service_name=service,
+        region_name=region,
+        endpoint_url=_endpoint,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=Config(parameter_validation=False, retries={"max_attempts": 0, "total_max_attempts": 1},
+                      connect_timeout=600, read_timeout=600),  # fmt: skip
+    )
+
+
+def _scaled_wait(self: WaitFunction, env: Any, wait_seconds: int) -> None:
+    if wait_seconds > 0:
+        env.program_state_event.wait(wait_seconds * CLOCK.wait_scale)
+
+
+class _ClockedDatetime(_dt.datetime):
+    @classmethod
+    def now(cls, tz: _dt.tzinfo | None = None) -> Any:  # type: ignore[override]
+        return CLOCK.start_time()
+
+
+def _with_iso_start_time(build: Callable[..., Any]) -> Callable[..., Any]:
+    """``$$.Execution.StartTime`` is an ISO 8601 string in AWS (``2026-09-15T00:00:00.000Z``); moto puts a datetime
+    there, which a task's parameters cannot carry to an AWS call."""
+
+    def build_environment(self: ExecutionWorker) -> Any:
+        env = build(self)
+        execution = env.states.context_object.context_object_data["Execution"]
+        start = execution["StartTime"]
+        if isinstance(start, _dt.datetime):
+            execution["StartTime"] = start.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        return env
+
+    build_environment.twin = True  # type: ignore[attr-defined]
+    return build_environment
+
+
+def enable(endpoint: str, credentials_for_role: Callable[[str], tuple[str, str]]) -> None:
+    """Switch on the interpreter for this process's moto and put the twin's pieces in (idempotent)."""
+    global _endpoint, _credentials_for_role
+    _endpoint, _credentials_for_role = endpoint, credentials_for_role
+    default_user_config["stepfunctions"]["execute_state_machine"] = True
+    state_task_factory.state_task_service_for = _service_for  # type: ignore[assignment]
+    # The interpreter's modules make their AWS clients with boto_client_for: those imported already get the
+    # twin's through their own name for it, those imported later from its module.
+    boto_client.boto_client_for = _boto_client
+    for name, module in list(sys.modules.items()):
+        if name.startswith("moto.stepfunctions.parser") and hasattr(module, "boto_client_for"):
+            module.boto_client_for = _boto_client
+    WaitFunction._wait_interval = _scaled_wait  # type: ignore[method-assign]
+    if not getattr(ExecutionWorker._get_evaluation_environment, "twin", False):
+        ExecutionWorker._get_evaluation_environment = _with_iso_start_time(ExecutionWorker._get_evaluation_environment)  # type: ignore[method-assign]
+    from moto.stepfunctions.parser import models
+
+    models.datetime = type("datetime", (), {"datetime": _ClockedDatetime, "timezone": _dt.timezone})  # type: ignore[assignment]
+
+
+def history(client: Any, execution_arn: str) -> list[dict[str, Any]]:
+    """Every event of an execution, oldest first."""
+    events: list[dict[str, Any]] = []
+    for page in client.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
+        events.extend(page["events"])
+    return events
+
+
+def state_times(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each state the execution entered, in order, with when it started, how long it took and how it ended."""
+    out: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for event in events:
+        kind = event["type"]
+        if kind.endswith("StateEntered"):
+            details = event["stateEnteredEventDetails"]
+            current = {"state": details["name"], "type": kind.removesuffix("StateEntered"),
+                       "entered": event["timestamp"], "status": "running"}  # fmt: skip
+            out.append(current)
+        elif kind.endswith("StateExited") and current is not None:
+            current["seconds"] = (event["timestamp"] - current["entered"]).total_seconds()
+            current["status"] = current.get("status_override", "succeeded")
+            current.pop("status_override", None)
+        elif kind in ("TaskFailed", "ExecutionFailed") and current is not None:
+            details = event.get("taskFailedEventDetails") or event.get("executionFailedEventDetails") or {}
+            current["status_override"] = "failed"
+            current["error"] = details.get("error")
+            current["cause"] = details.get("cause")
+            if kind == "ExecutionFailed":
+                current["status"] = "failed"
+    for state in out:
+        state.pop("status_override", None)
+        state["entered"] = state["entered"].isoformat()
+    return out
