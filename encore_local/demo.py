@@ -1,10 +1,12 @@
 """``encore demo``: Encore end to end on one machine, with a report at the end.
 
-Starts the twin's services, generates a simulated music service (N days of history and one live day), imports
-the history into the lake as Firehose would have delivered it, runs the nightly pipeline (the same ordered
-steps as the Step Functions definition), serves the API over HTTP, replays the live day's busiest hour through
-``POST /v1/events`` while sample listeners ask for recommendations, refreshes the charts, and checks what came
-back. Then it writes the report (terminal, ``report.html``, ``report.json``) and keeps the API up until Ctrl-C.
+Starts the twin and deploys the synthesized stack into it, generates a simulated music service (N days of
+history and one live day), imports the history into the lake as Firehose would have delivered it and curates
+all of it once (a backfill run of the curate job), runs the nightly state machine as a Step Functions execution
+of its synthesized definition, serves the API over HTTP, replays the live day's busiest hour through
+``POST /v1/events`` while sample listeners ask for recommendations, runs the charts state machine, and checks
+what came back. Then it writes the report (terminal, ``report.html``, ``report.json``), with every state of both
+executions and its time, and keeps the API up until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import requests
+
 from encore.config import EncoreConfig
-from encore.pipeline import CHARTS_REFRESH, PipelineStep
 from encore.promotion import read_report
+from encore_local.errors import UsageError
 from encore_local.html_report import write_html
 from encore_local.http_api import DEFAULT_API_KEY, TwinApi
 from encore_local.lake import import_simulation
@@ -39,12 +43,14 @@ from encore_local.live import (
     replay_hour,
     served_charts,
 )
-from encore_local.pipeline import run_pipeline
+from encore_local.jobs import run_job
+from encore_local.pipeline import Execution, run_state_machine, set_clock
 from encore_local.report import render_demo, render_summary
 from encore_local.simulator import SimulationParams, simulate
 from encore_local.simulator.listeners import GroundTruth, load_ground_truth
 from encore_local.simulator.run import EVENTS_DIR
 from encore_local.simulator.world import GENRES
+from encore_local.twin.router import TRAINING_CHANNELS_PATH
 from encore_local.twin.services import TwinServices
 
 SAMPLE_LISTENERS = 3
@@ -63,6 +69,7 @@ class DemoResult:
     live: dict[str, Any] = field(default_factory=dict)
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)
+    executions: dict[str, dict[str, Any]] = field(default_factory=dict)
     api_url: str = ""
 
 
@@ -102,7 +109,6 @@ def run_demo(
     params: SimulationParams, out_dir: Path, *, scale: str = "custom", progress: bool = True, port: int = 8080,
     keep_serving: bool = False,
 ) -> DemoResult:  # fmt: skip
-    config = EncoreConfig.for_stage("local")
     result = DemoResult(scale=scale)
     sim_dir = out_dir / "sim"
     t0 = time.perf_counter()
@@ -114,8 +120,10 @@ def run_demo(
         if progress:
             print(text, flush=True)
 
-    with TwinServices(config) as endpoints:
-        timed("start the twin (moto, redis, endpoint server, resources)", t0)
+    twin = TwinServices(EncoreConfig.for_stage("local"), progress=progress)
+    with twin as endpoints:
+        config = twin.config  # the stage as deployed: the names the stack gave its resources
+        timed("start the twin and deploy the synthesized stack", t0)
         print(f"twin: AWS APIs at {endpoints.aws_endpoint}, cache ({endpoints.cache_kind}) at {endpoints.cache_url}")
 
         t = time.perf_counter()
@@ -127,15 +135,22 @@ def run_demo(
         imported = import_simulation(config, sim_dir, days=params.days, progress=progress)
         timed("import catalog and history into the lake", t)
 
-        def announce(step: PipelineStep) -> None:
-            say(f"  pipeline: {step.name} ({step.description}) ...")
-
         live_day = params.start + timedelta(days=params.days)
-        pipeline = run_pipeline(config, run_time=f"{live_day}T00:00:00Z", lookback_days=0, job_name="demo",
-                                truth=sim_dir / "ground_truth.npz", on_step=announce)  # fmt: skip
-        result.timings.extend((f"pipeline: {name}", seconds) for name, seconds, _ in pipeline.steps)
-        gate = pipeline.state.get("gate", {})
-        result.model = {"version": gate.get("version"), "promoted": pipeline.promoted, "reason": gate.get("reason")}
+        t = time.perf_counter()
+        say("  backfill: curate_events over every imported day (--lookback_days 0) ...")
+        run_job("curate_events", config, run_time=f"{live_day}T00:00:00Z", lookback_days=0)
+        timed("backfill: curate every imported day", t)
+
+        # The twin adds the simulator's ground truth to the training job (its report then scores the model
+        # against the listeners' true tastes); the state machine's own request is unchanged.
+        requests.post(endpoints.aws_endpoint + TRAINING_CHANNELS_PATH,
+                      json={"truth": str(sim_dir / "ground_truth.npz")}, timeout=10).raise_for_status()  # fmt: skip
+        say(f"  nightly: Step Functions execution of {config.resources.state_machine} ...")
+        nightly = run_state_machine(config, config.resources.state_machine, name=f"demo-nightly-{live_day:%Y%m%d}",
+                                    at=datetime(live_day.year, live_day.month, live_day.day, tzinfo=UTC))  # fmt: skip
+        _record(result, "nightly", nightly)
+        gate = nightly.gate
+        result.model = {"version": gate.get("version"), "promoted": nightly.promoted, "reason": gate.get("reason")}
         if gate.get("model_data"):
             evaluation = read_report(gate["model_data"], config.region)["report"]
             result.model["home"] = evaluation.get("home", {})
@@ -146,7 +161,7 @@ def run_demo(
         result.api_url = api.url
         timed("serve the API over HTTP (2 processes)", t)
         try:
-            _live(config, api.url, sim_dir, params, result, say)
+            _live(config, api.url, endpoints.aws_endpoint, sim_dir, params, result, say)
             print()
             print(render_summary(summary))
             result.volumes = {
@@ -168,6 +183,18 @@ def run_demo(
     return result
 
 
+def _record(result: DemoResult, label: str, execution: Execution) -> None:
+    """An execution's states into the report (and its task states into the step timings)."""
+    result.executions[label] = asdict(execution) | {"output": {}}
+    for state in execution.states:
+        if state["type"] == "Task":
+            result.timings.append((f"{label}: {state['state']}", float(state.get("seconds", 0.0))))
+    if execution.status != "SUCCEEDED":
+        failed = next((s for s in execution.states if s.get("status") == "failed" and s.get("error")), {})
+        raise UsageError(f"the {label} execution {execution.status}: {failed.get('state')}: "
+                         f"{failed.get('error')}: {failed.get('cause')}")  # fmt: skip
+
+
 def _events_per_day(sim_dir: Path) -> list[tuple[str, int]]:
     """Events in each simulated day's file (the last one is the live day)."""
     files = sorted((sim_dir / EVENTS_DIR).glob("*.jsonl"))
@@ -175,7 +202,7 @@ def _events_per_day(sim_dir: Path) -> list[tuple[str, int]]:
 
 
 def _live(
-    config: EncoreConfig, url: str, sim_dir: Path, params: SimulationParams, result: DemoResult, say: Any
+    config: EncoreConfig, url: str, url_aws: str, sim_dir: Path, params: SimulationParams, result: DemoResult, say: Any
 ) -> None:
     """The live part: held-out check, replay with reads, genre burst, charts refresh, and the checks."""
     client = ApiClient(url, DEFAULT_API_KEY)
@@ -193,6 +220,8 @@ def _live(
 
     hour = datetime.fromtimestamp(hour_start / 1000, UTC)
     say(f"live hour {hour:%Y-%m-%d %H:00} UTC: {len(hour_events):,} events through POST /v1/events ...")
+    # The live hour arrives when it happened, as far as the twin's Firehose and Step Functions can tell.
+    set_clock(url_aws, datetime.fromtimestamp(hour_start / 1000, UTC))
     t = time.perf_counter()
     replay = replay_hour(client, hour_start, hour_events, users)
     result.timings.append(("replay the live hour through the API", time.perf_counter() - t))
@@ -202,10 +231,12 @@ def _live(
     burst = genre_burst(client, day, users[0], region, at_ms=hour_start + MS_PER_HOUR // 2)
     result.timings.append(("genre burst and next song", time.perf_counter() - t))
 
-    say("  charts refresh: curate_events, build_charts ...")
+    charts = f"{config.resources.state_machine}-charts"
+    say(f"  charts refresh: Step Functions execution of {charts} ...")
     hour_end = datetime.fromtimestamp((hour_start + MS_PER_HOUR) / 1000, UTC)
-    refresh = run_pipeline(config, run_time=f"{hour_end:%Y-%m-%dT%H:%M:%SZ}", lookback_days=0, steps=CHARTS_REFRESH)
-    result.timings.extend((f"charts refresh: {name}", seconds) for name, seconds, _ in refresh.steps)
+    refresh = run_state_machine(config, charts, name=f"demo-charts-{hour_end:%Y%m%dT%H%M}", at=hour_end)
+    set_clock(url_aws, None)
+    _record(result, "charts", refresh)
 
     acked = replay.acked + burst.acked
     with tempfile.TemporaryDirectory(prefix="encore-demo-curated-") as scratch:

@@ -43,7 +43,7 @@ class Execution:
 
 
 def set_clock(aws_endpoint: str, at: datetime | None) -> None:
-    """The twin's notion of now for the executions started next (None: the real clock)."""
+    """Move the twin's clock to ``at`` (it runs on from there; None: the real clock again)."""
     resp = requests.post(aws_endpoint + CLOCK_PATH, json={"now": at.isoformat() if at else None}, timeout=10)
     resp.raise_for_status()
 

@@ -75,6 +75,15 @@ def render_demo(result: Any) -> str:
         lines.append(
             f"  {route:<16} {p['requests']:>5} requests  p50 {p['p50']:6.1f}  p95 {p['p95']:6.1f}  p99 {p['p99']:6.1f}"
         )
+    for label, execution in result.executions.items():
+        lines.append(f"Step Functions execution ({label}) {execution['arn'].rsplit(':', 1)[-1]}: {execution['status']}")
+        lines += [f"  {_state_line(state)}" for state in execution["states"]]
     lines.append("Steps:")
     lines += [f"  {seconds:7.1f} s  {name}" for name, seconds in result.timings]
     return "\n".join(lines)
+
+
+def _state_line(state: dict[str, Any]) -> str:
+    seconds = f"{state['seconds']:7.1f} s" if "seconds" in state else "        -"
+    failed = f"  {state.get('error')}: {state.get('cause')}" if state.get("status") == "failed" else ""
+    return f"{seconds}  {state['type']:<7} {state['state']}{failed}"

@@ -36,7 +36,7 @@ from encore.clients import reset_clients
 from encore.config import EncoreConfig, Stage
 from encore_local.errors import UsageError
 from encore_local.loopback import ClosesConnections
-from encore_local.twin import stepfunctions
+from encore_local.twin import firehose, stepfunctions
 from encore_local.twin.assembly import TWIN_BUILD, Deployment, Function, TwinStack, stage_config, synthesize
 from encore_local.twin.glue import GlueService
 from encore_local.twin.iam import client_for, credentials
@@ -472,6 +472,7 @@ class TwinServices:
             self._moto.router.lambda_ = self.lambda_
             aws_url = self._moto.start()
             stepfunctions.enable(aws_url, self._state_machine_credentials)
+            firehose.enable()
             kind = self._launch_cache()
             # The endpoint reads its model's artifact from the twin's S3, whether or not this process is pointed at it.
             self._endpoint = _EndpointProcess(os.environ | _aws_environment(aws_url, self.config.region))

@@ -11,8 +11,9 @@ twin's own:
 - **``sagemaker:createTrainingJob(.sync)``**: moto has none; the request-response form answers with
   ``CreateTrainingJob``'s output only (``TrainingJobArn``), the ``.sync`` form polls ``DescribeTrainingJob`` until
   Completed (Failed or Stopped: ``SageMaker.TrainingJobFailed`` with the job's ``FailureReason``), as AWS does.
-- **The clock**: ``Wait`` states last ``wait_scale`` of their time, and executions can be started at a notional
-  ``now`` (``clock``) so that a simulated history is recent to them; both are the twin's, stated in docs/twin.md.
+- **The clock**: ``Wait`` states last ``wait_scale`` of their time, and the twin's clock (``CLOCK``, set through
+  ``POST /_encore/clock``) can run at a notional time, so that a simulated history is as recent to the executions
+  and to Firehose's arrival prefixes as a real one would be; both are the twin's, stated in docs/twin.md.
 """
 
 from __future__ import annotations
@@ -53,19 +54,24 @@ CLOCK_PATH = "/_encore/clock"  # the twin's control: POST {"now": ISO time or nu
 
 
 class TwinClock:
-    """The twin's notion of now for new executions (None: the real clock) and how long ``Wait`` states last."""
+    """The twin's notion of now, for what reads it: the start time of new executions and Firehose's delivery
+    prefixes (its arrival day). ``set`` moves it (it then runs on from there); ``set(None)`` is the real clock.
+    ``wait_scale`` is how long a ``Wait`` state lasts, as a share of its time."""
 
     def __init__(self) -> None:
-        self.now: _dt.datetime | None = None
+        self.offset = _dt.timedelta(0)
         self.wait_scale = 1 / 60
 
-    def start_time(self) -> _dt.datetime:
-        return self.now or _dt.datetime.now(tz=_dt.UTC)
+    def now(self) -> _dt.datetime:
+        return _dt.datetime.now(tz=_dt.UTC) + self.offset
 
     def set(self, iso: str | None) -> None:
-        self.now = _dt.datetime.fromisoformat(iso.replace("Z", "+00:00")) if iso else None
-        if self.now is not None and self.now.tzinfo is None:
-            self.now = self.now.replace(tzinfo=_dt.UTC)
+        if not iso:
+            self.offset = _dt.timedelta(0)
+            return
+        at = _dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
+        at = at if at.tzinfo else at.replace(tzinfo=_dt.UTC)
+        self.offset = at - _dt.datetime.now(tz=_dt.UTC)
 
 
 CLOCK = TwinClock()
@@ -219,7 +225,7 @@ def _scaled_wait(self: WaitFunction, env: Any, wait_seconds: int) -> None:
 class _ClockedDatetime(_dt.datetime):
     @classmethod
     def now(cls, tz: _dt.tzinfo | None = None) -> Any:  # type: ignore[override]
-        return CLOCK.start_time()
+        return CLOCK.now()
 
 
 def _with_iso_start_time(build: Callable[..., Any]) -> Callable[..., Any]:
