@@ -23,7 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,9 @@ from _common import save
 from encore.clients import reset_clients
 from encore.config import EncoreConfig
 from encore_local.http_api import DEFAULT_API_KEY, TwinApi
+from encore_local.jobs import run_job
 from encore_local.lake import import_simulation
-from encore_local.pipeline import run_pipeline
+from encore_local.pipeline import run_state_machine
 from encore_local.simulator import SCALES, SimulationParams, simulate
 from encore_local.twin import daemon
 
@@ -120,9 +121,12 @@ def measure(
 ) -> list[dict[str, Any]]:
     simulate(params, tmp / "sim", progress=False)
     import_simulation(config, tmp / "sim", progress=False)
-    run_time = f"{params.start + timedelta(days=params.days + 1)}T00:00:00Z"
-    print("running the pipeline on the twin ...", flush=True)
-    run_pipeline(config, run_time=run_time, lookback_days=0, job_name="bench-api")
+    run_day = params.start + timedelta(days=params.days + 1)
+    print("running the nightly state machine on the twin ...", flush=True)
+    run_job("curate_events", config, run_time=f"{run_day}T00:00:00Z", lookback_days=0)
+    at = datetime(run_day.year, run_day.month, run_day.day, tzinfo=UTC)
+    nightly = run_state_machine(config, config.resources.state_machine, name="bench-api", at=at)
+    assert nightly.status == "SUCCEEDED" and nightly.promoted, nightly.states
     # Listeners the model knows (they listened before the run); the others are answered from trending by design.
     events = pd.concat(pd.read_json(p, lines=True, convert_dates=False) for p in sorted((tmp / "sim/events").glob("*")))
     tracks = pd.read_csv(tmp / "sim/catalog/tracks.csv", usecols=["track_id"])["track_id"].tolist()
@@ -186,12 +190,12 @@ def main() -> None:
     ap.add_argument("--scale", choices=["small", "default"], default="default")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the 8-client cases (default: %(default)s)")
     args = ap.parse_args()
-    config = EncoreConfig.for_stage("local")
     params = SimulationParams(**SCALES[args.scale])
     with tempfile.TemporaryDirectory(prefix="encore-bench-api-") as tmp:
         state = daemon.up(Path(tmp) / "state", "local", None)
         os.environ.update(state["env"])
         reset_clients()
+        config = daemon.deployed_config(state, "local")
         try:
             rows = measure(config, params, Path(tmp), state["model_endpoint"], args.rounds)
         finally:

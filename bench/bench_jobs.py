@@ -7,13 +7,14 @@ Target: the three jobs together within 3 minutes on this machine.
 
     python bench/bench_jobs.py [--users 36500 --tracks 60000 --days 30]
 
-The lake is a local folder (``--lake_root file://...``); the Glue Data Catalog and the charts table are the
-twin's (moto), as in ``encore job run``.
+The lake is a local folder (``--lake_root file://...``) and the scripts run in this process (the twin's Glue
+would add mirroring the lake to and from S3); the Glue Data Catalog and the charts table are the twin's (moto).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -22,13 +23,14 @@ from pathlib import Path
 
 from _common import save
 
-from encore.config import EncoreConfig
-from encore_local.jobs import job_arguments, load_job, local_spark
+from encore.config import EncoreConfig, runtime_values
 from encore_local.simulator import SimulationParams, simulate
+from encore_local.twin.glue_worker import load_script, session
 from encore_local.twin.services import TwinServices
 from encore_spark.transforms import RAW_EVENT_SCHEMA
 
 TARGET_SECONDS = 180.0
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
@@ -37,8 +39,9 @@ def main() -> None:
     ap.add_argument("--tracks", type=int, default=60_000)
     ap.add_argument("--days", type=int, default=30)
     args = ap.parse_args()
-    config = EncoreConfig.for_stage("local")
-    with tempfile.TemporaryDirectory(prefix="encore-bench-jobs-") as tmp, TwinServices(config):
+    twin = TwinServices(EncoreConfig.for_stage("local"))
+    with tempfile.TemporaryDirectory(prefix="encore-bench-jobs-") as tmp, twin:
+        config = twin.config
         root = Path(tmp)
         print(f"simulating {args.users:,} listeners x {args.days} days ...", flush=True)
         summary = simulate(SimulationParams(users=args.users, tracks=args.tracks, days=args.days, seed=3), root / "sim",
@@ -50,8 +53,7 @@ def main() -> None:
             target.mkdir(parents=True, exist_ok=True)
             shutil.move(str(root / "sim" / name), target / Path(name).name)
         events = summary.events
-        spark = local_spark()
-        spark.sparkContext.setLogLevel("ERROR")
+        spark = session([])
 
         started = time.perf_counter()
         baseline = spark.read.schema(RAW_EVENT_SCHEMA).option("recursiveFileLookup", "true").json(str(raw))
@@ -59,12 +61,12 @@ def main() -> None:
         baseline_s = time.perf_counter() - started
 
         last_day = SimulationParams().start + timedelta(days=args.days + 1)  # after the last session ends
-        argv = job_arguments(config, lake_root=f"file://{root / 'lake'}/", run_time=f"{last_day}T00:00:00Z",
-                             lookback_days=0)  # fmt: skip
+        argv = ["--encore_config", json.dumps(runtime_values(config)), "--lake_root", f"file://{root / 'lake'}/",
+                "--run_time", f"{last_day}T00:00:00Z", "--lookback_days", "0"]  # fmt: skip
         timings: dict[str, float] = {}
         results: dict[str, dict[str, int]] = {}
         for job in ("curate_events", "build_features", "build_charts"):
-            module = load_job(job)
+            module = load_script(str(ROOT / "glue_jobs" / f"{job}.py"), job)
             t = time.perf_counter()
             results[job] = module.main(argv)
             timings[job] = time.perf_counter() - t

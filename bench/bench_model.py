@@ -37,8 +37,9 @@ import train  # noqa: E402
 from evaluation import ranking_metrics  # noqa: E402
 from hybrid import HybridModel, top_k  # noqa: E402
 
+from encore.clients import get_client  # noqa: E402
 from encore.config import EncoreConfig  # noqa: E402
-from encore_local.jobs import _download, run_job  # noqa: E402
+from encore_local.jobs import run_job  # noqa: E402
 from encore_local.lake import import_simulation  # noqa: E402
 from encore_local.simulator import SimulationParams, simulate  # noqa: E402
 from encore_local.twin.services import TwinServices  # noqa: E402
@@ -46,16 +47,22 @@ from encore_local.twin.services import TwinServices  # noqa: E402
 
 def features_for(params: SimulationParams, root: Path) -> Path:
     """Simulate, then run load_catalog, curate_events and build_features on the twin; download the features."""
-    config = EncoreConfig.for_stage("local")
     simulate(params, root / "sim", progress=False)
     run_time = (params.start + timedelta(days=params.days)).isoformat()
-    with TwinServices(config):
+    twin = TwinServices(EncoreConfig.for_stage("local"))
+    with twin:
+        config = twin.config
         import_simulation(config, root / "sim", progress=False)
         run_job("load_catalog", config)
         run_job("curate_events", config, run_time=f"{run_time}T00:00:00Z", lookback_days=0)
         run_job("build_features", config, run_time=f"{run_time}T00:00:00Z")
+        s3 = get_client("s3")
         for table in ("interactions", "tracks", "transitions"):
-            _download(config.resources.lake_bucket, f"{config.lake.features}{table}/", root / "features")
+            prefix = f"{config.lake.features}{table}/"
+            for obj in s3.list_objects_v2(Bucket=config.resources.lake_bucket, Prefix=prefix).get("Contents", []):
+                target = root / "features" / obj["Key"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(config.resources.lake_bucket, obj["Key"], str(target))
     return root / "features" / config.lake.features
 
 

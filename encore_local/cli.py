@@ -101,9 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--stage", choices=["local", "dev", "prod"], default="local")
             p.add_argument("--cache", choices=["redis-server", "fakeredis"], help="default: redis-server if installed")
 
-    job = sub.add_parser("job", help="run a Glue job script on a local SparkSession against the twin")
+    job = sub.add_parser(
+        "job", help="start one of the stack's Glue jobs (on the twin: its script asset on local Spark)"
+    )
     job_sub = job.add_subparsers(dest="job_command", required=True, parser_class=_Parser)
-    run = job_sub.add_parser("run", help="run one job (S3 prefixes are mirrored to a local folder around it)")
+    run = job_sub.add_parser("run", help="start one job run and wait for it (StartJobRun, then GetJobRun)")
     run.add_argument("name", help="load_catalog | curate_events | build_features | build_charts | load_vectors")
     run.add_argument("--run-time", help="the job's notion of now (ISO time); default: now")
     run.add_argument("--lookback-days", type=_non_negative_int, help="curate_events: raw days to read (0: all)")
@@ -171,8 +173,9 @@ def _twin(args: argparse.Namespace) -> None:
             print(daemon.export_lines(running["env"]))
 
 
-def _use_twin(state_dir: Path) -> None:
-    """Point this process at the twin running from ``state_dir`` (or at whatever AWS_ENDPOINT_URL names)."""
+def _use_twin(state_dir: Path, stage: str) -> EncoreConfig:
+    """Point this process at the twin running from ``state_dir`` (or at whatever AWS_ENDPOINT_URL names), and
+    return the configuration of the stack deployed there."""
     import os
 
     from encore_local.twin import daemon
@@ -180,15 +183,17 @@ def _use_twin(state_dir: Path) -> None:
     running = daemon.read_state(state_dir)
     if running is not None:
         os.environ.update(running["env"])
-    elif "AWS_ENDPOINT_URL" not in os.environ:
+        return daemon.deployed_config(running, stage)
+    if "AWS_ENDPOINT_URL" not in os.environ:
         raise UsageError(f"no twin is running from {state_dir} (encore twin up) and AWS_ENDPOINT_URL is not set")
+    return EncoreConfig.for_stage(stage)  # type: ignore[arg-type]  # argparse restricts it to the stages
 
 
 def _api(args: argparse.Namespace) -> None:
     from encore_local.http_api import DEFAULT_API_KEY, TwinApi
 
-    _use_twin(args.state_dir)
-    server = TwinApi(EncoreConfig.for_stage(args.stage), port=args.port, workers=args.workers)
+    config = _use_twin(args.state_dir, args.stage)
+    server = TwinApi(config, port=args.port, workers=args.workers)
     url = server.start()
     print(f"API at {url}/v1 (key: x-api-key: {DEFAULT_API_KEY}); OpenAPI at {url}/v1/openapi.json; Ctrl-C stops")
     try:
@@ -198,22 +203,16 @@ def _api(args: argparse.Namespace) -> None:
 
 
 def _job(args: argparse.Namespace) -> None:
-    from encore_local.jobs import load_job, run_job
+    from encore_local.jobs import JobFailed, glue_job_name, run_job
 
-    load_job(args.name)  # an unknown name is a usage error before anything starts
-    _use_twin(args.state_dir)
+    glue_job_name(EncoreConfig.for_stage(args.stage), args.name)  # an unknown name is a usage error at once
+    config = _use_twin(args.state_dir, args.stage)
     extra = {"model_data": args.model_data} if args.model_data else None
-    result = run_job(
-        args.name,
-        EncoreConfig.for_stage(args.stage),
-        run_time=args.run_time,
-        lookback_days=args.lookback_days,
-        extra=extra,
-    )
-    print(
-        f"{result.name}: {result.result} in {result.seconds:.1f} s "
-        f"({result.downloaded} objects mirrored in, {result.uploaded} written back, {result.deleted} removed)"
-    )
+    try:
+        result = run_job(args.name, config, run_time=args.run_time, lookback_days=args.lookback_days, extra=extra)
+    except JobFailed as failed:
+        raise UsageError(str(failed)) from None
+    print(f"{result.name} ({result.run_id}): {result.state} in {result.seconds:.1f} s: {result.result}")
 
 
 class DemoFailed(Exception):

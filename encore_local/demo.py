@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 import requests
 
 from encore.config import EncoreConfig
@@ -31,6 +30,7 @@ from encore.promotion import read_report
 from encore_local.errors import UsageError
 from encore_local.html_report import write_html
 from encore_local.http_api import DEFAULT_API_KEY, TwinApi
+from encore_local.jobs import run_job
 from encore_local.lake import import_simulation
 from encore_local.live import (
     MS_PER_HOUR,
@@ -43,7 +43,6 @@ from encore_local.live import (
     replay_hour,
     served_charts,
 )
-from encore_local.jobs import run_job
 from encore_local.pipeline import Execution, run_state_machine, set_clock
 from encore_local.report import render_demo, render_summary
 from encore_local.simulator import SimulationParams, simulate

@@ -108,8 +108,11 @@ def write_html(result: Any, path: Path) -> Path:
     parts.append(_table(["step", "seconds"], [[n, f"{s:.1f}"] for n, s in result.timings]))
     for label, execution in result.executions.items():
         parts.append(f"<h3>Step Functions execution ({html.escape(label)}): {html.escape(execution['status'])}</h3>")
-        rows = [[st["state"], st["type"], st["entered"], f"{st['seconds']:.1f}" if "seconds" in st else "-",
-                 st["status"] + (f": {st.get('error')}" if st.get("error") else "")] for st in execution["states"]]  # fmt: skip
+        rows = [
+            [st["state"], st["type"], st["entered"], f"{st['seconds']:.1f}" if "seconds" in st else "-",
+             st["status"] + (f": {st.get('error')}" if st.get("error") else "")]
+            for st in execution["states"]
+        ]  # fmt: skip
         parts.append(_table(["state", "type", "entered", "seconds", "status"], rows))
     if result.volumes:
         v = result.volumes

@@ -58,7 +58,11 @@ def run_job(
     and return the run; raises ``JobFailed`` if it did not succeed."""
     glue = get_client("glue", config.region)
     physical = glue_job_name(config, name)
-    arguments = {"--run_time": run_time, "--lookback_days": lookback_days, **{f"--{k}": v for k, v in (extra or {}).items()}}
+    arguments = {
+        "--run_time": run_time,
+        "--lookback_days": lookback_days,
+        **{f"--{k}": v for k, v in (extra or {}).items()},
+    }
     started = time.perf_counter()
     run_id = glue.start_job_run(JobName=physical, Arguments={k: str(v) for k, v in arguments.items() if v is not None})[
         "JobRunId"

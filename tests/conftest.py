@@ -3,33 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from encore.config import EncoreConfig
+from encore_local.jobs import run_job
 from encore_local.lake import import_simulation
-from encore_local.pipeline import run_pipeline
+from encore_local.pipeline import run_state_machine
 from encore_local.simulator import SimulationParams, SimulationSummary, simulate
 from encore_local.twin.services import TwinEndpoints, TwinServices
-from encore_local.twin.provision import provision
 
 
 @pytest.fixture(scope="session")
-def config() -> EncoreConfig:
-    return EncoreConfig.for_stage("local")
-
-
-@pytest.fixture(scope="session")
-def twin_services(config: EncoreConfig) -> Iterator[TwinServices]:
-    """moto and redis on free loopback ports for the whole session; the environment points boto3 at them."""
-    services = TwinServices(config)
+def twin_services() -> Iterator[TwinServices]:
+    """The twin for the whole session, with the local stage's synthesized stack deployed; the environment points
+    boto3 at it."""
+    services = TwinServices(EncoreConfig.for_stage("local"))
     services.start()
     try:
         yield services
     finally:
         services.stop()
+
+
+@pytest.fixture(scope="session")
+def config(twin_services: TwinServices) -> EncoreConfig:
+    """The local stage as the twin deployed it (the lake bucket has the name the stack gave it)."""
+    return twin_services.config
 
 
 @pytest.fixture(scope="session")
@@ -55,12 +58,16 @@ SERVED_RUN_TIME = "2026-09-11T06:00:00Z"
 
 
 @pytest.fixture(scope="session")
-def served_lake(twin: TwinEndpoints, small_sim: tuple[Path, SimulationSummary]) -> dict[str, Any]:
-    """The small simulation through the whole pipeline on the twin, in a lake of its own (stage prod): jobs,
+def served_lake(
+    twin_services: TwinServices, twin: TwinEndpoints, small_sim: tuple[Path, SimulationSummary]
+) -> dict[str, Any]:
+    """The small simulation through the nightly state machine on the twin, in a stack of its own (the prod
+    stage, synthesized and deployed beside local): every imported day curated once, then the execution's jobs,
     training, the gate, deploy to the twin's endpoint, vectors loaded."""
-    config = EncoreConfig.for_stage("prod")
-    provision(config)
+    config = twin_services.deploy("prod")
     import_simulation(config, small_sim[0], progress=False)
-    run = run_pipeline(config, run_time=SERVED_RUN_TIME, lookback_days=0, job_name="serving-test")
-    assert run.promoted, run.state.get("gate")
+    run_job("curate_events", config, run_time=SERVED_RUN_TIME, lookback_days=0)
+    at = datetime.fromisoformat(SERVED_RUN_TIME.replace("Z", "+00:00"))
+    run = run_state_machine(config, config.resources.state_machine, name="serving-test", at=at)
+    assert run.status == "SUCCEEDED" and run.promoted, (run.states, run.gate)
     return {"config": config, "run": run, "sim": small_sim[0], "twin": twin}

@@ -179,7 +179,7 @@ class TwinStack:
     def stack_name(self) -> str:
         manifest = json.loads((self.assembly.out_dir / "manifest.json").read_text())
         return next(
-            (a.get("displayName") or k) for k, a in manifest["artifacts"].items() if a["type"].endswith("stack")
+            str(a.get("displayName") or k) for k, a in manifest["artifacts"].items() if a["type"].endswith("stack")
         )
 
     def arn(self, lid: str) -> str:
@@ -299,7 +299,7 @@ class TwinStack:
         if "glue_jobs" in self._read:
             return self._read["glue_jobs"]  # type: ignore[no-any-return]
         out = self._read["glue_jobs"] = {}
-        for lid, res in self.of_type("AWS::Glue::Job").items():
+        for lid in self.of_type("AWS::Glue::Job"):
             props = self.properties(lid)
             args = {k: str(v) for k, v in props.get("DefaultArguments", {}).items()}
             extra = [self.asset(u) for u in args.get("--extra-py-files", "").split(",") if u]
@@ -349,7 +349,7 @@ class Deployment:
 
     def function(self, name: str) -> Function:
         """A function by its name or ARN."""
-        name = name.rsplit(":function:", 1)[-1].split(":")[0]
+        name = name.rsplit(":function:", 1)[-1].split(":", maxsplit=1)[0]
         functions = self.functions()
         if name not in functions:
             raise KeyError(name)

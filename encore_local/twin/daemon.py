@@ -10,9 +10,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from encore.config import EncoreConfig
+from encore.config import EncoreConfig, Stage, runtime_values
 from encore_local.errors import UsageError
 from encore_local.twin.services import RedisKind, TwinServices
 
@@ -51,6 +51,14 @@ def read_state(state_dir: Path) -> dict[str, Any] | None:
     return state
 
 
+def deployed_config(state: dict[str, Any], stage: str) -> EncoreConfig:
+    """The configuration of the stack the running twin deployed (its resource names), if it is ``stage``'s."""
+    values = state.get("config") or {}
+    if values.get("stage") != stage:
+        raise UsageError(f"the running twin deployed stage '{values.get('stage')}', not '{stage}'")
+    return EncoreConfig.for_stage(cast(Stage, stage), values)
+
+
 def export_lines(env: dict[str, str]) -> str:
     return "\n".join(f"export {k}={v}" for k, v in env.items())
 
@@ -63,8 +71,10 @@ def serve(config: EncoreConfig, state_dir: Path, cache: RedisKind | None) -> Non
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    with TwinServices(config, cache=cache) as endpoints:
-        state = {"pid": os.getpid(), "stage": config.stage, **endpoints.to_json(), "env": endpoints.environment()}
+    twin = TwinServices(config, cache=cache, progress=True)
+    with twin as endpoints:
+        state = {"pid": os.getpid(), "stage": config.stage, **endpoints.to_json(), "env": endpoints.environment(),
+                 "config": runtime_values(twin.config)}  # fmt: skip
         tmp = _state_path(state_dir).with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(_state_path(state_dir))
@@ -74,7 +84,7 @@ def serve(config: EncoreConfig, state_dir: Path, cache: RedisKind | None) -> Non
             _state_path(state_dir).unlink(missing_ok=True)
 
 
-def up(state_dir: Path, stage: str, cache: RedisKind | None, timeout: float = 60.0) -> dict[str, Any]:
+def up(state_dir: Path, stage: str, cache: RedisKind | None, timeout: float = 300.0) -> dict[str, Any]:
     """Start ``encore twin serve`` detached and wait until it has published its endpoints."""
     state_dir.mkdir(parents=True, exist_ok=True)
     existing = read_state(state_dir)

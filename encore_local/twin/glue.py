@@ -27,7 +27,6 @@ from encore_local.twin.assembly import Deployment, GlueJob
 from encore_local.twin.iam import client_for
 from encore_local.twin.sandbox import distribution_closure
 
-
 OUTPUT_LOG_GROUP = "/aws-glue/jobs/output"
 
 
@@ -71,7 +70,11 @@ class _Driver:
     """The Glue driver process for one set of shipped files and one role."""
 
     def __init__(self, job: GlueJob, env: dict[str, str], log: Path) -> None:
-        modules = [m.split("==")[0].split(">=")[0] for m in job.default_arguments.get("--additional-python-modules", "").split(",") if m]
+        modules = [
+            m.split("==")[0].split(">=")[0]
+            for m in job.default_arguments.get("--additional-python-modules", "").split(",")
+            if m
+        ]
         provided = sorted(distribution_closure([*GLUE_PROVIDED, *modules]))
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
@@ -114,7 +117,9 @@ class _Driver:
 
 
 class GlueService:
-    def __init__(self, deployment: Deployment, env_for_role: Callable[[str | None], dict[str, str]], log_dir: Path) -> None:
+    def __init__(
+        self, deployment: Deployment, env_for_role: Callable[[str | None], dict[str, str]], log_dir: Path
+    ) -> None:
         self.deployment = deployment
         self.env_for_role = env_for_role  # None: the operator's (the twin's own) environment
         self.log_dir = log_dir

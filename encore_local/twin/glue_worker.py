@@ -36,7 +36,8 @@ _WORKER_VARIABLES = (
 )  # fmt: skip
 
 
-def _session(shipped: list[str]) -> Any:
+def session(shipped: list[str]) -> Any:
+    """The driver's SparkSession (local, two cores), with the shipped zips on its workers' path."""
     from pyspark.sql import SparkSession
 
     builder = (
@@ -61,7 +62,8 @@ def _session(shipped: list[str]) -> Any:
     return spark
 
 
-def _load_script(path: str, job: str) -> Any:
+def load_script(path: str, job: str) -> Any:
+    """A job script as a module (its main is called with Glue's argv)."""
     spec = importlib.util.spec_from_file_location(f"glue_script_{job.replace('-', '_')}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -70,7 +72,7 @@ def _load_script(path: str, job: str) -> Any:
     # Glue runs the script as __main__, whose functions Spark ships by value; do the same for this module.
     from pyspark import cloudpickle
 
-    cloudpickle.register_pickle_by_value(module)
+    cloudpickle.register_pickle_by_value(module)  # type: ignore[no-untyped-call]
     return module
 
 
@@ -84,7 +86,7 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
     from encore.config import EncoreConfig  # from the job's --extra-py-files, like the script's own imports
 
     argv: list[str] = request["argv"]
-    module = _load_script(request["script"], request["job"])
+    module = load_script(request["script"], request["job"])
     values = json.loads(_option(argv, "--encore_config") or "{}")
     config = EncoreConfig.for_stage(values.get("stage", "dev"), values)
     reads, writes = module.io_prefixes(config.lake)
@@ -100,11 +102,11 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
         result = module.main([*argv, "--lake_root", f"file://{root}/"]) or {}
         for prefix in writes:
             _sync_up(s3, bucket, prefix, root)
-    return result  # type: ignore[no-any-return]
+    return dict(result)
 
 
 def _list(s3: Any, bucket: str, prefix: str) -> list[str]:
-    keys = []
+    keys: list[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         keys.extend(obj["Key"] for obj in page.get("Contents", []))
     return keys
@@ -149,7 +151,7 @@ def main(argv: list[str]) -> None:
     shipped = [p for p in args.shipped.split(os.pathsep) if p]
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     install(shipped, filter(None, args.provided.split(",")), "the Glue job")
-    _session(shipped)
+    session(shipped)
     with os.fdopen(args.in_fd, "rb") as requests, os.fdopen(args.out_fd, "wb") as answers:
         answers.write(b'{"ready": true}\n')
         answers.flush()

@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import boto3
+
 KEY_PREFIX = "twin."
-SECRET = "twin-secret"
+SECRET = "twin-secret"  # noqa: S105 - moto accepts any secret; it never leaves this machine
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
 
@@ -31,8 +33,6 @@ def principal_of(authorization: str) -> str | None:
 def client_for(service: str, env: dict[str, str]) -> Any:
     """A boto3 client for the twin described by ``env`` (endpoint, region, credentials), whatever this process's
     own environment says."""
-    import boto3
-
     return boto3.client(
         service,
         endpoint_url=env.get("AWS_ENDPOINT_URL"),

@@ -1,4 +1,5 @@
-"""One Lambda execution environment of the twin, in a process of its own: ``python -m encore_local.twin.lambda_runtime``.
+"""One Lambda execution environment of the twin, in a process of its own (``python -m
+encore_local.twin.lambda_runtime``).
 
 It does what Lambda's Python runtime does with a function: the code asset is the task root, the layers are
 ``/opt/python`` (composed by ``encore_local.twin.lambda_.compose_layers``), the handler is imported once (the cold

@@ -20,8 +20,9 @@ _DESTINATION_KEYS = ("RoleARN", "BucketARN", "Prefix", "ErrorOutputPrefix", "Buf
 
 
 def provision(stack: TwinStack, client: Callable[[str], Any]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {k: [] for k in ("buckets", "tables", "delivery_streams", "glue_databases",
-                                                  "glue_jobs", "topics", "model_package_groups", "state_machines")}  # fmt: skip
+    kinds = ("buckets", "tables", "delivery_streams", "glue_databases", "glue_jobs", "topics", "model_package_groups",
+             "state_machines")  # fmt: skip
+    out: dict[str, list[str]] = {k: [] for k in kinds}
     s3 = client("s3")
     buckets = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     for lid in stack.of_type("AWS::S3::Bucket"):

@@ -34,7 +34,9 @@ def _answer(start_response: Any, status: str, body: bytes, headers: list[tuple[s
 
 def _json_error(start_response: Any, code: str, message: str, content_type: str) -> list[bytes]:
     body = json.dumps({"__type": code, "message": message, "Message": message}).encode()
-    return _answer(start_response, "400 Bad Request", body, [("Content-Type", content_type), ("x-amzn-ErrorType", code)])
+    return _answer(
+        start_response, "400 Bad Request", body, [("Content-Type", content_type), ("x-amzn-ErrorType", code)]
+    )
 
 
 class TwinRouter:
@@ -102,8 +104,8 @@ class TwinRouter:
             result, _ = service.invoke(function, payload)
         except LookupError as exc:
             body = json.dumps({"Type": "User", "message": str(exc)}).encode()
-            return _answer(start_response, "404 Not Found", body,
-                           [("Content-Type", "application/json"), ("x-amzn-ErrorType", "ResourceNotFoundException")])  # fmt: skip
+            not_found = [("Content-Type", "application/json"), ("x-amzn-ErrorType", "ResourceNotFoundException")]
+            return _answer(start_response, "404 Not Found", body, not_found)
         except FunctionError as exc:
             body = json.dumps(exc.payload).encode()
             return _answer(start_response, "200 OK", body, [*headers, ("X-Amz-Function-Error", "Unhandled")])

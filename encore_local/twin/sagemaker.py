@@ -1,12 +1,12 @@
 """The twin's SageMaker: training jobs as local processes, and an endpoint that answers InvokeEndpoint.
 
 Training (``TrainingService``) runs the training-source asset's script in a process with the environment and
-channel folders SageMaker gives a script-mode job, then uploads ``model.tar.gz`` where SageMaker would. The endpoint server resolves an endpoint
-the way SageMaker does (endpoint -> configuration -> model -> ModelDataUrl, through the SageMaker API, i.e.
-moto), loads that artifact with the inference code it carries, and serves ``POST /endpoints/{name}/invocations``
-and ``GET /ping``; ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` points boto3's sagemaker-runtime at it. The twin runs
-it in a process of its own (``python -m encore_local.twin.sagemaker``), as SageMaker runs endpoints on hosts of
-their own.
+channel folders SageMaker gives a script-mode job, then uploads ``model.tar.gz`` where SageMaker would. The
+endpoint server resolves an endpoint the way SageMaker does (endpoint -> configuration -> model ->
+ModelDataUrl, through the SageMaker API, i.e. moto), loads that artifact with the inference code it carries,
+and serves ``POST /endpoints/{name}/invocations`` and ``GET /ping``; ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``
+points boto3's sagemaker-runtime at it. The twin runs it in a process of its own (``python -m
+encore_local.twin.sagemaker``), as SageMaker runs endpoints on hosts of their own.
 """
 
 from __future__ import annotations

@@ -462,6 +462,7 @@ class TwinServices:
         self.glue = GlueService(self.deployment, self.environment_of, self.log_dir)
         self.training = TrainingService(self.deployment, self.environment_of)
         self.lambda_ = LambdaService(self.deployment, self._function_environment, self.log_dir / "lambda")
+        self._previous_tasks: tuple[Any, ...] | None = None
 
     def start(self) -> TwinEndpoints:
         if _freeze_after_full_collections not in gc.callbacks:
@@ -471,7 +472,7 @@ class TwinServices:
             self._moto.router.glue, self._moto.router.training = self.glue, self.training
             self._moto.router.lambda_ = self.lambda_
             aws_url = self._moto.start()
-            stepfunctions.enable(aws_url, self._state_machine_credentials)
+            self._previous_tasks = stepfunctions.enable(aws_url, self._state_machine_credentials)
             firehose.enable()
             kind = self._launch_cache()
             # The endpoint reads its model's artifact from the twin's S3, whether or not this process is pointed at it.
@@ -559,6 +560,9 @@ class TwinServices:
         reset_clients()
 
     def stop(self) -> None:
+        if self._previous_tasks is not None:
+            stepfunctions.restore(self._previous_tasks)
+            self._previous_tasks = None
         self.lambda_.close()
         self.glue.close()
         if self._endpoint is not None:

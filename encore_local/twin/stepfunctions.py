@@ -25,10 +25,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.exceptions import ClientError
 from moto.core.config import default_user_config
+from moto.stepfunctions.parser import models as parser_models
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
-from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
     FailureEvent,
     FailureEventException,
@@ -48,6 +52,7 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_funct
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.utils import boto_client
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 POLL_S = 0.25
 CLOCK_PATH = "/_encore/clock"  # the twin's control: POST {"now": ISO time or null}
@@ -107,14 +112,12 @@ class _TwinGlue(_SyncPolling, StateTaskServiceGlue):
 
 class _TwinSageMaker(_SyncPolling, StateTaskServiceCallback):
     def __init__(self) -> None:
-        super().__init__(supported_integration_patterns={ResourceCondition.Sync})
+        super().__init__(supported_integration_patterns={ResourceCondition.Sync})  # type: ignore[arg-type]
 
     def _get_supported_parameters(self) -> set[str] | None:
         """The request's members, for the one SageMaker integration the twin runs (others fail at creation)."""
         if self.resource.api_action.lower() != "createtrainingjob":
             return None
-        import botocore.session
-
         model = botocore.session.get_session().get_service_model("sagemaker")
         return set(model.operation_model("CreateTrainingJob").input_shape.members)
 
@@ -145,65 +148,47 @@ class _TwinSageMaker(_SyncPolling, StateTaskServiceCallback):
             job = client.describe_training_job(TrainingJobName=name)
             job.pop("ResponseMetadata", None)
             status = job["TrainingJobStatus"]
-            if status == "InProgress" or status == "Stopping":
+            if status in {"InProgress", "Stopping"}:
                 return None
             if status == "Completed":
                 return json.loads(to_json_str(job))
-            error = "SageMaker.TrainingJobFailed"
             raise FailureEventException(
-                FailureEvent(
-                    env=env,
-                    error_name=CustomErrorName(error),
-                    event_type=HistoryEventType.TaskFailed,
-                    event_details=EventDetails(
-                        taskFailedEventDetails=TaskFailedEventDetails(
-                            error=error,
-                            cause=job.get("FailureReason", status),
-                            resource=self._get_sfn_resource(),
-                            resourceType=self._get_sfn_resource_type(),
-                        )
-                    ),
-                )
+                self._failed(env, "SageMaker.TrainingJobFailed", job.get("FailureReason", status))
             )
 
         return resolve
 
+    def _failed(self, env: Any, error: str, cause: str) -> FailureEvent:
+        details = TaskFailedEventDetails(
+            error=error, cause=cause, resource=self._get_sfn_resource(), resourceType=self._get_sfn_resource_type()
+        )
+        return FailureEvent(
+            env=env,
+            error_name=CustomErrorName(error),
+            event_type=HistoryEventType.TaskFailed,
+            event_details=EventDetails(taskFailedEventDetails=details),  # type: ignore[typeddict-item]
+        )
+
     def _from_error(self, env: Any, ex: Exception) -> FailureEvent:
-        from botocore.exceptions import ClientError
-
-        if isinstance(ex, ClientError):
-            error = f"SageMaker.{ex.response['Error']['Code']}"
-            return FailureEvent(
-                env=env,
-                error_name=CustomErrorName(error),
-                event_type=HistoryEventType.TaskFailed,
-                event_details=EventDetails(
-                    taskFailedEventDetails=TaskFailedEventDetails(
-                        error=error,
-                        cause=ex.response["Error"].get("Message", ""),
-                        resource=self._get_sfn_resource(),
-                        resourceType=self._get_sfn_resource_type(),
-                    )
-                ),
+        if isinstance(ex, ClientError):  # the request was refused: SageMaker.<error code>, as AWS names it
+            return self._failed(
+                env, f"SageMaker.{ex.response['Error']['Code']}", ex.response["Error"].get("Message", "")
             )
-        return super()._from_error(env, ex)  # type: ignore[no-any-return]
+        return super()._from_error(env, ex)
 
 
-_moto_service_for = service_factory.state_task_service_for
+_moto_service_for: Callable[[str], Any] = service_factory.state_task_service_for
 
 
 def _service_for(service_name: str) -> Any:
     if service_name == "glue":
-        return _TwinGlue()
+        return _TwinGlue()  # type: ignore[no-untyped-call]
     if service_name == "sagemaker":
         return _TwinSageMaker()
     return _moto_service_for(service_name)
 
 
 def _boto_client(region: str, service: str, state_credentials: Any = None) -> Any:
-    import boto3
-    from botocore.config import Config
-
     role_arn = getattr(state_credentials, "role_arn", None) or ""
     key, secret = _credentials_for_role(role_arn)
     return boto3.client(
@@ -212,9 +197,16 @@ def _boto_client(region: str, service: str, state_credentials: Any = None) -> An
         endpoint_url=_endpoint,
         aws_access_key_id=key,
         aws_secret_access_key=secret,
-        config=Config(parameter_validation=False, retries={"max_attempts": 0, "total_max_attempts": 1},
-                      connect_timeout=600, read_timeout=600),  # fmt: skip
+        config=_TASK_CLIENT_CONFIG,
     )
+
+
+_TASK_CLIENT_CONFIG = Config(
+    parameter_validation=False,
+    retries={"max_attempts": 0, "total_max_attempts": 1},
+    connect_timeout=600,
+    read_timeout=600,
+)
 
 
 def _scaled_wait(self: WaitFunction, env: Any, wait_seconds: int) -> None:
@@ -224,7 +216,7 @@ def _scaled_wait(self: WaitFunction, env: Any, wait_seconds: int) -> None:
 
 class _ClockedDatetime(_dt.datetime):
     @classmethod
-    def now(cls, tz: _dt.tzinfo | None = None) -> Any:  # type: ignore[override]
+    def now(cls, tz: _dt.tzinfo | None = None) -> Any:
         return CLOCK.now()
 
 
@@ -240,28 +232,38 @@ def _with_iso_start_time(build: Callable[..., Any]) -> Callable[..., Any]:
             execution["StartTime"] = start.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         return env
 
-    build_environment.twin = True  # type: ignore[attr-defined]
+    setattr(build_environment, "twin", True)  # noqa: B010 - a mark on a function object
     return build_environment
 
 
-def enable(endpoint: str, credentials_for_role: Callable[[str], tuple[str, str]]) -> None:
-    """Switch on the interpreter for this process's moto and put the twin's pieces in (idempotent)."""
+def enable(endpoint: str, credentials_for_role: Callable[[str], tuple[str, str]]) -> tuple[Any, ...]:
+    """Switch on the interpreter for this process's moto and put the twin's pieces in (idempotent); tasks call
+    ``endpoint``. Returns what ``restore`` needs to give tasks the previous endpoint back (a second twin in one
+    process, stopped before the first)."""
     global _endpoint, _credentials_for_role
+    previous = (_endpoint, _credentials_for_role)
     _endpoint, _credentials_for_role = endpoint, credentials_for_role
     default_user_config["stepfunctions"]["execute_state_machine"] = True
-    state_task_factory.state_task_service_for = _service_for  # type: ignore[assignment]
+    # moto's internals, replaced by name (setattr: they are not part of its typed interface).
+    setattr(state_task_factory, "state_task_service_for", _service_for)  # noqa: B010
     # The interpreter's modules make their AWS clients with boto_client_for: those imported already get the
     # twin's through their own name for it, those imported later from its module.
-    boto_client.boto_client_for = _boto_client
-    for name, module in list(sys.modules.items()):
-        if name.startswith("moto.stepfunctions.parser") and hasattr(module, "boto_client_for"):
-            module.boto_client_for = _boto_client
-    WaitFunction._wait_interval = _scaled_wait  # type: ignore[method-assign]
-    if not getattr(ExecutionWorker._get_evaluation_environment, "twin", False):
-        ExecutionWorker._get_evaluation_environment = _with_iso_start_time(ExecutionWorker._get_evaluation_environment)  # type: ignore[method-assign]
-    from moto.stepfunctions.parser import models
+    for name, module in [("", boto_client), *sys.modules.items()]:
+        ours = name.startswith("moto.stepfunctions.parser") or module is boto_client
+        if ours and hasattr(module, "boto_client_for"):
+            setattr(module, "boto_client_for", _boto_client)  # noqa: B010
+    setattr(WaitFunction, "_wait_interval", _scaled_wait)  # noqa: B010
+    build = ExecutionWorker._get_evaluation_environment
+    if not getattr(build, "twin", False):
+        setattr(ExecutionWorker, "_get_evaluation_environment", _with_iso_start_time(build))  # noqa: B010
+    clocked = type("datetime", (), {"datetime": _ClockedDatetime, "timezone": _dt.timezone})
+    setattr(parser_models, "datetime", clocked)  # noqa: B010
+    return previous
 
-    models.datetime = type("datetime", (), {"datetime": _ClockedDatetime, "timezone": _dt.timezone})  # type: ignore[assignment]
+
+def restore(previous: tuple[Any, ...]) -> None:
+    global _endpoint, _credentials_for_role
+    _endpoint, _credentials_for_role = previous
 
 
 def history(client: Any, execution_arn: str) -> list[dict[str, Any]]:

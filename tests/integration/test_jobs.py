@@ -17,8 +17,7 @@ from encore.scoring import MS_PER_DAY, event_rating
 from encore_local.jobs import JobRun, run_job
 from encore_local.lake import import_simulation, raw_key
 from encore_local.simulator import SimulationSummary
-from encore_local.twin.services import TwinEndpoints
-from encore_local.twin.provision import provision
+from encore_local.twin.services import TwinServices
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RUN_TIME = "2026-09-11T06:00:00Z"
@@ -68,11 +67,11 @@ def _table(config: EncoreConfig, prefix: str, tmp: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def lake(
-    twin: TwinEndpoints, small_sim: tuple[Path, SimulationSummary], tmp_path_factory: pytest.TempPathFactory
+    twin_services: TwinServices, small_sim: tuple[Path, SimulationSummary], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
-    """A lake of its own (stage dev) with the small simulation, a duplicated day and some bad rows; every job run."""
-    config = EncoreConfig.for_stage("dev")
-    provision(config)
+    """A stack of its own (the dev stage, deployed beside local) with the small simulation, a duplicated day and
+    some bad rows; every job run through the twin's Glue, from the jobs' script assets."""
+    config = twin_services.deploy("dev")
     sim_dir, _ = small_sim
     import_simulation(config, sim_dir, progress=False)
     s3 = get_client("s3")

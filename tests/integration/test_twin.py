@@ -16,8 +16,8 @@ from encore.config import EncoreConfig
 from encore.resources import table_specs
 from encore_local.lake import import_simulation
 from encore_local.simulator import SimulationSummary
-from encore_local.twin.services import TwinEndpoints, TwinServices
 from encore_local.twin.provision import provision
+from encore_local.twin.services import TwinEndpoints, TwinServices
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +31,9 @@ def test_resources_exist(twin: TwinEndpoints, config: EncoreConfig) -> None:
     assert get_client("glue").get_database(Name=config.resources.glue_database)["Database"]["Name"]
 
 
-def test_provision_is_idempotent(twin: TwinEndpoints, config: EncoreConfig) -> None:
-    assert provision(config) == provision(config)
+def test_provision_is_idempotent(twin_services: TwinServices) -> None:
+    stack = twin_services.deployment.stacks[0]
+    assert provision(stack, twin_services.client) == provision(stack, twin_services.client)
 
 
 def test_firehose_delivers_into_the_raw_prefix(twin: TwinEndpoints, config: EncoreConfig) -> None:

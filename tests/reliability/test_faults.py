@@ -11,8 +11,7 @@ import pytest
 import requests
 from support import KEY, history, new_events, raw_event_ids
 
-from encore_local.twin.services import TwinServices
-from encore_local.twin.services import set_faults
+from encore_local.twin.services import TwinServices, set_faults
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
