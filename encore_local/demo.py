@@ -189,9 +189,7 @@ def _record(result: DemoResult, label: str, execution: Execution) -> None:
         if state["type"] == "Task":
             result.timings.append((f"{label}: {state['state']}", float(state.get("seconds", 0.0))))
     if execution.status != "SUCCEEDED":
-        failed = next((s for s in execution.states if s.get("status") == "failed" and s.get("error")), {})
-        raise UsageError(f"the {label} execution {execution.status}: {failed.get('state')}: "
-                         f"{failed.get('error')}: {failed.get('cause')}")  # fmt: skip
+        raise UsageError(f"the {label} execution {execution.status}: {execution.failure()}")
 
 
 def _events_per_day(sim_dir: Path) -> list[tuple[str, int]]:

@@ -41,6 +41,11 @@ class Execution:
     def promoted(self) -> bool:
         return bool(self.gate.get("promote"))
 
+    def failure(self) -> str:
+        """The state that failed, its error and cause (empty if none did)."""
+        failed = next((s for s in self.states if s.get("status") == "failed" and s.get("error")), None)
+        return f"{failed['state']}: {failed['error']}: {failed.get('cause')}" if failed else ""
+
 
 def set_clock(aws_endpoint: str, at: datetime | None) -> None:
     """Move the twin's clock to ``at`` (it runs on from there; None: the real clock again)."""

@@ -69,5 +69,5 @@ def served_lake(
     run_job("curate_events", config, run_time=SERVED_RUN_TIME, lookback_days=0)
     at = datetime.fromisoformat(SERVED_RUN_TIME.replace("Z", "+00:00"))
     run = run_state_machine(config, config.resources.state_machine, name="serving-test", at=at)
-    assert run.status == "SUCCEEDED" and run.promoted, (run.states, run.gate)
+    assert run.status == "SUCCEEDED" and run.promoted, run.failure() or run.gate
     return {"config": config, "run": run, "sim": small_sim[0], "twin": twin}

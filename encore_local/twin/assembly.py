@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,21 @@ def stage_config(stage: Stage) -> EncoreConfig:
     """The stage's configuration as the CDK app builds it (cdk.json's overrides on the stage's defaults)."""
     stages = json.loads((ROOT / "cdk.json").read_text())["context"]["stages"]
     return EncoreConfig.for_stage(stage, stages.get(stage) or {})
+
+
+def _published(asset: Path) -> Path:
+    """A staged folder as the zip the CDK CLI publishes to S3 (Glue's ``--extra-py-files`` reads that zip)."""
+    if not asset.is_dir():
+        return asset
+    target = asset.with_name(asset.name + ".zip")
+    if not target.exists():
+        partial = target.with_suffix(".partial")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as z:
+            for path in sorted(asset.rglob("*")):
+                if path.is_file():
+                    z.write(path, str(path.relative_to(asset)))
+        partial.rename(target)
+    return target
 
 
 # -- resolving the template -----------------------------------------------------------------------------------
@@ -302,7 +318,7 @@ class TwinStack:
         for lid in self.of_type("AWS::Glue::Job"):
             props = self.properties(lid)
             args = {k: str(v) for k, v in props.get("DefaultArguments", {}).items()}
-            extra = [self.asset(u) for u in args.get("--extra-py-files", "").split(",") if u]
+            extra = [_published(self.asset(u)) for u in args.get("--extra-py-files", "").split(",") if u]
             role = self.role_of_arn(str(props["Role"])) or str(props["Role"])
             limit = int(props.get("ExecutionProperty", {}).get("MaxConcurrentRuns", 1))
             script = self.asset(props["Command"]["ScriptLocation"])
@@ -328,6 +344,14 @@ class TwinStack:
         for lid in self.of_type("AWS::IAM::Role"):
             if self.arn(lid) == arn:
                 return lid
+        return None
+
+    def topic_key(self, topic_arn: str) -> str | None:
+        """The KMS key a topic of this stack is encrypted with (None: not this stack's, or not encrypted)."""
+        for lid in self.of_type("AWS::SNS::Topic"):
+            if self.arn(lid) == topic_arn:
+                key = self.properties(lid).get("KmsMasterKeyId")
+                return str(key) if key else None
         return None
 
     def output(self, name: str) -> str:

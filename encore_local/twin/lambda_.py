@@ -26,8 +26,10 @@ from email.parser import Parser
 from pathlib import Path
 from typing import Any
 
+from cdk_app.deploy_rules import VPC_ENI_ACTIONS
 from encore_local.errors import UsageError
-from encore_local.twin.assembly import ACCOUNT, ROOT, Deployment, Function
+from encore_local.twin.assembly import ACCOUNT, ROOT, Deployment, Function, TwinStack
+from encore_local.twin.iam import allows
 
 OPT_ROOT = ROOT / "build" / "twin" / "opt"
 
@@ -74,6 +76,27 @@ def compose_layers(layers: list[Path]) -> tuple[Path, list[str]]:
                 link.symlink_to(entry.resolve())
         staging.rename(target)
     return target, provided
+
+
+def refused_at_creation(stack: TwinStack) -> list[str]:
+    """What Lambda's CreateFunction refuses in this stack: a function in a VPC whose role may not manage the
+    network interfaces Lambda attaches it with (Lambda checks the role's permissions when it creates the function)."""
+    problems = []
+    for lid, res in stack.of_type("AWS::Lambda::Function").items():
+        props = res["Properties"]
+        if "VpcConfig" not in props:
+            continue
+        role = props["Role"]["Fn::GetAtt"][0]
+        managed = " ".join(str(m) for m in stack.properties(role).get("ManagedPolicyArns", []))
+        if "AWSLambdaVPCAccessExecutionRole" in managed:
+            continue
+        missing = next((a for a in VPC_ENI_ACTIONS if not allows(stack, role, a, "*")), None)
+        if missing:  # Lambda names the first permission it finds missing
+            problems.append(
+                f"CreateFunction {stack.names[lid]}: InvalidParameterValueException: The provided execution role "
+                f"does not have permissions to call {missing.split(':')[1]} on EC2 (role {role})"
+            )
+    return problems
 
 
 class FunctionError(Exception):

@@ -16,9 +16,13 @@ import re
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
 
 from encore_local.twin import stepfunctions
+from encore_local.twin.assembly import Deployment
 from encore_local.twin.glue import GlueError, GlueService
+from encore_local.twin.iam import access_denied, allows, principal_of, role_of
 from encore_local.twin.lambda_ import FunctionError, LambdaService
 from encore_local.twin.sagemaker import SageMakerError, TrainingService
 
@@ -39,12 +43,21 @@ def _json_error(start_response: Any, code: str, message: str, content_type: str)
     )
 
 
+def _sns_error(start_response: Any, code: str, message: str) -> list[bytes]:
+    body = (
+        '<ErrorResponse xmlns="https://sns.amazonaws.com/doc/2010-03-31/"><Error><Type>Sender</Type>'
+        f"<Code>{code}</Code><Message>{escape(message)}</Message></Error><RequestId>twin</RequestId></ErrorResponse>"
+    ).encode()
+    return _answer(start_response, "400 Bad Request", body, [("Content-Type", "text/xml")])
+
+
 class TwinRouter:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.glue: GlueService | None = None
         self.training: TrainingService | None = None
         self.lambda_: LambdaService | None = None
+        self.deployment: Deployment | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -56,10 +69,39 @@ class TwinRouter:
             return self._json_service(environ, start_response, operation, self.glue.handle, GlueError)
         if service == "SageMaker" and self.training is not None:
             return self._json_service(environ, start_response, operation, self.training.handle, SageMakerError)
+        if self.deployment is not None and "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):
+            refused = self._publish_refused(environ)
+            if refused is not None:
+                return refused(start_response)
         invoke = _INVOKE.match(path)
         if invoke and self.lambda_ is not None and environ.get("REQUEST_METHOD") == "POST":
             return self._invoke(environ, start_response, invoke.group(1))
         return self.app(environ, start_response)
+
+    def _publish_refused(self, environ: dict[str, Any]) -> Any:
+        """SNS Publish by one of the template's roles: to a KMS-encrypted topic the role must be allowed the key
+        as well (SNS asks KMS for a data key as the publisher), else SNS answers ``KMSAccessDenied``."""
+        principal = principal_of(environ.get("HTTP_AUTHORIZATION", ""))
+        if principal is None or self.deployment is None:
+            return None
+        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(raw)  # moto reads it next
+        form = parse_qs(raw.decode(errors="replace"))
+        if form.get("Action", [""])[0] != "Publish":
+            return None
+        found = role_of(self.deployment, principal)
+        topic = form.get("TopicArn", [""])[0]
+        key = next((k for stack in self.deployment.stacks if (k := stack.topic_key(topic))), None)
+        if found is None:
+            return None
+        stack, role = found
+        needed = [("sns:Publish", topic, "AuthorizationError")]
+        needed += [(action, key, "KMSAccessDenied") for action in ("kms:GenerateDataKey", "kms:Decrypt") if key]
+        for action, resource, code in needed:
+            if not allows(stack, role, action, resource):
+                message = access_denied(principal, stack, role, action, resource)
+                return lambda start_response: _sns_error(start_response, code, message)
+        return None
 
     def _control(self, environ: dict[str, Any], start_response: Any, path: str) -> Any:
         """The twin's own controls (not AWS APIs): the executions' clock, the channels added to training jobs."""

@@ -232,6 +232,29 @@ def _metrics(log: str, definitions: list[dict[str, str]]) -> list[dict[str, Any]
     return out
 
 
+def _accepts_current_instance_types() -> None:
+    """moto checks endpoint instance types against a list from years ago (no ``ml.c6i``, ``ml.m7i``...); the
+    twin's SageMaker accepts what the SDK's service model says SageMaker accepts."""
+    import botocore.session
+    from moto.sagemaker import exceptions, models
+
+    valid = set(botocore.session.get_session().get_service_model("sagemaker").shape_for(
+        "ProductionVariantInstanceType").enum)  # fmt: skip
+
+    def validate_instance_type(self: Any, instance_type: str) -> None:
+        if instance_type not in valid:
+            raise exceptions.ValidationError(
+                message=f"Value '{instance_type}' at 'instanceType' failed to satisfy constraint: Member must "
+                f"satisfy enum value set: {sorted(valid)}"
+            )
+
+    models.FakeEndpointConfig.validate_instance_type = validate_instance_type  # type: ignore[method-assign]
+
+
+def enable() -> None:
+    _accepts_current_instance_types()
+
+
 class LoadedModel:
     """An artifact unpacked, with its own inference module (the code inside model.tar.gz)."""
 

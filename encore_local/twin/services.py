@@ -36,11 +36,11 @@ from encore.clients import reset_clients
 from encore.config import EncoreConfig, Stage
 from encore_local.errors import UsageError
 from encore_local.loopback import ClosesConnections
-from encore_local.twin import firehose, stepfunctions
+from encore_local.twin import firehose, sagemaker, stepfunctions
 from encore_local.twin.assembly import TWIN_BUILD, Deployment, Function, TwinStack, stage_config, synthesize
 from encore_local.twin.glue import GlueService
 from encore_local.twin.iam import client_for, credentials
-from encore_local.twin.lambda_ import LambdaService
+from encore_local.twin.lambda_ import LambdaService, refused_at_creation
 from encore_local.twin.provision import provision
 from encore_local.twin.router import TwinRouter
 from encore_local.twin.sagemaker import TrainingService
@@ -470,10 +470,11 @@ class TwinServices:
         try:
             self._moto = _MotoServer()
             self._moto.router.glue, self._moto.router.training = self.glue, self.training
-            self._moto.router.lambda_ = self.lambda_
+            self._moto.router.lambda_, self._moto.router.deployment = self.lambda_, self.deployment
             aws_url = self._moto.start()
             self._previous_tasks = stepfunctions.enable(aws_url, self._state_machine_credentials)
             firehose.enable()
+            sagemaker.enable()
             kind = self._launch_cache()
             # The endpoint reads its model's artifact from the twin's S3, whether or not this process is pointed at it.
             self._endpoint = _EndpointProcess(os.environ | _aws_environment(aws_url, self.config.region))
@@ -495,6 +496,9 @@ class TwinServices:
         assert self.endpoints is not None, "the twin is not running"
         out_dir = synthesize(stage, self.config.region, TWIN_BUILD / stage / "cdk.out", progress=self.progress)
         stack = TwinStack.load(out_dir)
+        refused = refused_at_creation(stack)
+        if refused:
+            raise UsageError(f"the {stage} stack would not deploy: " + "; ".join(refused))
         self.deployment.add(stack)
         self.resources = provision(stack, self.client)
         config = stage_config(stage)

@@ -68,7 +68,9 @@ def test_home_recommendations_come_from_the_model(served: dict[str, Any]) -> Non
     user = active_user(served)
     status, body = home(served["api"], user, {"limit": "10"})
     assert status == 200, body
-    assert body["fallback"] is False and body["model_version"] == "serving-test"
+    assert (
+        body["fallback"] is False and body["model_version"] == "encore-serving-test"
+    )  # the training job: encore-<execution>
     assert len(body["items"]) == 10 and all(i["source"] == "model" and i["name"] for i in body["items"])
     artists = pd.Series([i["artist_name"] for i in body["items"]]).value_counts()
     assert artists.max() <= served["config"].serving.max_per_artist

@@ -1,0 +1,162 @@
+"""The twin runs what `cdk synth` produced, so the deploy issue's defects fail here, each with a message naming it:
+a Glue job without its library, a function without its layer, a training task without ``.sync``, a VPC function
+without network-interface rights, a publisher to the encrypted topic without the key."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from encore.config import EncoreConfig
+from encore_local.errors import UsageError
+from encore_local.jobs import JobFailed, run_job
+from encore_local.pipeline import run_state_machine
+from encore_local.twin.assembly import TwinStack
+from encore_local.twin.iam import client_for
+from encore_local.twin.lambda_ import FunctionError, refused_at_creation
+from encore_local.twin.services import TwinServices
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _stack(twin_services: TwinServices) -> TwinStack:
+    return next(s for s in twin_services.deployment.stacks if s.stack_name == "Encore-local")
+
+
+def test_the_twin_deployed_the_synthesized_stack(twin_services: TwinServices, config: EncoreConfig) -> None:
+    stack = _stack(twin_services)
+    assert config.resources.lake_bucket == stack.output("LakeBucket")  # the name the twin gave the stack's bucket
+    sfn = twin_services.client("stepfunctions")
+    for machine in stack.state_machines().values():  # the definitions as synthesized, intrinsics resolved
+        described = sfn.describe_state_machine(stateMachineArn=machine.arn)
+        assert json.loads(described["definition"]) == json.loads(machine.definition)
+        assert "Fn::" not in described["definition"] and described["roleArn"] == machine.role_arn
+    for fn in stack.functions().values():  # functions run from their staged code assets
+        assert fn.code.is_dir() and fn.code.parent == stack.assembly.out_dir
+
+
+def test_a_glue_job_without_its_library_fails_naming_the_missing_module(
+    twin_services: TwinServices, config: EncoreConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = twin_services.deployment.glue_jobs()
+    job = next(j for j in jobs.values() if j.name.endswith("build-charts") and j.name.startswith(config.name_prefix))
+    shipped = job.extra_py_files[0]
+    partial = tmp_path / "library-without-encore_spark.zip"
+    with zipfile.ZipFile(shipped) as full, zipfile.ZipFile(partial, "w") as out:
+        for name in full.namelist():
+            if not name.startswith("encore_spark/"):
+                out.writestr(name, full.read(name))
+    broken = dataclasses.replace(job, extra_py_files=[partial])
+    monkeypatch.setattr(twin_services.deployment, "glue_jobs", lambda: {**jobs, job.name: broken})
+    with pytest.raises(JobFailed) as failed:
+        run_job("build_charts", config, run_time="2026-09-11T06:00:00Z")
+    assert "No module named 'encore_spark'" in str(failed.value)
+    assert "the Glue job does not ship it" in str(failed.value)
+
+
+def test_a_function_without_the_shared_layer_fails_to_import_its_handler(
+    twin_services: TwinServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    functions = twin_services.deployment.functions()
+    gate = next(fn for fn in functions.values() if "ModelGate" in fn.logical_id and fn.name.startswith("Encore-local"))
+    dependencies_only = [p for p in gate.layers if (p / "python" / "pydantic").exists()]
+    assert dependencies_only and len(dependencies_only) < len(gate.layers)
+    broken = dataclasses.replace(gate, layers=dependencies_only)
+    monkeypatch.setattr(twin_services.deployment, "function", lambda name: broken)
+    with pytest.raises(FunctionError) as failed:
+        twin_services.lambda_.invoke(gate.name, {})
+    assert failed.value.payload["errorType"] == "Runtime.ImportModuleError"
+    assert "No module named 'encore'" in failed.value.payload["errorMessage"]
+
+
+def _train_only(twin_services: TwinServices, resource: str, name: str) -> str:
+    """A state machine holding just the nightly definition's training state, with ``resource``."""
+    stack = _stack(twin_services)
+    nightly = next(m for m in stack.state_machines().values() if m.name.endswith("-pipeline"))
+    train = json.loads(nightly.definition)["States"]["train"]
+    train = {k: v for k, v in train.items() if k not in ("Next", "Catch")} | {"Resource": resource, "End": True}
+    train["Parameters"] = dict(train["Parameters"], **{"TrainingJobName.$": "$$.Execution.Name"})
+    sfn = twin_services.client("stepfunctions")
+    definition = json.dumps({"StartAt": "train", "States": {"train": train}})
+    return str(sfn.create_state_machine(name=name, definition=definition, roleArn=nightly.role_arn)["stateMachineArn"])
+
+
+def test_a_training_task_without_sync_fails_where_its_artifact_is_read(
+    twin_services: TwinServices, config: EncoreConfig
+) -> None:
+    _train_only(twin_services, "arn:aws:states:::sagemaker:createTrainingJob", "defect-train-without-sync")
+    run = run_state_machine(config, "defect-train-without-sync", name="defect-no-sync")
+    assert run.status == "FAILED"
+    train = next(s for s in run.states if s["state"] == "train")
+    assert train["error"] == "States.Runtime"
+    assert "ModelArtifacts.S3ModelArtifacts" in train["cause"]
+
+
+def test_with_sync_the_task_waits_for_the_job_and_reports_how_it_ended(
+    twin_services: TwinServices, config: EncoreConfig
+) -> None:
+    _train_only(twin_services, "arn:aws:states:::sagemaker:createTrainingJob.sync", "train-with-sync")
+    run = run_state_machine(config, "train-with-sync", name="with-sync")
+    train = next(s for s in run.states if s["state"] == "train")
+    job = twin_services.training.jobs["with-sync"]
+    assert job.status in ("Completed", "Failed")  # it waited for the job to end either way
+    if job.status == "Failed":
+        assert train["error"] == "SageMaker.TrainingJobFailed" and train["cause"] == job.failure
+    else:
+        assert run.status == "SUCCEEDED"
+
+
+def test_a_vpc_function_whose_role_cannot_manage_network_interfaces_is_refused(
+    twin_services: TwinServices, tmp_path: Path
+) -> None:
+    stack = _stack(twin_services)
+    out = tmp_path / "cdk.out"
+    out.mkdir()
+    for name in ("manifest.json", *(p.name for p in stack.assembly.out_dir.glob("*.json"))):
+        shutil.copy(stack.assembly.out_dir / name, out / name)
+    template_file = next(out.glob("*.template.json"))
+    template: dict[str, Any] = json.loads(template_file.read_text())
+    for res in template["Resources"].values():
+        if res["Type"] == "AWS::IAM::Policy":
+            statements = res["Properties"]["PolicyDocument"]["Statement"]
+            statements[:] = [s for s in statements if s.get("Sid") != "NetworkInterfacesInTheVpc"]
+    template_file.write_text(json.dumps(template))
+    problems = refused_at_creation(TwinStack.load(out))
+    assert problems and all("does not have permissions to call CreateNetworkInterface on EC2" in p for p in problems)
+    assert refused_at_creation(stack) == []
+
+
+def test_publishing_to_the_encrypted_topic_needs_the_key(
+    twin_services: TwinServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = _stack(twin_services)
+    nightly = next(m for m in stack.state_machines().values() if m.name.endswith("-pipeline"))
+    topic = next(stack.arn(lid) for lid in stack.of_type("AWS::SNS::Topic"))
+    sns = client_for("sns", twin_services.environment_of(nightly.role))
+    sns.publish(TopicArn=topic, Message="the role that publishes failures may")
+    role_id = nightly.role.split(".", 1)[1]
+    original = stack.assembly.statements_of
+
+    def without_kms(role: str) -> list[dict[str, Any]]:
+        kept = [s for s in original(role) if not str(s.get("Action", "")).count("kms:")]
+        return kept if role == role_id else original(role)
+
+    monkeypatch.setattr(stack.assembly, "statements_of", without_kms)
+    with pytest.raises(ClientError) as refused:
+        sns.publish(TopicArn=topic, Message="without the key it may not")
+    assert refused.value.response["Error"]["Code"] == "KMSAccessDenied"
+    assert "kms:GenerateDataKey" in refused.value.response["Error"]["Message"]
+    assert role_id in refused.value.response["Error"]["Message"]
+
+
+def test_a_stack_that_would_not_deploy_is_not_deployed(twin_services: TwinServices, monkeypatch: Any) -> None:
+    monkeypatch.setattr("encore_local.twin.services.refused_at_creation", lambda stack: ["CreateFunction X: refused"])
+    with pytest.raises(UsageError, match="would not deploy: CreateFunction X"):
+        twin_services.deploy("local")
