@@ -11,13 +11,14 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_CLI_TELEMETRY_OPTOUT := 1
 export CDK_DISABLE_CLI_TELEMETRY := 1
 
-.PHONY: setup demo test test-fast reliability lint format typecheck synth check-deploy bench clean help
+.PHONY: setup demo test test-fast test-localstack reliability lint format typecheck synth check-deploy bench clean help
 
 help:
 	@echo "make demo   set up and run Encore end to end on this machine (SCALE=small|default|large)"
 	@echo "make test   set up and run the whole test suite (lint, types, unit, integration, infra, e2e)"
 	@echo "make reliability   generated requests, injected faults and a 60 s load run against the twin's API"
 	@echo "make check-deploy   synthesize dev and prod in two regions and check them against AWS's deploy-time rules"
+	@echo "make test-localstack   deploy into a reachable LocalStack with cdklocal and test there (skips, saying why, if none)"
 	@echo "make setup | lint | format | typecheck | synth | bench | clean"
 
 $(STAMP): requirements.txt requirements-dev.txt layers/shared/requirements.txt layers/dependencies/requirements.txt pyproject.toml layers/shared/pyproject.toml package.json package-lock.json
@@ -55,6 +56,11 @@ test: lint typecheck check-deploy
 # per operation and mode.
 reliability: $(STAMP)
 	ENCORE_LOAD_SECONDS=60 ENCORE_GENERATED_PER_OPERATION=200 $(PY) -m pytest -m reliability -p no:logging
+
+# The stack deployed into a reachable LocalStack (AWS_ENDPOINT_URL, default http://localhost:4566) with cdklocal,
+# and the suites that exercise it there; says why it skipped when no LocalStack answers (it needs Docker).
+test-localstack: $(STAMP)
+	$(PY) -m encore_local.localstack
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "unit"

@@ -33,13 +33,12 @@ import requests
 from _common import save
 
 from encore.clients import reset_clients
-from encore.config import EncoreConfig
-from encore_local.http_api import DEFAULT_API_KEY, TwinApi
 from encore_local.jobs import run_job
 from encore_local.lake import import_simulation
 from encore_local.pipeline import run_state_machine
 from encore_local.simulator import SCALES, SimulationParams, simulate
 from encore_local.twin import daemon
+from encore_local.twin.apigateway import DEFAULT_API_KEY
 
 HERE = Path(__file__).parent
 API_INSTANCES = 8
@@ -117,8 +116,9 @@ def warm(url: str, listeners: Listeners) -> None:
 
 
 def measure(
-    config: EncoreConfig, params: SimulationParams, tmp: Path, model_url: str, rounds: int
+    state: dict[str, Any], params: SimulationParams, tmp: Path, model_url: str, rounds: int
 ) -> list[dict[str, Any]]:
+    config = daemon.deployed_config(state, "local")
     simulate(params, tmp / "sim", progress=False)
     import_simulation(config, tmp / "sim", progress=False)
     run_day = params.start + timedelta(days=params.days + 1)
@@ -134,7 +134,7 @@ def measure(
     rows: list[dict[str, Any]] = []
     for instances in dict.fromkeys((API_INSTANCES, FEWER_INSTANCES)):
         # Measure the path, not the usage plan: its throttle is set out of reach.
-        server = TwinApi(config, rate=100_000, burst=100_000, workers=instances)
+        server = daemon.api(state, tmp / "state", rate=100_000, burst=100_000, workers=instances)
         url = server.start()
         try:
             # SageMaker reports an endpoint InService once its container has loaded the model; the twin loads it
@@ -195,9 +195,8 @@ def main() -> None:
         state = daemon.up(Path(tmp) / "state", "local", None)
         os.environ.update(state["env"])
         reset_clients()
-        config = daemon.deployed_config(state, "local")
         try:
-            rows = measure(config, params, Path(tmp), state["model_endpoint"], args.rounds)
+            rows = measure(state, params, Path(tmp), state["model_endpoint"], args.rounds)
         finally:
             daemon.down(Path(tmp) / "state")
     report(args.scale, params, rows)

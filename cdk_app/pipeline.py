@@ -1,7 +1,7 @@
 """Step Functions: the nightly retraining pipeline and the 15-minute charts refresh, on EventBridge Scheduler.
 
-The states are built from ``encore.pipeline.NIGHTLY`` / ``CHARTS_REFRESH``, the same lists the twin's local
-runner executes, so the order cannot drift between AWS and the twin.
+The states are built from ``encore.pipeline.NIGHTLY`` / ``CHARTS_REFRESH``. The twin executes the definitions
+synthesized here (``encore_local.twin.stepfunctions``), not a description of them.
 """
 
 from __future__ import annotations

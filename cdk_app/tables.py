@@ -1,5 +1,5 @@
 """DynamoDB tables (users, tracks, charts, idempotency): on demand, point-in-time recovery, KMS encryption.
-Keys come from ``encore.resources.table_specs``, the definitions the twin and the tests use."""
+Keys come from ``encore.resources.table_specs``; the twin creates the tables from the synthesized template."""
 
 from __future__ import annotations
 

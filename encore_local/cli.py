@@ -190,10 +190,14 @@ def _use_twin(state_dir: Path, stage: str) -> EncoreConfig:
 
 
 def _api(args: argparse.Namespace) -> None:
-    from encore_local.http_api import DEFAULT_API_KEY, TwinApi
+    from encore_local.twin import daemon
+    from encore_local.twin.apigateway import DEFAULT_API_KEY
 
-    config = _use_twin(args.state_dir, args.stage)
-    server = TwinApi(config, port=args.port, workers=args.workers)
+    _use_twin(args.state_dir, args.stage)
+    running = daemon.read_state(args.state_dir)
+    if running is None:
+        raise UsageError(f"no twin is running from {args.state_dir} (encore twin up first)")
+    server = daemon.api(running, args.state_dir, port=args.port, workers=args.workers)
     url = server.start()
     print(f"API at {url}/v1 (key: x-api-key: {DEFAULT_API_KEY}); OpenAPI at {url}/v1/openapi.json; Ctrl-C stops")
     try:

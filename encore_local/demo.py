@@ -29,7 +29,6 @@ from encore.config import EncoreConfig
 from encore.promotion import read_report
 from encore_local.errors import UsageError
 from encore_local.html_report import write_html
-from encore_local.http_api import DEFAULT_API_KEY, TwinApi
 from encore_local.jobs import run_job
 from encore_local.lake import import_simulation
 from encore_local.live import (
@@ -49,6 +48,7 @@ from encore_local.simulator import SimulationParams, simulate
 from encore_local.simulator.listeners import GroundTruth, load_ground_truth
 from encore_local.simulator.run import EVENTS_DIR
 from encore_local.simulator.world import GENRES
+from encore_local.twin.apigateway import DEFAULT_API_KEY, TwinApi
 from encore_local.twin.router import TRAINING_CHANNELS_PATH
 from encore_local.twin.services import TwinServices
 
@@ -94,12 +94,12 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     return {"requests": len(values), "p50": float(p50), "p95": float(p95), "p99": float(p99)}
 
 
-def _start_api(config: EncoreConfig, port: int) -> TwinApi:
+def _start_api(twin: TwinServices, port: int) -> TwinApi:
     try:
-        api = TwinApi(config, port=port, workers=2)
+        api = twin.api(port=port, workers=2)
     except OSError:  # the port is taken: any free one will do
         print(f"port {port} is in use; the API takes a free port instead")
-        api = TwinApi(config, port=0, workers=2)
+        api = twin.api(port=0, workers=2)
     api.start()
     return api
 
@@ -156,9 +156,9 @@ def run_demo(
             result.model["oracle"] = evaluation.get("oracle", {})
 
         t = time.perf_counter()
-        api = _start_api(config, port)
+        api = _start_api(twin, port)
         result.api_url = api.url
-        timed("serve the API over HTTP (2 processes)", t)
+        timed("serve the API over HTTP (2 instances of each function)", t)
         try:
             _live(config, api.url, endpoints.aws_endpoint, sim_dir, params, result, say)
             print()

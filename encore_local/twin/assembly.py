@@ -346,6 +346,26 @@ class TwinStack:
                 return lid
         return None
 
+    def api_integrations(self) -> dict[tuple[str, str], Function]:
+        """(HTTP method, resource path) -> the function its Lambda proxy integration invokes, as API Gateway
+        routes them (mock integrations, such as the CORS preflight, left out)."""
+
+        def path(ref: Any) -> str:
+            if isinstance(ref, dict) and "Fn::GetAtt" in ref:  # the API's root resource
+                return ""
+            props = self.resources[ref["Ref"]]["Properties"]
+            return f"{path(props['ParentId'])}/{props['PathPart']}"
+
+        functions = self.functions()
+        out = {}
+        for res in self.of_type("AWS::ApiGateway::Method").values():
+            props = res["Properties"]
+            uri = json.dumps(props.get("Integration", {}).get("Uri", ""))
+            target = next((lid for lid in functions if f'["{lid}", "Arn"]' in uri), None)
+            if target is not None:
+                out[(props["HttpMethod"], path(props["ResourceId"]) or "/")] = functions[target]
+        return out
+
     def topic_key(self, topic_arn: str) -> str | None:
         """The KMS key a topic of this stack is encrypted with (None: not this stack's, or not encrypted)."""
         for lid in self.of_type("AWS::SNS::Topic"):

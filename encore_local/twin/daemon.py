@@ -14,6 +14,10 @@ from typing import Any, cast
 
 from encore.config import EncoreConfig, Stage, runtime_values
 from encore_local.errors import UsageError
+from encore_local.twin.apigateway import TwinApi
+from encore_local.twin.assembly import TwinStack
+from encore_local.twin.iam import credentials
+from encore_local.twin.lambda_ import twin_function_environment
 from encore_local.twin.services import RedisKind, TwinServices
 
 STATE_FILE = "twin.json"
@@ -59,6 +63,19 @@ def deployed_config(state: dict[str, Any], stage: str) -> EncoreConfig:
     return EncoreConfig.for_stage(cast(Stage, stage), values)
 
 
+def api(state: dict[str, Any], state_dir: Path, **options: Any) -> TwinApi:
+    """The twin's API Gateway for the running twin's stack, in this process: its functions' instances run from
+    the stack's code assets, calling the running twin's AWS as their roles."""
+    env: dict[str, str] = state["env"]
+
+    def environment_of(principal: str | None) -> dict[str, str]:
+        return env | credentials(principal) if principal else dict(env)
+
+    stack = TwinStack.load(Path(state["assembly"]))
+    functions_env = twin_function_environment(environment_of, state["cache_url"])
+    return TwinApi(deployed_config(state, state["stage"]), stack, functions_env, state_dir / "logs", **options)
+
+
 def export_lines(env: dict[str, str]) -> str:
     return "\n".join(f"export {k}={v}" for k, v in env.items())
 
@@ -74,7 +91,8 @@ def serve(config: EncoreConfig, state_dir: Path, cache: RedisKind | None) -> Non
     twin = TwinServices(config, cache=cache, progress=True)
     with twin as endpoints:
         state = {"pid": os.getpid(), "stage": config.stage, **endpoints.to_json(), "env": endpoints.environment(),
-                 "config": runtime_values(twin.config)}  # fmt: skip
+                 "config": runtime_values(twin.config),
+                 "assembly": str(twin.stack(config.stage).assembly.out_dir)}  # fmt: skip
         tmp = _state_path(state_dir).with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(_state_path(state_dir))

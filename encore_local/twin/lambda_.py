@@ -17,11 +17,11 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import queue
 import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from email.parser import Parser
 from pathlib import Path
 from typing import Any
@@ -136,12 +136,19 @@ class Instance:
     def alive(self) -> bool:
         return self.proc.poll() is None and self.init_error is None
 
+    def usable(self) -> bool:
+        """Whether it can serve another invocation (asked after one, whatever ``alive`` said before it)."""
+        return self.proc.poll() is None and self.init_error is None
+
     def invoke(self, event: Any) -> tuple[Any, float]:
         if self.init_error is not None:
             raise FunctionError({**self.init_error, "errorType": "Runtime.ImportModuleError"})
-        self.writer.write(json.dumps(event).encode() + b"\n")
-        self.writer.flush()
-        line = self.reader.readline()
+        try:
+            self.writer.write(json.dumps(event).encode() + b"\n")
+            self.writer.flush()
+            line = self.reader.readline()
+        except OSError:  # its process ended: the pipe is broken
+            line = b""
         if not line:
             raise FunctionError({"errorMessage": "the execution environment exited", "errorType": "Runtime.ExitError"})
         answer = json.loads(line)
@@ -162,15 +169,23 @@ class Instance:
 
 
 class LambdaService:
-    """Invoke for the stack's functions; ``environment(fn)`` is what the twin adds to the template's variables."""
+    """Invoke for the deployment's functions, each function with a pool of warm execution environments.
 
-    def __init__(self, deployment: Deployment, twin_env: Any, log_dir: Path) -> None:
+    An invocation takes whichever of the function's instances is idle, the most recently used first (the
+    warmest, as Lambda reuses them); an instance whose process ended while idle is replaced first. With
+    ``max_instances`` instances busy, an invocation waits for one, as a function at its concurrency limit makes
+    callers wait (this machine has two cores). ``twin_env(fn)`` is what the twin adds to the template's variables.
+    """
+
+    def __init__(self, deployment: Deployment, twin_env: Any, log_dir: Path, max_instances: int = 4) -> None:
         self.deployment = deployment
         self.twin_env = twin_env  # (Function) -> dict of variables: endpoints and the role's credentials
         self.log_dir = log_dir
-        self._idle: dict[str, queue.LifoQueue[Instance]] = {}
-        self._all: list[Instance] = []
-        self._lock = threading.Lock()
+        self.max_instances = max(1, max_instances)
+        self.instances: list[Instance] = []
+        self._idle: dict[str, list[Instance]] = {}
+        self._count: dict[str, int] = {}
+        self._changed = threading.Condition()
 
     def environment(self, fn: Function) -> dict[str, str]:
         return {
@@ -187,41 +202,81 @@ class LambdaService:
             **self.twin_env(fn),
         }
 
+    def start(self, fn: Function, count: int) -> None:
+        """Start ``count`` instances of ``fn`` now (their cold starts overlap) and keep them idle."""
+        started = [self._new(fn) for _ in range(count)]
+        for instance in started:
+            instance.wait_ready()
+        with self._changed:
+            self._idle.setdefault(fn.logical_id, []).extend(started)
+
+    def _new(self, fn: Function) -> Instance:
+        instance = Instance(fn, self.environment(fn), self.log_dir)
+        with self._changed:
+            self._count[fn.logical_id] = self._count.get(fn.logical_id, 0) + 1
+            self.instances.append(instance)
+        return instance
+
+    def _retire(self, fn: Function, instance: Instance) -> None:
+        instance.close()
+        with self._changed:
+            self._count[fn.logical_id] -= 1
+            if instance in self.instances:
+                self.instances.remove(instance)
+            self._changed.notify_all()
+
     def _take(self, fn: Function) -> Instance:
-        with self._lock:
-            idle = self._idle.setdefault(fn.logical_id, queue.LifoQueue())
         while True:
-            try:
-                instance = idle.get_nowait()
-            except queue.Empty:
-                instance = Instance(fn, self.environment(fn), self.log_dir)
+            with self._changed:
+                idle = self._idle.setdefault(fn.logical_id, [])
+                while not idle and self._count.get(fn.logical_id, 0) >= self.max_instances:
+                    self._changed.wait()
+                instance = idle.pop() if idle else None
+            if instance is None:
+                instance = self._new(fn)
                 instance.wait_ready()
-                with self._lock:
-                    self._all.append(instance)
                 return instance
             if instance.alive():
                 return instance
-            instance.close()
+            self._retire(fn, instance)  # it ended while idle: Lambda never routes to it
 
     def invoke(self, function: str, payload: Any) -> tuple[Any, float]:
-        """Run one invocation of ``function`` (its name, ARN or logical id); raises ``FunctionError``."""
+        """Run one invocation of ``function`` (its name or ARN); raises ``FunctionError``."""
         try:
             fn = self.deployment.function(function)
         except KeyError as missing:
             region = self.deployment.region
             raise LookupError(f"Function not found: arn:aws:lambda:{region}:{ACCOUNT}:function:{missing}") from None
+        return self.invoke_function(fn, payload)
+
+    def invoke_function(self, fn: Function, payload: Any) -> tuple[Any, float]:
         instance = self._take(fn)
         try:
             return instance.invoke(payload)
         finally:
-            if instance.alive():
-                self._idle[fn.logical_id].put(instance)
+            if instance.usable():
+                with self._changed:
+                    self._idle[fn.logical_id].append(instance)
+                    self._changed.notify_all()
             else:  # it died, or its handler never imported: the next invocation starts a new one
-                instance.close()
+                self._retire(fn, instance)
 
     def close(self) -> None:
-        with self._lock:
-            for instance in self._all:
-                instance.close()
-            self._all.clear()
+        with self._changed:
+            instances, self.instances = list(self.instances), []
             self._idle.clear()
+            self._count.clear()
+        for instance in instances:
+            instance.close()
+
+
+def twin_function_environment(
+    twin_env: Callable[[str | None], dict[str, str]], cache_url: str
+) -> Callable[[Function], dict[str, str]]:
+    """``twin_env(principal)`` plus the twin's cache: ElastiCache Serverless takes TLS (``rediss://``) on its
+    endpoint, the twin's node speaks plain RESP, so the template's URL is replaced with the node's."""
+
+    def environment(fn: Function) -> dict[str, str]:
+        return dict(twin_env(fn.role)) | {"ENCORE_CACHE_URL": cache_url}
+
+    return environment

@@ -17,7 +17,7 @@ import requests
 from encore.cache import track_metadata_key
 from encore.clients import get_client
 from encore_local.apigw import LambdaContext, load_handler, rest_event
-from encore_local.twin.services import set_faults
+from encore_local.twin.faults import set_faults
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

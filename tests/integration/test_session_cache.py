@@ -37,13 +37,8 @@ from encore.cache import (
     session_key,
     track_metadata_key,
 )
-from encore_local.twin.services import (
-    LOOPBACK,
-    _FakeRedisServer,
-    _RedisServerProcess,
-    _wait_for_redis,
-    free_port,
-)
+from encore_local.loopback import LOOPBACK, free_port
+from encore_local.twin.elasticache import FakeRedisServer, RedisServerProcess, wait_for_redis
 
 pytestmark = pytest.mark.integration
 
@@ -65,10 +60,10 @@ class Node(Protocol):
 
 def _new_node(kind: str) -> Node:
     if kind == "fakeredis":
-        return _FakeRedisServer()
+        return FakeRedisServer()
     if REDIS_SERVER is None:
         pytest.skip(NO_REDIS_SERVER)
-    return _RedisServerProcess(REDIS_SERVER, cluster=kind == "cluster")
+    return RedisServerProcess(REDIS_SERVER, cluster=kind == "cluster")
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -299,7 +294,7 @@ def test_cluster_over_tls(tmp_path: Path) -> None:
     )
     url = f"rediss://{LOOPBACK}:{port}/0?ssl_ca_certs={cert}"
     try:
-        if not _wait_for_redis(url, proc):
+        if not wait_for_redis(url, proc):
             pytest.skip("this redis-server was built without TLS")
         admin = redis.Redis.from_url(url)
         admin.execute_command("CLUSTER ADDSLOTSRANGE", 0, 16383)

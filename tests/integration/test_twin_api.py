@@ -13,14 +13,15 @@ import pytest
 import requests
 from jsonschema import Draft202012Validator
 
-from encore_local.http_api import DEFAULT_API_KEY, TwinApi, _ProcessInstance
+from encore_local.twin.apigateway import DEFAULT_API_KEY
+from encore_local.twin.lambda_ import Instance
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def api(served_lake: dict[str, Any]) -> Iterator[str]:
-    server = TwinApi(served_lake["config"])
+    server = served_lake["services"].api(served_lake["config"])
     url = server.start()
     yield url
     server.stop()
@@ -62,7 +63,7 @@ def test_health_needs_no_key_and_everything_else_does(api: str) -> None:
 
 
 def test_the_usage_plan_throttles(served_lake: dict[str, Any]) -> None:
-    server = TwinApi(served_lake["config"], rate=0.5, burst=2)
+    server = served_lake["services"].api(served_lake["config"], rate=0.5, burst=2)
     url = server.start()
     try:
         codes = [get(url, "/v1/trending").status_code for _ in range(4)]
@@ -108,14 +109,14 @@ def test_every_response_matches_the_openapi_document(
 def test_instances_in_processes_answer_concurrently_and_dead_ones_are_replaced(
     served_lake: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two instances, each in a process of its own: concurrent requests all come back, timed inside. An instance
-    that dies while idle is replaced before it is used; one that dies mid-invocation gives API Gateway's 502 for
-    that request only, and a new instance serves the next."""
-    server = TwinApi(served_lake["config"], workers=2)
+    """Two instances of each function, each in a process of its own: concurrent requests all come back, timed
+    inside. An instance that dies while idle is replaced before it is used; one that dies mid-invocation gives API
+    Gateway's 502 for that request only, and another instance serves the next."""
+    server = served_lake["services"].api(served_lake["config"], workers=2)
     url = server.start()
     try:
         first = [i.proc for i in server.instances]  # type: ignore[union-attr]
-        assert len(first) == 2 and all(p.poll() is None for p in first)
+        assert len(first) == 4 and all(p.poll() is None for p in first)  # serving and events, two each
         with ThreadPoolExecutor(6) as pool:
             answers = list(pool.map(lambda _: get(url, "/v1/trending"), range(12)))
         assert all(r.status_code == 200 and float(r.headers["x-twin-handler-ms"]) > 0 for r in answers)
@@ -127,10 +128,11 @@ def test_instances_in_processes_answer_concurrently_and_dead_ones_are_replaced(
         second = [i.proc for i in server.instances]  # type: ignore[union-attr]
         assert any(p not in first for p in second)  # started in place of a dead one, when it was needed
 
-        monkeypatch.setattr(_ProcessInstance, "alive", lambda self: True)  # it dies after being picked
-        for proc in second:
-            proc.kill()
-            proc.wait()
+        monkeypatch.setattr(Instance, "alive", lambda self: True)  # it dies after being picked
+        serving = server.integrations[("GET", "/v1/trending")].logical_id
+        picked_next = server.lambdas._idle[serving][-1]  # the warmest idle instance is taken first
+        picked_next.proc.kill()
+        picked_next.proc.wait()
         died = get(url, "/v1/trending")
         assert died.status_code == 502 and died.json() == {"message": "Internal server error"}
         assert get(url, "/v1/trending").status_code == 200

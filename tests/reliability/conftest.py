@@ -7,14 +7,12 @@ from typing import Any
 
 import pytest
 
-from encore_local.http_api import TwinApi
-
 
 @pytest.fixture(scope="session")
 def http_api(served_lake: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The API over HTTP in two processes (two Lambda instances). The usage plan's throttle is set out of
     reach: these suites measure the service, and its 429s have tests of their own."""
-    server = TwinApi(served_lake["config"], rate=100_000, burst=100_000, workers=2)
+    server = served_lake["services"].api(served_lake["config"], rate=100_000, burst=100_000, workers=2)
     url = server.start()
     try:
         yield {**served_lake, "url": url}

@@ -15,7 +15,7 @@ import pandas as pd
 
 from encore.clients import get_client
 from encore.config import EncoreConfig
-from encore_local.http_api import DEFAULT_API_KEY
+from encore_local.twin.apigateway import DEFAULT_API_KEY
 
 KEY = {"x-api-key": DEFAULT_API_KEY}
 # `make test` runs the suites at small scale; `make reliability` sets these to the full sizes.

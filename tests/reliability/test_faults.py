@@ -11,7 +11,8 @@ import pytest
 import requests
 from support import KEY, history, new_events, raw_event_ids
 
-from encore_local.twin.services import TwinServices, set_faults
+from encore_local.twin.faults import set_faults
+from encore_local.twin.services import TwinServices
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 

@@ -1,5 +1,5 @@
-"""The retraining pipeline's steps, in order: one list that the Step Functions definition and the twin's
-local runner both read, so they cannot drift apart."""
+"""The retraining pipeline's steps, in order, from which the CDK app builds the Step Functions definitions (the
+twin runs those definitions as synthesized) and names the Glue jobs."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ class TableSpec:
     ttl_attribute: str | None = None
 
     def create_table_kwargs(self) -> dict[str, object]:
-        """Arguments for DynamoDB ``CreateTable`` (on-demand), as the twin and tests use them."""
+        """Arguments for DynamoDB ``CreateTable`` (on-demand), for tests that make a table of their own."""
         keys = [{"AttributeName": self.partition_key, "KeyType": "HASH"}]
         attrs = [{"AttributeName": self.partition_key, "AttributeType": "S"}]
         if self.sort_key:

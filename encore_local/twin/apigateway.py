@@ -1,0 +1,194 @@
+"""The twin's API Gateway: an HTTP server on loopback that turns each request into a REST proxy event for the
+function the stack's method integrates with, run from its synthesized code asset and layers
+(``encore_local.twin.lambda_``), enforcing the API key and the usage plan's throttle as API Gateway does.
+
+Which function serves a method and resource is read from the template (``TwinStack.api_integrations``); which
+routes need a key is ``encore.routes.ROUTES`` (the table the CDK app builds API Gateway from). Answers API Gateway
+gives itself are reproduced: 403 ``{"message": "Forbidden"}`` without a valid key, 429 ``{"message": "Too Many
+Requests"}`` past the throttle, 404/405 ``Missing Authentication Token`` for unknown routes, and 502
+``{"message": "Internal server error"}`` when the function fails or its instance dies mid-invocation, each with
+the CORS header the
+stack's gateway responses add; OPTIONS gets the stack's preflight answer. It does not verify Cognito tokens.
+
+Behind the front door is a pool of warm Lambda instances, each running one invocation at a time, as Lambda
+does: Powertools keeps the current event on its router class, so two invocations in one process would read
+each other's requests (the reliability suite's load run caught a POST that saw a GET's empty body). A request
+takes whichever instance is idle, the most recently used first, and waits only if all are busy, as API
+Gateway waits for Lambda to scale; ``workers`` instances of each function, each in a process of its own, fed
+events over a pipe. Every answer carries the time spent inside the handler in
+``x-twin-handler-ms`` (the twin's stand-in for API Gateway's IntegrationLatency metric).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from encore.config import EncoreConfig
+from encore.routes import CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, ROUTES, Route, allowed_origin
+from encore_local.apigw import match_route, rest_event
+from encore_local.loopback import LoopbackServer, reply
+from encore_local.twin.assembly import Deployment, Function, TwinStack
+from encore_local.twin.lambda_ import FunctionError, LambdaService
+
+DEFAULT_API_KEY = "encore-twin-key"
+MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+
+
+class TokenBucket:
+    """The usage plan's throttle: ``rate`` requests per second with bursts of ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.capacity = rate, float(burst)
+        self.tokens, self.updated = float(burst), time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return True
+            return False
+
+
+class TwinApi(LoopbackServer):
+    def __init__(
+        self,
+        config: EncoreConfig,
+        stack: TwinStack,
+        function_environment: Callable[[Function], dict[str, str]],
+        log_dir: Path,
+        *,
+        api_keys: tuple[str, ...] = (DEFAULT_API_KEY,),
+        host: str = "127.0.0.1",
+        port: int = 0,
+        rate: float | None = None,
+        burst: int | None = None,
+        workers: int = 1,
+    ) -> None:
+        self.config = config
+        self.workers = max(1, workers)
+        self.api_keys = set(api_keys)
+        deployment = Deployment(stack.region)
+        deployment.add(stack)
+        self.lambdas = LambdaService(deployment, function_environment, log_dir / "api", max_instances=self.workers)
+        # What each method and resource integrates with, as the stack's API Gateway routes it.
+        self.integrations = stack.api_integrations()
+        self.templates = [r.path for r in ROUTES]
+        self.by_path: dict[str, Route] = {r.path: r for r in ROUTES}
+        deploy = config.deploy
+        self.buckets = {
+            key: TokenBucket(rate or deploy.api_rate_limit, burst or deploy.api_burst_limit) for key in self.api_keys
+        }
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # answers leave at once (loopback.reply writes each in one piece)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_BODY:
+                    self._reply(413, {"message": "Request Too Long"}, {})
+                    return
+                body = self.rfile.read(length) if length else None
+                status, payload, headers = api.dispatch(self.command, self.path, list(self.headers.items()), body)
+                self._reply(status, payload, headers)
+
+            def _reply(self, status: int, payload: Any, headers: dict[str, str]) -> None:
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                headers.setdefault("Content-Type", "application/json")
+                reply(self, status, data, headers)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle  # noqa: N815 - http.server's naming
+
+        LoopbackServer.__init__(self, Handler, host, port, "twin-api")
+
+    @property
+    def instances(self) -> list[Any]:
+        return self.lambdas.instances
+
+    def start(self) -> str:
+        try:
+            for fn in {fn.logical_id: fn for fn in self.integrations.values()}.values():
+                self.lambdas.start(fn, self.workers)
+        except BaseException:
+            self.stop()
+            raise
+        return super().start()
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            super().stop()
+        else:
+            self.httpd.server_close()
+        self.lambdas.close()
+
+    def dispatch(
+        self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes | None
+    ) -> tuple[int, Any, dict[str, str]]:
+        url = urlsplit(raw_path)
+        path = url.path.rstrip("/") or "/"
+        origin = next((v for k, v in headers if k.lower() == "origin"), None)
+        cors = self._gateway_cors(origin)
+        found = match_route(self.templates, path)
+        if found is None:
+            return 403, {"message": "Missing Authentication Token"}, cors
+        template, params = found
+        route = self.by_path[template]
+        if method == "OPTIONS":  # the stack's preflight (a mock integration): no key, no function
+            allow = allowed_origin(self.config.serving.cors_origins, origin)
+            preflight = {"Access-Control-Allow-Headers": ",".join(CORS_ALLOW_HEADERS),
+                         "Access-Control-Allow-Methods": ",".join(CORS_ALLOW_METHODS)}  # fmt: skip
+            return 204, b"", preflight | ({"Access-Control-Allow-Origin": allow} if allow else {})
+        function = self.integrations.get((method, template))
+        if method not in route.methods or function is None:
+            return 403, {"message": "Missing Authentication Token"}, cors
+        key = next((v for k, v in headers if k.lower() == "x-api-key"), None)
+        if route.api_key:
+            if key not in self.api_keys:
+                return 403, {"message": "Forbidden"}, cors
+            if not self.buckets[key].take():
+                return 429, {"message": "Too Many Requests"}, cors
+        event = rest_event(method, path, resource=template, path_parameters=params, query=parse_qsl(url.query),
+                           headers=headers, body=body, stage=self.config.stage, api_key=key)  # fmt: skip
+        return self._integrate(function, event, cors)
+
+    def _gateway_cors(self, origin: str | None) -> dict[str, str]:
+        """The CORS header of API Gateway's own answers, as the stack's gateway responses set it (cdk_app.api)."""
+        origins = self.config.serving.cors_origins
+        if len(origins) == 1:
+            return {"Access-Control-Allow-Origin": origins[0]}
+        if len(origins) > 1:
+            return {"Vary": "Origin"} | ({"Access-Control-Allow-Origin": origin} if origin else {})
+        return {}
+
+    def _integrate(
+        self, function: Function, event: dict[str, Any], cors: dict[str, str] | None = None
+    ) -> tuple[int, Any, dict[str, str]]:
+        """The Lambda proxy integration: the handler's answer as HTTP, or API Gateway's 502 when the function
+        failed (it raised, its instance died mid-invocation, or its answer is not a proxy response)."""
+        try:
+            result, inside_ms = self.lambdas.invoke_function(function, event)
+            status = int(result["statusCode"])
+        except (FunctionError, KeyError, TypeError, ValueError):
+            return 502, {"message": "Internal server error"}, dict(cors or {})
+        out_headers = {k: v[-1] for k, v in (result.get("multiValueHeaders") or {}).items()}
+        out_headers.update(result.get("headers") or {})
+        out_headers["x-twin-handler-ms"] = f"{inside_ms:.3f}"
+        raw = result.get("body") or ""
+        data = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
+        return status, data, out_headers
