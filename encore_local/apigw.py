@@ -22,6 +22,7 @@ from typing import Any
 
 from encore.clients import reset_clients
 from encore.config import EncoreConfig, runtime_environment
+from encore_local.twin.lambda_runtime import Context
 
 ROOT = Path(__file__).resolve().parent.parent
 LAMBDAS = ROOT / "lambdas"
@@ -119,21 +120,11 @@ def rest_event(
     }
 
 
-class LambdaContext:
-    """The attributes of Lambda's context object that Powertools reads."""
+class LambdaContext(Context):
+    """Lambda's context object, for a handler called directly in this process."""
 
     def __init__(self, name: str, timeout_s: float = 10.0) -> None:
-        self.function_name = name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
-        self.memory_limit_in_mb = 1024
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{name}"
-        self.log_stream_name = "twin"
-        self._deadline = time.monotonic() + timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+        super().__init__(name, f"arn:aws:lambda:us-east-1:123456789012:function:{name}", 1024, timeout_s)
 
 
 def function_environment(config: EncoreConfig, *, quiet: bool = False) -> dict[str, str]:

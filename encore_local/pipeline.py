@@ -61,6 +61,7 @@ def run_state_machine(
     at: datetime | None = None,
     aws_endpoint: str | None = None,
     timeout_s: float = 6 * 3600,
+    execution_input: dict[str, Any] | None = None,
 ) -> Execution:
     """Start ``machine`` (its name) as execution ``name`` and wait until it ends."""
     sfn = get_client("stepfunctions", config.region)
@@ -70,7 +71,9 @@ def run_state_machine(
     started = time.perf_counter()
     try:
         arn = f"arn:aws:states:{config.region}:{ACCOUNT}:stateMachine:{machine}"
-        execution = sfn.start_execution(stateMachineArn=arn, name=name, input="{}")["executionArn"]
+        execution = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(execution_input or {}))[
+            "executionArn"
+        ]
     finally:
         if at is not None:
             set_clock(endpoint, None)

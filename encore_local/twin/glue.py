@@ -10,10 +10,7 @@ Runs queue for the one driver (this machine has two cores).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -25,6 +22,7 @@ from typing import Any
 from cdk_app.deploy_rules import GLUE_PROVIDED
 from encore_local.twin.assembly import Deployment, GlueJob
 from encore_local.twin.iam import client_for
+from encore_local.twin.process import PipedChild
 from encore_local.twin.sandbox import distribution_closure
 
 OUTPUT_LOG_GROUP = "/aws-glue/jobs/output"
@@ -76,44 +74,23 @@ class _Driver:
             if m
         ]
         provided = sorted(distribution_closure([*GLUE_PROVIDED, *modules]))
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
-        log.parent.mkdir(parents=True, exist_ok=True)
-        self.log = open(log, "ab")  # noqa: SIM115 - lives as long as the driver
         shipped = os.pathsep.join(str(p) for p in job.extra_py_files)
-        cmd = [sys.executable, "-m", "encore_local.twin.glue_worker", "--shipped", shipped,
-               "--provided", ",".join(provided), "--in-fd", str(to_child_r), "--out-fd", str(from_child_w)]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, env=env, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=self.log)  # fmt: skip
-        os.close(to_child_r)
-        os.close(from_child_w)
-        self.writer = os.fdopen(to_child_w, "wb")
-        self.reader = os.fdopen(from_child_r, "rb")
+        args = ["--shipped", shipped, "--provided", ",".join(provided)]
+        self.child = PipedChild("encore_local.twin.glue_worker", args, env, log)
+        self.log = log
         self.lock = threading.Lock()
         self.ready = False
 
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
             if not self.ready:
-                line = self.reader.readline()
-                if not line:
-                    return {"error": f"the Glue driver did not start (see {self.log.name})"}
+                if self.child.receive() is None:
+                    return {"error": f"the Glue driver did not start (see {self.log})"}
                 self.ready = True
-            self.writer.write(json.dumps(request).encode() + b"\n")
-            self.writer.flush()
-            line = self.reader.readline()
-            return json.loads(line) if line else {"error": f"the Glue driver exited (see {self.log.name})"}
+            return self.child.request(request) or {"error": f"the Glue driver exited (see {self.log})"}
 
     def close(self) -> None:
-        for stream in (self.writer, self.reader):
-            with contextlib.suppress(OSError):
-                stream.close()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        self.child.close(timeout=20)
 
 
 class GlueService:

@@ -12,24 +12,20 @@ Instances stay warm between invocations and run one invocation at a time, as Lam
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.metadata
-import json
 import os
 import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from email.parser import Parser
 from pathlib import Path
 from typing import Any
 
-from cdk_app.deploy_rules import VPC_ENI_ACTIONS
+from cdk_app.deploy_rules import vpc_functions_can_create_network_interfaces
 from encore_local.errors import UsageError
 from encore_local.twin.assembly import ACCOUNT, ROOT, Deployment, Function, TwinStack
-from encore_local.twin.iam import allows
+from encore_local.twin.process import PipedChild
 
 OPT_ROOT = ROOT / "build" / "twin" / "opt"
 
@@ -80,23 +76,13 @@ def compose_layers(layers: list[Path]) -> tuple[Path, list[str]]:
 
 def refused_at_creation(stack: TwinStack) -> list[str]:
     """What Lambda's CreateFunction refuses in this stack: a function in a VPC whose role may not manage the
-    network interfaces Lambda attaches it with (Lambda checks the role's permissions when it creates the function)."""
-    problems = []
-    for lid, res in stack.of_type("AWS::Lambda::Function").items():
-        props = res["Properties"]
-        if "VpcConfig" not in props:
-            continue
-        role = props["Role"]["Fn::GetAtt"][0]
-        managed = " ".join(str(m) for m in stack.properties(role).get("ManagedPolicyArns", []))
-        if "AWSLambdaVPCAccessExecutionRole" in managed:
-            continue
-        missing = next((a for a in VPC_ENI_ACTIONS if not allows(stack, role, a, "*")), None)
-        if missing:  # Lambda names the first permission it finds missing
-            problems.append(
-                f"CreateFunction {stack.names[lid]}: InvalidParameterValueException: The provided execution role "
-                f"does not have permissions to call {missing.split(':')[1]} on EC2 (role {role})"
-            )
-    return problems
+    network interfaces Lambda attaches it with (Lambda checks the role when it creates the function; the rule is
+    the one ``make check-deploy`` applies)."""
+    return [
+        f"CreateFunction: InvalidParameterValueException: The provided execution role does not have permissions to "
+        f"manage network interfaces on EC2: {problem}"
+        for problem in vpc_functions_can_create_network_interfaces(stack.assembly)
+    ]
 
 
 class FunctionError(Exception):
@@ -112,60 +98,38 @@ class Instance:
 
     def __init__(self, fn: Function, env: dict[str, str], log_dir: Path) -> None:
         opt_python, provided = compose_layers(fn.layers)
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log = open(log_dir / f"{fn.logical_id}.log", "ab")  # noqa: SIM115 - lives as long as the instance
-        cmd = [sys.executable, "-m", "encore_local.twin.lambda_runtime", "--task-root", str(fn.code),
-               "--opt-python", str(opt_python), "--handler", fn.handler, "--provided", ",".join(provided),
-               "--in-fd", str(to_child_r), "--out-fd", str(from_child_w)]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, env=env, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=self.log, cwd=str(fn.code))  # fmt: skip
-        os.close(to_child_r)
-        os.close(from_child_w)
-        self.writer = os.fdopen(to_child_w, "wb")
-        self.reader = os.fdopen(from_child_r, "rb")
+        args = ["--task-root", str(fn.code), "--opt-python", str(opt_python), "--handler", fn.handler,
+                "--provided", ",".join(provided)]  # fmt: skip
+        self.child = PipedChild(
+            "encore_local.twin.lambda_runtime", args, env, log_dir / f"{fn.logical_id}.log", fn.code
+        )
+        self.proc = self.child.proc
         self.init_error: dict[str, Any] | None = None
 
     def wait_ready(self) -> None:
-        line = self.reader.readline()
-        said = json.loads(line) if line else {"init_error": {"errorMessage": "the runtime exited", "errorType":
-                                                             "Runtime.ExitError"}}  # fmt: skip
+        said = self.child.receive() or {"init_error": {"errorMessage": "the runtime exited", "errorType":
+                                                       "Runtime.ExitError"}}  # fmt: skip
         self.init_error = said.get("init_error")
 
     def alive(self) -> bool:
-        return self.proc.poll() is None and self.init_error is None
+        return self.child.running() and self.init_error is None
 
     def usable(self) -> bool:
         """Whether it can serve another invocation (asked after one, whatever ``alive`` said before it)."""
-        return self.proc.poll() is None and self.init_error is None
+        return self.child.running() and self.init_error is None
 
     def invoke(self, event: Any) -> tuple[Any, float]:
         if self.init_error is not None:
             raise FunctionError({**self.init_error, "errorType": "Runtime.ImportModuleError"})
-        try:
-            self.writer.write(json.dumps(event).encode() + b"\n")
-            self.writer.flush()
-            line = self.reader.readline()
-        except OSError:  # its process ended: the pipe is broken
-            line = b""
-        if not line:
+        answer = self.child.request(event)
+        if answer is None:
             raise FunctionError({"errorMessage": "the execution environment exited", "errorType": "Runtime.ExitError"})
-        answer = json.loads(line)
         if "error" in answer:
             raise FunctionError(answer["error"])
         return answer["result"], float(answer["ms"])
 
     def close(self) -> None:
-        for stream in (self.writer, self.reader):
-            with contextlib.suppress(OSError):
-                stream.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        self.child.close()
 
 
 class LambdaService:

@@ -129,7 +129,8 @@ def test_a_vpc_function_whose_role_cannot_manage_network_interfaces_is_refused(
             statements[:] = [s for s in statements if s.get("Sid") != "NetworkInterfacesInTheVpc"]
     template_file.write_text(json.dumps(template))
     problems = refused_at_creation(TwinStack.load(out))
-    assert problems and all("does not have permissions to call CreateNetworkInterface on EC2" in p for p in problems)
+    assert problems and all("does not have permissions to manage network interfaces on EC2" in p for p in problems)
+    assert any("ec2:CreateNetworkInterface" in p for p in problems)
     assert refused_at_creation(stack) == []
 
 
@@ -160,3 +161,20 @@ def test_a_stack_that_would_not_deploy_is_not_deployed(twin_services: TwinServic
     monkeypatch.setattr("encore_local.twin.services.refused_at_creation", lambda stack: ["CreateFunction X: refused"])
     with pytest.raises(UsageError, match="would not deploy: CreateFunction X"):
         twin_services.deploy("local")
+
+
+def test_the_pipelines_failure_notice_reaches_the_encrypted_topic(
+    twin_services: TwinServices, config: EncoreConfig
+) -> None:
+    """The nightly definition's own "notify failure" state, run as the nightly's role: SNS must accept it."""
+    stack = _stack(twin_services)
+    nightly = next(m for m in stack.state_machines().values() if m.name.endswith("-pipeline"))
+    notify = json.loads(nightly.definition)["States"]["notify failure"]
+    notify = {k: v for k, v in notify.items() if k != "Next"} | {"End": True}
+    definition = json.dumps({"StartAt": "notify failure", "States": {"notify failure": notify}})
+    twin_services.client("stepfunctions").create_state_machine(
+        name="notify-only", definition=definition, roleArn=nightly.role_arn
+    )
+    failure = {"error": {"Error": "States.TaskFailed", "Cause": "a step failed"}}
+    run = run_state_machine(config, "notify-only", name="a-failure-to-report", execution_input=failure)
+    assert run.status == "SUCCEEDED", run.failure()
