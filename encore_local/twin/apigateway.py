@@ -123,7 +123,7 @@ class TwinApi(LoopbackServer):
 
     def start(self) -> str:
         try:
-            for fn in {fn.logical_id: fn for fn in self.integrations.values()}.values():
+            for fn in {fn.name: fn for fn in self.integrations.values()}.values():
                 self.lambdas.start(fn, self.workers)
         except BaseException:
             self.stop()

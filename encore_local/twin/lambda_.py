@@ -101,7 +101,7 @@ class Instance:
         args = ["--task-root", str(fn.code), "--opt-python", str(opt_python), "--handler", fn.handler,
                 "--provided", ",".join(provided)]  # fmt: skip
         self.child = PipedChild(
-            "encore_local.twin.lambda_runtime", args, env, log_dir / f"{fn.logical_id}.log", fn.code
+            "encore_local.twin.lambda_runtime", args, env, log_dir / f"{fn.name}.log", fn.code
         )
         self.proc = self.child.proc
         self.init_error: dict[str, Any] | None = None
@@ -133,7 +133,8 @@ class Instance:
 
 
 class LambdaService:
-    """Invoke for the deployment's functions, each function with a pool of warm execution environments.
+    """Invoke for the deployment's functions, each function (by its name: logical ids repeat across stacks) with a
+    pool of warm execution environments.
 
     An invocation takes whichever of the function's instances is idle, the most recently used first (the
     warmest, as Lambda reuses them); an instance whose process ended while idle is replaced first. With
@@ -172,19 +173,19 @@ class LambdaService:
         for instance in started:
             instance.wait_ready()
         with self._changed:
-            self._idle.setdefault(fn.logical_id, []).extend(started)
+            self._idle.setdefault(fn.name, []).extend(started)
 
     def _new(self, fn: Function) -> Instance:
         instance = Instance(fn, self.environment(fn), self.log_dir)
         with self._changed:
-            self._count[fn.logical_id] = self._count.get(fn.logical_id, 0) + 1
+            self._count[fn.name] = self._count.get(fn.name, 0) + 1
             self.instances.append(instance)
         return instance
 
     def _retire(self, fn: Function, instance: Instance) -> None:
         instance.close()
         with self._changed:
-            self._count[fn.logical_id] -= 1
+            self._count[fn.name] -= 1
             if instance in self.instances:
                 self.instances.remove(instance)
             self._changed.notify_all()
@@ -192,8 +193,8 @@ class LambdaService:
     def _take(self, fn: Function) -> Instance:
         while True:
             with self._changed:
-                idle = self._idle.setdefault(fn.logical_id, [])
-                while not idle and self._count.get(fn.logical_id, 0) >= self.max_instances:
+                idle = self._idle.setdefault(fn.name, [])
+                while not idle and self._count.get(fn.name, 0) >= self.max_instances:
                     self._changed.wait()
                 instance = idle.pop() if idle else None
             if instance is None:
@@ -220,7 +221,7 @@ class LambdaService:
         finally:
             if instance.usable():
                 with self._changed:
-                    self._idle[fn.logical_id].append(instance)
+                    self._idle[fn.name].append(instance)
                     self._changed.notify_all()
             else:  # it died, or its handler never imported: the next invocation starts a new one
                 self._retire(fn, instance)

@@ -129,7 +129,7 @@ def test_instances_in_processes_answer_concurrently_and_dead_ones_are_replaced(
         assert any(p not in first for p in second)  # started in place of a dead one, when it was needed
 
         monkeypatch.setattr(Instance, "alive", lambda self: True)  # it dies after being picked
-        serving = server.integrations[("GET", "/v1/trending")].logical_id
+        serving = server.integrations[("GET", "/v1/trending")].name
         picked_next = server.lambdas._idle[serving][-1]  # the warmest idle instance is taken first
         picked_next.proc.kill()
         picked_next.proc.wait()

@@ -68,10 +68,10 @@ def test_a_function_without_the_shared_layer_fails_to_import_its_handler(
     gate = next(fn for fn in functions.values() if "ModelGate" in fn.logical_id and fn.name.startswith("Encore-local"))
     dependencies_only = [p for p in gate.layers if (p / "python" / "pydantic").exists()]
     assert dependencies_only and len(dependencies_only) < len(gate.layers)
-    broken = dataclasses.replace(gate, layers=dependencies_only)
+    broken = dataclasses.replace(gate, name=f"{gate.name}-without-shared-layer", layers=dependencies_only)
     monkeypatch.setattr(twin_services.deployment, "function", lambda name: broken)
     with pytest.raises(FunctionError) as failed:
-        twin_services.lambda_.invoke(gate.name, {})
+        twin_services.lambda_.invoke(broken.name, {})
     assert failed.value.payload["errorType"] == "Runtime.ImportModuleError"
     assert "No module named 'encore'" in failed.value.payload["errorMessage"]
 
