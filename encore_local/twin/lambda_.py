@@ -100,9 +100,7 @@ class Instance:
         opt_python, provided = compose_layers(fn.layers)
         args = ["--task-root", str(fn.code), "--opt-python", str(opt_python), "--handler", fn.handler,
                 "--provided", ",".join(provided)]  # fmt: skip
-        self.child = PipedChild(
-            "encore_local.twin.lambda_runtime", args, env, log_dir / f"{fn.name}.log", fn.code
-        )
+        self.child = PipedChild("encore_local.twin.lambda_runtime", args, env, log_dir / f"{fn.name}.log", fn.code)
         self.proc = self.child.proc
         self.init_error: dict[str, Any] | None = None
 
