@@ -72,7 +72,7 @@ def run_job(
         described = glue.get_job_run(JobName=physical, RunId=run_id)["JobRun"]
         if described["JobRunState"] in TERMINAL or time.monotonic() > deadline:
             break
-        time.sleep(0.2)
+        time.sleep(0.05)
     output = _output(config, run_id)
     run = JobRun(name, run_id, described["JobRunState"], time.perf_counter() - started,
                  _result(name, output), described.get("ErrorMessage"), output)  # fmt: skip

@@ -28,10 +28,12 @@ def raw_key(config: EncoreConfig, day: str, name: str) -> str:
 
 
 def import_simulation(
-    config: EncoreConfig, sim_dir: Path, *, days: int | None = None, progress: bool = True
+    config: EncoreConfig, sim_dir: Path, *, days: int | None = None, progress: bool = True, arrived: str | None = None
 ) -> ImportResult:
     """Upload the catalog and listeners to ``catalog/`` and each day's events (the first ``days`` only, if
-    given), gzipped, to the raw zone."""
+    given), gzipped, to the raw zone: under the day each arrived, which is ``arrived`` (``YYYY-MM-DD``) for a
+    bulk import of history (the curate job's next scheduled run then picks it all up), else the events' own day
+    (as if Firehose had delivered each day as it happened)."""
     s3 = get_client("s3", config.region)
     bucket = config.resources.lake_bucket
     result = ImportResult()
@@ -44,7 +46,7 @@ def import_simulation(
         raw = gzip.decompress(data) if path.suffix == ".gz" else data
         body = data if path.suffix == ".gz" else gzip.compress(raw, compresslevel=5)
         day = path.name.split(".")[0]
-        s3.put_object(Bucket=bucket, Key=raw_key(config, day, f"encore-import-{day}.gz"), Body=body)
+        s3.put_object(Bucket=bucket, Key=raw_key(config, arrived or day, f"encore-import-{day}.gz"), Body=body)
         result.event_objects += 1
         result.events += raw.count(b"\n")
         result.bytes += len(body)

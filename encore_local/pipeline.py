@@ -82,7 +82,7 @@ def run_state_machine(
         described = sfn.describe_execution(executionArn=execution)
         if described["status"] != "RUNNING" or time.monotonic() > deadline:
             break
-        time.sleep(0.25)
+        time.sleep(0.05)
     events = history(sfn, execution)
     failed = next((e for e in events if e["type"] == "ExecutionFailed"), None)
     details = (failed or {}).get("executionFailedEventDetails", {})

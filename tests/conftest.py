@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from encore.config import EncoreConfig
-from encore_local.jobs import run_job
 from encore_local.lake import import_simulation
 from encore_local.pipeline import run_state_machine
 from encore_local.simulator import SimulationParams, SimulationSummary, simulate
@@ -62,11 +61,10 @@ def served_lake(
     twin_services: TwinServices, twin: TwinEndpoints, small_sim: tuple[Path, SimulationSummary]
 ) -> dict[str, Any]:
     """The small simulation through the nightly state machine on the twin, in a stack of its own (the prod
-    stage, synthesized and deployed beside local): every imported day curated once, then the execution's jobs,
-    training, the gate, deploy to the twin's endpoint, vectors loaded."""
+    stage, synthesized and deployed beside local): the history imported the day before, then the execution's
+    jobs (its curate takes the whole import), training, the gate, deploy to the twin's endpoint, vectors loaded."""
     config = twin_services.deploy("prod")
-    import_simulation(config, small_sim[0], progress=False)
-    run_job("curate_events", config, run_time=SERVED_RUN_TIME, lookback_days=0)
+    import_simulation(config, small_sim[0], progress=False, arrived="2026-09-10")  # within the curate job's look-back
     at = datetime.fromisoformat(SERVED_RUN_TIME.replace("Z", "+00:00"))
     run = run_state_machine(config, config.resources.state_machine, name="serving-test", at=at)
     assert run.status == "SUCCEEDED" and run.promoted, run.failure() or run.gate

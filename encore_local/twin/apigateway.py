@@ -14,8 +14,9 @@ Behind the front door is a pool of warm Lambda instances, each running one invoc
 does: Powertools keeps the current event on its router class, so two invocations in one process would read
 each other's requests (the reliability suite's load run caught a POST that saw a GET's empty body). A request
 takes whichever instance is idle, the most recently used first, and waits only if all are busy, as API
-Gateway waits for Lambda to scale; ``workers`` instances of each function, each in a process of its own, fed
-events over a pipe. Every answer carries the time spent inside the handler in
+Gateway waits for Lambda to scale: one instance of each function starts with the server, more (a cold start
+each) as concurrent requests need them, up to ``workers``, each in a process of its own fed events over a
+pipe. Every answer carries the time spent inside the handler in
 ``x-twin-handler-ms`` (the twin's stand-in for API Gateway's IntegrationLatency metric).
 """
 
@@ -123,8 +124,8 @@ class TwinApi(LoopbackServer):
 
     def start(self) -> str:
         try:
-            for fn in {fn.name: fn for fn in self.integrations.values()}.values():
-                self.lambdas.start(fn, self.workers)
+            functions = {fn.name: fn for fn in self.integrations.values()}
+            self.lambdas.start(list(functions.values()), 1)  # more as requests need them, up to ``workers``
         except BaseException:
             self.stop()
             raise

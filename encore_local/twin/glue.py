@@ -121,10 +121,11 @@ class GlueService:
                 self._drivers[key] = _Driver(job, self.env_for_role(job.role), self.log_dir / "glue-driver.log")
             return self._drivers[key]
 
-    def warm(self) -> None:
-        """Start the drivers now (a JVM takes seconds), so the first run does not wait for one."""
+    def warm(self, stack_name: str) -> None:
+        """Start a stack's drivers now (a JVM takes seconds to start), so its first run does not wait for one."""
         for job in self.jobs.values():
-            self._driver(job)
+            if job.role.startswith(f"{stack_name}."):
+                self._driver(job)
 
     def start_job_run(self, name: str, arguments: dict[str, str] | None = None) -> str:
         job = self._job(name)

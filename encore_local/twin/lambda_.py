@@ -165,13 +165,13 @@ class LambdaService:
             **self.twin_env(fn),
         }
 
-    def start(self, fn: Function, count: int) -> None:
-        """Start ``count`` instances of ``fn`` now (their cold starts overlap) and keep them idle."""
-        started = [self._new(fn) for _ in range(count)]
-        for instance in started:
+    def start(self, functions: list[Function], count: int) -> None:
+        """Start ``count`` instances of each function now (their cold starts overlap) and keep them idle."""
+        started = [(fn, self._new(fn)) for fn in functions for _ in range(count)]
+        for fn, instance in started:
             instance.wait_ready()
-        with self._changed:
-            self._idle.setdefault(fn.name, []).extend(started)
+            with self._changed:
+                self._idle.setdefault(fn.name, []).append(instance)
 
     def _new(self, fn: Function) -> Instance:
         instance = Instance(fn, self.environment(fn), self.log_dir)

@@ -120,11 +120,12 @@ class TwinServices:
     model endpoint on free loopback ports, export their endpoints, and deploy the stage's synthesized stack."""
 
     def __init__(self, config: EncoreConfig, *, cache: RedisKind | None = None, export_env: bool = True,
-                 progress: bool = False) -> None:  # fmt: skip
+                 progress: bool = False, warm: bool = False) -> None:  # fmt: skip
         self.config = config
         self.cache_preference = cache
         self.export_env = export_env
         self.progress = progress
+        self.warm = warm  # start a deployed stack's Glue drivers and pipeline functions at once, in the background
         self.endpoints: TwinEndpoints | None = None
         self._moto: _MotoServer | None = None
         self._redis: RedisServerProcess | FakeRedisServer | None = None
@@ -176,6 +177,12 @@ class TwinServices:
             raise UsageError(f"the {stage} stack would not deploy: " + "; ".join(refused))
         self.deployment.add(stack)
         self.resources = provision(stack, self.client)
+        if self.warm:
+            self.glue.warm(stack.stack_name)
+            # The functions the state machines invoke, one warm instance each, started while other work goes on.
+            definitions = " ".join(m.definition for m in stack.state_machines().values())
+            invoked = [fn for fn in stack.functions().values() if fn.arn in definitions]
+            threading.Thread(target=self.lambda_.start, args=(invoked, 1), name="warm-functions", daemon=True).start()
         config = stage_config(stage)
         resources = config.resources.model_copy(update={"lake_bucket": stack.output("LakeBucket")})
         config = config.model_copy(update={"resources": resources})

@@ -54,7 +54,7 @@ from moto.stepfunctions.parser.asl.utils import boto_client
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
-POLL_S = 0.25
+POLL_S = 0.05  # how often a .sync task asks whether its work has ended
 CLOCK_PATH = "/_encore/clock"  # the twin's control: POST {"now": ISO time or null}
 
 
@@ -65,7 +65,7 @@ class TwinClock:
 
     def __init__(self) -> None:
         self.offset = _dt.timedelta(0)
-        self.wait_scale = 1 / 60
+        self.wait_scale = 1 / 600
 
     def now(self) -> _dt.datetime:
         return _dt.datetime.now(tz=_dt.UTC) + self.offset
