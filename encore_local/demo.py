@@ -95,10 +95,10 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 def _start_api(twin: TwinServices, port: int) -> TwinApi:
     try:
-        api = twin.api(port=port, workers=2)
+        api = twin.api(port=port, workers=2, prestart=1)
     except OSError:  # the port is taken: any free one will do
         print(f"port {port} is in use; the API takes a free port instead")
-        api = twin.api(port=0, workers=2)
+        api = twin.api(port=0, workers=2, prestart=1)
     api.start()
     return api
 
@@ -155,7 +155,7 @@ def run_demo(
         t = time.perf_counter()
         api = _start_api(twin, port)
         result.api_url = api.url
-        timed("serve the API over HTTP (2 instances of each function)", t)
+        timed("serve the API over HTTP (up to 2 instances of each function)", t)
         try:
             _live(config, api.url, endpoints.aws_endpoint, sim_dir, params, result, say)
             print()

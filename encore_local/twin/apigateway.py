@@ -14,9 +14,9 @@ Behind the front door is a pool of warm Lambda instances, each running one invoc
 does: Powertools keeps the current event on its router class, so two invocations in one process would read
 each other's requests (the reliability suite's load run caught a POST that saw a GET's empty body). A request
 takes whichever instance is idle, the most recently used first, and waits only if all are busy, as API
-Gateway waits for Lambda to scale: one instance of each function starts with the server, more (a cold start
-each) as concurrent requests need them, up to ``workers``, each in a process of its own fed events over a
-pipe. Every answer carries the time spent inside the handler in
+Gateway waits for Lambda to scale: ``prestart`` instances of each function (``workers`` unless told) start
+with the server, more (a cold start each) as concurrent requests need them, up to ``workers``, each in a process
+of its own fed events over a pipe. Every answer carries the time spent inside the handler in
 ``x-twin-handler-ms`` (the twin's stand-in for API Gateway's IntegrationLatency metric).
 """
 
@@ -76,9 +76,11 @@ class TwinApi(LoopbackServer):
         rate: float | None = None,
         burst: int | None = None,
         workers: int = 1,
+        prestart: int | None = None,
     ) -> None:
         self.config = config
         self.workers = max(1, workers)
+        self.prestart = min(self.workers, prestart or self.workers)  # instances of each function started with it
         self.api_keys = set(api_keys)
         deployment = Deployment(stack.region)
         deployment.add(stack)
@@ -125,7 +127,7 @@ class TwinApi(LoopbackServer):
     def start(self) -> str:
         try:
             functions = {fn.name: fn for fn in self.integrations.values()}
-            self.lambdas.start(list(functions.values()), 1)  # more as requests need them, up to ``workers``
+            self.lambdas.start(list(functions.values()), self.prestart)  # more as requests need them
         except BaseException:
             self.stop()
             raise

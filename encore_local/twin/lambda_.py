@@ -173,10 +173,18 @@ class LambdaService:
             with self._changed:
                 self._idle.setdefault(fn.name, []).append(instance)
 
-    def _new(self, fn: Function) -> Instance:
-        instance = Instance(fn, self.environment(fn), self.log_dir)
+    def _new(self, fn: Function, reserved: bool = False) -> Instance:
+        """A new instance; ``reserved``: its place under ``max_instances`` was counted already."""
+        if not reserved:
+            with self._changed:
+                self._count[fn.name] = self._count.get(fn.name, 0) + 1
+        try:
+            instance = Instance(fn, self.environment(fn), self.log_dir)
+        except BaseException:
+            with self._changed:
+                self._count[fn.name] -= 1
+            raise
         with self._changed:
-            self._count[fn.name] = self._count.get(fn.name, 0) + 1
             self.instances.append(instance)
         return instance
 
@@ -195,8 +203,10 @@ class LambdaService:
                 while not idle and self._count.get(fn.name, 0) >= self.max_instances:
                     self._changed.wait()
                 instance = idle.pop() if idle else None
+                if instance is None:  # take the free place now, before another caller does
+                    self._count[fn.name] = self._count.get(fn.name, 0) + 1
             if instance is None:
-                instance = self._new(fn)
+                instance = self._new(fn, reserved=True)
                 instance.wait_ready()
                 return instance
             if instance.alive():
@@ -223,6 +233,11 @@ class LambdaService:
                     self._changed.notify_all()
             else:  # it died, or its handler never imported: the next invocation starts a new one
                 self._retire(fn, instance)
+                with self._changed:  # and any idle one whose process ended meanwhile goes too
+                    ended = [i for i in self._idle.get(fn.name, []) if not i.usable()]
+                    self._idle[fn.name] = [i for i in self._idle.get(fn.name, []) if i not in ended]
+                for dead in ended:
+                    self._retire(fn, dead)
 
     def close(self) -> None:
         with self._changed:

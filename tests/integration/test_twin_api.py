@@ -112,7 +112,7 @@ def test_instances_in_processes_answer_concurrently_and_dead_ones_are_replaced(
     """Up to two instances of each function, each in a process of its own: concurrent requests all come back, timed
     inside. An instance that dies while idle is replaced before it is used; one that dies mid-invocation gives API
     Gateway's 502 for that request only, and another instance serves the next."""
-    server = served_lake["services"].api(served_lake["config"], workers=2)
+    server = served_lake["services"].api(served_lake["config"], workers=2, prestart=1)
     url = server.start()
     try:
         first = [i.proc for i in server.instances]  # type: ignore[union-attr]
@@ -120,7 +120,7 @@ def test_instances_in_processes_answer_concurrently_and_dead_ones_are_replaced(
         with ThreadPoolExecutor(6) as pool:
             answers = list(pool.map(lambda _: get(url, "/v1/trending"), range(12)))
         assert all(r.status_code == 200 and float(r.headers["x-twin-handler-ms"]) > 0 for r in answers)
-        assert len(server.instances) == 3  # the serving function scaled to two under concurrent requests
+        assert len(server.instances) == 3  # the serving function scaled to two under concurrent requests, no more
 
         for proc in first:
             proc.kill()
