@@ -160,15 +160,18 @@ class TwinStack:
 
     assembly: Assembly
     region: str
-    cache_host: str = "127.0.0.1"
-    cache_port: int = 6379
+    stack_name: str
     names: dict[str, str] = field(default_factory=dict)  # logical id -> physical name
     _read: dict[str, Any] = field(default_factory=dict, repr=False)  # what was read from the template, once
 
     @classmethod
     def load(cls, out_dir: Path) -> TwinStack:
         assembly = Assembly.load(out_dir)
-        stack = cls(assembly, assembly.region)
+        manifest = json.loads((out_dir / "manifest.json").read_text())
+        name = next(
+            str(a.get("displayName") or k) for k, a in manifest["artifacts"].items() if a["type"].endswith("stack")
+        )
+        stack = cls(assembly, assembly.region, name)
         stack.names = {lid: stack._physical_name(lid, res) for lid, res in assembly.resources.items()}
         return stack
 
@@ -190,13 +193,6 @@ class TwinStack:
         suffix = hashlib.sha256(lid.encode()).hexdigest()[:12]
         name = f"{self.stack_name}-{lid}-{suffix}"
         return name.lower()[:63] if res["Type"] == "AWS::S3::Bucket" else name[:64]
-
-    @property
-    def stack_name(self) -> str:
-        manifest = json.loads((self.assembly.out_dir / "manifest.json").read_text())
-        return next(
-            str(a.get("displayName") or k) for k, a in manifest["artifacts"].items() if a["type"].endswith("stack")
-        )
 
     def arn(self, lid: str) -> str:
         res, name = self.resources[lid], self.names[lid]
@@ -237,10 +233,6 @@ class TwinStack:
     def _get_att(self, target: str, attribute: str) -> str:
         if attribute == "Arn":
             return self.arn(target)
-        if attribute == "Endpoint.Address":
-            return self.cache_host
-        if attribute == "Endpoint.Port":
-            return str(self.cache_port)
         if attribute == "Name":
             return self.names[target]
         return f"{self.names[target]}.{attribute}"

@@ -40,6 +40,7 @@ def session(shipped: list[str]) -> Any:
     """The driver's SparkSession (local, two cores), with the shipped zips on its workers' path."""
     from pyspark.sql import SparkSession
 
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers run this interpreter, not the PATH's python3
     builder = (
         SparkSession.builder.master("local[2]")
         .appName("encore-twin-glue")
@@ -149,7 +150,6 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--out-fd", type=int, required=True)
     args = ap.parse_args(argv)
     shipped = [p for p in args.shipped.split(os.pathsep) if p]
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     install(shipped, filter(None, args.provided.split(",")), "the Glue job")
     session(shipped)
     with os.fdopen(args.in_fd, "rb") as requests, os.fdopen(args.out_fd, "wb") as answers:

@@ -12,6 +12,7 @@ Instances stay warm between invocations and run one invocation at a time, as Lam
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import os
@@ -30,7 +31,8 @@ from encore_local.twin.process import PipedChild
 OPT_ROOT = ROOT / "build" / "twin" / "opt"
 
 
-def compose_layers(layers: list[Path]) -> tuple[Path, list[str]]:
+@functools.cache  # once per set of layers, not per cold start
+def compose_layers(layers: tuple[Path, ...]) -> tuple[Path, list[str]]:
     """``/opt/python`` for these layers (later layers over earlier ones, as Lambda extracts them), without the
     compiled distributions, and the top-level modules those provide (taken from this Python at equal versions)."""
     key = hashlib.sha256("\n".join(str(p) for p in layers).encode()).hexdigest()[:16]
@@ -97,7 +99,7 @@ class Instance:
     """One warm execution environment of a function."""
 
     def __init__(self, fn: Function, env: dict[str, str], log_dir: Path) -> None:
-        opt_python, provided = compose_layers(fn.layers)
+        opt_python, provided = compose_layers(tuple(fn.layers))  # once per set of layers, not per cold start
         args = ["--task-root", str(fn.code), "--opt-python", str(opt_python), "--handler", fn.handler,
                 "--provided", ",".join(provided)]  # fmt: skip
         self.child = PipedChild("encore_local.twin.lambda_runtime", args, env, log_dir / f"{fn.name}.log", fn.code)
