@@ -16,13 +16,12 @@ import re
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
 from encore_local.twin import stepfunctions
 from encore_local.twin.assembly import Deployment
 from encore_local.twin.glue import GlueError, GlueService
-from encore_local.twin.iam import access_denied, allows, principal_of, role_of
+from encore_local.twin.iam import Needed, UnknownRequest, denied, needed, principal_of
 from encore_local.twin.lambda_ import FunctionError, LambdaService
 from encore_local.twin.sagemaker import SageMakerError, TrainingService
 
@@ -43,12 +42,24 @@ def _json_error(start_response: Any, code: str, message: str, content_type: str)
     )
 
 
-def _sns_error(start_response: Any, code: str, message: str) -> list[bytes]:
-    body = (
-        '<ErrorResponse xmlns="https://sns.amazonaws.com/doc/2010-03-31/"><Error><Type>Sender</Type>'
-        f"<Code>{code}</Code><Message>{escape(message)}</Message></Error><RequestId>twin</RequestId></ErrorResponse>"
-    ).encode()
-    return _answer(start_response, "400 Bad Request", body, [("Content-Type", "text/xml")])
+def _refusal(start_response: Any, environ: dict[str, Any], code: str, message: str) -> list[bytes]:
+    """An authorization refusal as the called service words it: S3's and the query services' XML, the JSON
+    services' ``__type`` (``AccessDeniedException``), SNS's ``AuthorizationError``."""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target or environ.get("PATH_INFO", "").startswith("/2015-03-31/functions/"):
+        json_code = "AccessDeniedException" if code == "AccessDenied" else code
+        body = json.dumps({"__type": json_code, "message": message, "Message": message}).encode()
+        headers = [("Content-Type", environ.get("CONTENT_TYPE") or "application/json"), ("x-amzn-ErrorType", json_code)]
+        return _answer(start_response, "400 Bad Request" if target else "403 Forbidden", body, headers)
+    if code == "AccessDenied" and "/sns/" in environ.get("HTTP_AUTHORIZATION", ""):
+        code = "AuthorizationError"
+    text = f"<Code>{code}</Code><Message>{escape(message)}</Message>"
+    if "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):  # SNS, STS, CloudWatch: the query protocol
+        xml = f"<ErrorResponse><Error><Type>Sender</Type>{text}</Error><RequestId>twin</RequestId></ErrorResponse>"
+    else:  # S3
+        xml = f"<Error>{text}<RequestId>twin</RequestId></Error>"
+    status = "400 Bad Request" if code == "KMSAccessDenied" else "403 Forbidden"
+    return _answer(start_response, status, xml.encode(), [("Content-Type", "text/xml")])
 
 
 class TwinRouter:
@@ -63,45 +74,46 @@ class TwinRouter:
         path = environ.get("PATH_INFO", "")
         if path in (CLOCK_PATH, TRAINING_CHANNELS_PATH) and environ.get("REQUEST_METHOD") == "POST":
             return self._control(environ, start_response, path)
+        refused = self._unauthorized(environ)
+        if refused is not None:
+            return refused(start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         service, _, operation = target.partition(".")
         if service == "AWSGlue" and self.glue is not None:
             return self._json_service(environ, start_response, operation, self.glue.handle, GlueError)
         if service == "SageMaker" and self.training is not None:
             return self._json_service(environ, start_response, operation, self.training.handle, SageMakerError)
-        if self.deployment is not None and "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):
-            refused = self._publish_refused(environ)
-            if refused is not None:
-                return refused(start_response)
         invoke = _INVOKE.match(path)
         if invoke and self.lambda_ is not None and environ.get("REQUEST_METHOD") == "POST":
             return self._invoke(environ, start_response, invoke.group(1))
         return self.app(environ, start_response)
 
-    def _publish_refused(self, environ: dict[str, Any]) -> Any:
-        """SNS Publish by one of the template's roles: to a KMS-encrypted topic the role must be allowed the key
+    def _unauthorized(self, environ: dict[str, Any]) -> Any:
+        """A call by one of the template's roles that its policies do not allow: IAM's refusal, in the service's
+        wire format (None: allowed, or the operator's own call). A publish to a KMS-encrypted topic needs the key
         as well (SNS asks KMS for a data key as the publisher), else SNS answers ``KMSAccessDenied``."""
         principal = principal_of(environ.get("HTTP_AUTHORIZATION", ""))
         if principal is None or self.deployment is None:
             return None
         raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        environ["wsgi.input"] = io.BytesIO(raw)  # moto reads it next
-        form = parse_qs(raw.decode(errors="replace"))
-        if form.get("Action", [""])[0] != "Publish":
+        environ["wsgi.input"] = io.BytesIO(raw)  # the service reads it next
+        try:
+            wanted = needed(environ, raw)
+        except UnknownRequest as exc:
+            unknown = f"the twin cannot tell which IAM permissions this call needs, so it refuses it: {exc}"
+            return lambda start_response: _refusal(start_response, environ, "AccessDenied", unknown)
+        except (KeyError, TypeError, ValueError):
+            return None  # malformed: the service answers with its own validation error
+        message = denied(self.deployment, principal, wanted)
+        code = "AccessDenied"
+        topics = [w.resource for w in wanted if w.action == "sns:Publish"]
+        if message is None and topics:
+            key = next((k for stack in self.deployment.stacks if (k := stack.topic_key(topics[0]))), None)
+            kms = [Needed(action, key) for action in ("kms:GenerateDataKey", "kms:Decrypt") if key]
+            message, code = denied(self.deployment, principal, kms), "KMSAccessDenied"
+        if message is None:
             return None
-        found = role_of(self.deployment, principal)
-        topic = form.get("TopicArn", [""])[0]
-        key = next((k for stack in self.deployment.stacks if (k := stack.topic_key(topic))), None)
-        if found is None:
-            return None
-        stack, role = found
-        needed = [("sns:Publish", topic, "AuthorizationError")]
-        needed += [(action, key, "KMSAccessDenied") for action in ("kms:GenerateDataKey", "kms:Decrypt") if key]
-        for action, resource, code in needed:
-            if not allows(stack, role, action, resource):
-                message = access_denied(principal, stack, role, action, resource)
-                return lambda start_response: _sns_error(start_response, code, message)
-        return None
+        return lambda start_response: _refusal(start_response, environ, code, message)
 
     def _control(self, environ: dict[str, Any], start_response: Any, path: str) -> Any:
         """The twin's own controls (not AWS APIs): the executions' clock, the channels added to training jobs."""

@@ -18,7 +18,7 @@ from encore.config import EncoreConfig
 from encore_local.errors import UsageError
 from encore_local.jobs import JobFailed, run_job
 from encore_local.pipeline import run_state_machine
-from encore_local.twin.assembly import TwinStack
+from encore_local.twin.assembly import ACCOUNT, TwinStack
 from encore_local.twin.iam import client_for
 from encore_local.twin.lambda_ import FunctionError, refused_at_creation
 from encore_local.twin.services import TwinServices
@@ -28,6 +28,60 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def _stack(twin_services: TwinServices) -> TwinStack:
     return next(s for s in twin_services.deployment.stacks if s.stack_name == "Encore-local")
+
+
+def _take_away(stack: TwinStack, role_id: str, actions: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The role's statements without those naming ``actions`` (a prefix), as if the template had left them out."""
+    original = stack.assembly.statements_of
+
+    def without(role: str) -> list[dict[str, Any]]:
+        kept = [s for s in original(role) if actions not in json.dumps(s.get("Action", ""))]
+        return kept if role == role_id else original(role)
+
+    monkeypatch.setattr(stack.assembly, "statements_of", without)
+    monkeypatch.setattr(stack, "_read", {})  # the policies the twin had resolved and cached
+
+
+def _function_role(stack: TwinStack, logical_id: str) -> str:
+    return next(f.role for f in stack.functions().values() if f.logical_id.startswith(logical_id))
+
+
+def test_every_call_of_a_role_is_authorized_against_its_policies(twin_services: TwinServices) -> None:
+    """A call the role's policies do not allow is refused as IAM refuses it, naming principal, action, resource."""
+    stack = _stack(twin_services)
+    serving = _function_role(stack, "ApiServingFunction")  # reads; only the events function writes to Firehose
+    firehose = client_for("firehose", twin_services.environment_of(serving))
+    with pytest.raises(ClientError) as refused:
+        firehose.put_record(DeliveryStreamName="encore-local-events", Record={"Data": b"{}"})
+    error = refused.value.response["Error"]
+    assert error["Code"] == "AccessDeniedException"
+    assert "firehose:PutRecord" in error["Message"] and serving in error["Message"]
+    assert f"arn:aws:firehose:{stack.region}:{ACCOUNT}:deliverystream/encore-local-events" in error["Message"]
+    s3 = client_for("s3", twin_services.environment_of(serving))
+    with pytest.raises(ClientError) as unknown:  # a call the twin cannot classify is refused, not waved through
+        s3.get_bucket_policy(Bucket=stack.output("LakeBucket"))
+    assert "cannot tell which IAM permissions" in unknown.value.response["Error"]["Message"]
+
+
+def test_handing_a_role_to_sagemaker_needs_pass_role(
+    twin_services: TwinServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = _stack(twin_services)
+    nightly = next(m for m in stack.state_machines().values() if m.name.endswith("-pipeline"))
+    _take_away(stack, nightly.role.split(".", 1)[1], "iam:PassRole", monkeypatch)
+    sagemaker = client_for("sagemaker", twin_services.environment_of(nightly.role))
+    training_role = next(stack.arn(lid) for lid in stack.of_type("AWS::IAM::Role") if lid.startswith("ModelTraining"))
+    with pytest.raises(ClientError) as refused:
+        sagemaker.create_training_job(
+            TrainingJobName="pass-role-check",
+            RoleArn=training_role,
+            AlgorithmSpecification={"TrainingImage": "image", "TrainingInputMode": "File"},
+            OutputDataConfig={"S3OutputPath": f"s3://{stack.output('LakeBucket')}/models/"},
+            ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+            StoppingCondition={"MaxRuntimeInSeconds": 60},
+        )
+    assert "iam:PassRole" in refused.value.response["Error"]["Message"]
+    assert training_role in refused.value.response["Error"]["Message"]
 
 
 def test_the_twin_deployed_the_synthesized_stack(twin_services: TwinServices, config: EncoreConfig) -> None:
@@ -143,13 +197,7 @@ def test_publishing_to_the_encrypted_topic_needs_the_key(
     sns = client_for("sns", twin_services.environment_of(nightly.role))
     sns.publish(TopicArn=topic, Message="the role that publishes failures may")
     role_id = nightly.role.split(".", 1)[1]
-    original = stack.assembly.statements_of
-
-    def without_kms(role: str) -> list[dict[str, Any]]:
-        kept = [s for s in original(role) if not str(s.get("Action", "")).count("kms:")]
-        return kept if role == role_id else original(role)
-
-    monkeypatch.setattr(stack.assembly, "statements_of", without_kms)
+    _take_away(stack, role_id, "kms:", monkeypatch)
     with pytest.raises(ClientError) as refused:
         sns.publish(TopicArn=topic, Message="without the key it may not")
     assert refused.value.response["Error"]["Code"] == "KMSAccessDenied"
