@@ -49,13 +49,15 @@ class _Server(ClosesConnections, ThreadingHTTPServer):
     request_queue_size = 128
 
 
-def reply(handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> None:
+def reply(handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str], *,
+          head_only: bool = False) -> None:  # fmt: skip
     """Status line, headers and body in one write: one packet and one wake-up of the client, where http.server's
-    own ``send_response``/``end_headers`` and a body write make two."""
+    own ``send_response``/``end_headers`` and a body write make two. ``head_only``: an answer to HEAD, the
+    headers GET would carry and no body."""
     head = [f"{handler.protocol_version} {status} {HTTPStatus(status).phrase}", f"Date: {handler.date_time_string()}"]
     head += [f"{k}: {v}" for k, v in headers.items()]
     head.append(f"Content-Length: {len(body)}")
-    handler.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+    handler.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (b"" if head_only else body))
 
 
 class LoopbackServer:

@@ -4,11 +4,15 @@ function the stack's method integrates with, run from its synthesized code asset
 
 Which function serves a method and resource is read from the template (``TwinStack.api_integrations``); which
 routes need a key is ``encore.routes.ROUTES`` (the table the CDK app builds API Gateway from). Answers API Gateway
-gives itself are reproduced: 403 ``{"message": "Forbidden"}`` without a valid key, 429 ``{"message": "Too Many
-Requests"}`` past the throttle, 404/405 ``Missing Authentication Token`` for unknown routes, and 502
-``{"message": "Internal server error"}`` when the function fails or its instance dies mid-invocation, each with
-the CORS header the
-stack's gateway responses add; OPTIONS gets the stack's preflight answer. It does not verify Cognito tokens.
+gives itself are reproduced, each with the CORS header the stack's gateway responses add: 403 ``{"message":
+"Forbidden"}`` without a valid key, 429 ``{"message": "Too Many Requests"}`` past the throttle, 403 ``Missing
+Authentication Token`` for a resource or method the API lacks (any method, ``HEAD`` answered without a body), 413
+past the 10 MB payload limit, 504 ``Endpoint request timed out`` past the 29 s integration timeout, and 502
+``{"message": "Internal server error"}`` when the function fails or its instance dies mid-invocation. OPTIONS gets
+the stack's preflight answer. Path parameters reach the handler percent-decoded, the path as sent. Framing the
+server cannot read (a bad request line or version, a bad or doubled ``Content-Length``, a malformed chunk, headers
+too long) gets a JSON answer and the connection closed; there is no server banner. It does not verify Cognito
+tokens.
 
 Behind the front door is a pool of warm Lambda instances, each running one invocation at a time, as Lambda
 does: Powertools keeps the current event on its router class, so two invocations in one process would read
@@ -27,20 +31,77 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from encore.config import EncoreConfig
 from encore.routes import CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, ROUTES, Route, allowed_origin
 from encore_local.apigw import match_route, rest_event
 from encore_local.loopback import LoopbackServer, reply
 from encore_local.twin.assembly import Deployment, Function, TwinStack
-from encore_local.twin.lambda_ import FunctionError, LambdaService
+from encore_local.twin.lambda_ import FunctionError, IntegrationTimeout, LambdaService
 
 DEFAULT_API_KEY = "encore-twin-key"
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+INTEGRATION_TIMEOUT_S = 29.0  # API Gateway's limit on a Lambda integration's answer
+IDLE_TIMEOUT_S = 60.0
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+class FramingError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def read_body(stream: Any, headers: Any) -> bytes | None:
+    """The request's body, framed by ``Content-Length`` or chunked ``Transfer-Encoding``, at most ``MAX_BODY``.
+    Raises ``FramingError`` (answered, then the connection closed) for framing that cannot be read, and
+    ``ConnectionError`` when the client leaves before the body ends."""
+    lengths = headers.get_all("Content-Length") or []
+    encoding = (headers.get("Transfer-Encoding") or "").strip().lower()
+    if encoding:
+        if encoding != "chunked" or lengths:
+            raise FramingError(400, f"unsupported Transfer-Encoding {encoding!r} (or with a Content-Length)")
+        return _read_chunks(stream)
+    if not lengths:
+        return None
+    if len(set(lengths)) > 1 or not all(v.strip().isdigit() for v in lengths):
+        raise FramingError(400, f"invalid Content-Length {', '.join(lengths)!r}")
+    length = int(lengths[0])
+    if length > MAX_BODY:
+        raise FramingError(413, "Request Too Long")
+    body = stream.read(length) if length else b""
+    if len(body) < length:
+        raise ConnectionError("the body ended early")
+    return body or None
+
+
+def _read_chunks(stream: Any) -> bytes | None:
+    body = bytearray()
+    while True:
+        line = stream.readline(1024)
+        if not line:
+            raise ConnectionError("the body ended early")
+        size_text = line.split(b";", 1)[0].strip()
+        if not size_text or not set(size_text) <= _HEX:
+            raise FramingError(400, "malformed chunk size")
+        size = int(size_text, 16)
+        if len(body) + size > MAX_BODY:
+            raise FramingError(413, "Request Too Long")
+        if size == 0:
+            while stream.readline(1024) not in (b"\r\n", b"\n", b""):  # trailer fields, then the blank line
+                pass
+            return bytes(body) or None
+        chunk = stream.read(size)
+        if len(chunk) < size:
+            raise ConnectionError("the body ended early")
+        body += chunk
+        if stream.readline(3) not in (b"\r\n", b"\n"):
+            raise FramingError(400, "malformed chunk: no line end after its data")
 
 
 class TokenBucket:
@@ -82,6 +143,7 @@ class TwinApi(LoopbackServer):
         self.workers = max(1, workers)
         self.prestart = min(self.workers, prestart or self.workers)  # instances of each function started with it
         self.api_keys = set(api_keys)
+        self.integration_timeout_s = INTEGRATION_TIMEOUT_S
         deployment = Deployment(stack.region)
         deployment.add(stack)
         self.lambdas = LambdaService(deployment, function_environment, log_dir / "api", max_instances=self.workers)
@@ -98,25 +160,41 @@ class TwinApi(LoopbackServer):
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # answers leave at once (loopback.reply writes each in one piece)
+            timeout = IDLE_TIMEOUT_S  # a connection that sends nothing for this long is closed
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
+            def version_string(self) -> str:
+                return ""  # no server banner
+
+            def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+                """http.server's answer to framing it cannot parse (a bad request line or version, headers too
+                long or too many): API Gateway's JSON, and the connection closed."""
+                self.close_connection = True
+                self._reply(code, {"message": message or HTTPStatus(code).phrase}, {"Connection": "close"})
+
+            def __getattr__(self, name: str) -> Any:
+                if name.startswith("do_"):  # any method: API Gateway answers those the API lacks itself
+                    return self._handle
+                raise AttributeError(name)
+
             def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    self._reply(413, {"message": "Request Too Long"}, {})
+                try:
+                    body = read_body(self.rfile, self.headers)
+                except FramingError as exc:
+                    self.send_error(exc.status, exc.message)
                     return
-                body = self.rfile.read(length) if length else None
+                except ConnectionError:  # the client left mid-body: nobody to answer
+                    self.close_connection = True
+                    return
                 status, payload, headers = api.dispatch(self.command, self.path, list(self.headers.items()), body)
                 self._reply(status, payload, headers)
 
             def _reply(self, status: int, payload: Any, headers: dict[str, str]) -> None:
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 headers.setdefault("Content-Type", "application/json")
-                reply(self, status, data, headers)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle  # noqa: N815 - http.server's naming
+                reply(self, status, data, headers, head_only=self.command == "HEAD")
 
         LoopbackServer.__init__(self, Handler, host, port, "twin-api")
 
@@ -150,7 +228,8 @@ class TwinApi(LoopbackServer):
         found = match_route(self.templates, path)
         if found is None:
             return 403, {"message": "Missing Authentication Token"}, cors
-        template, params = found
+        template, raw_params = found
+        params = {name: unquote(value) for name, value in raw_params.items()}  # API Gateway decodes them
         route = self.by_path[template]
         if method == "OPTIONS":  # the stack's preflight (a mock integration): no key, no function
             allow = allowed_origin(self.config.serving.cors_origins, origin)
@@ -185,8 +264,10 @@ class TwinApi(LoopbackServer):
         """The Lambda proxy integration: the handler's answer as HTTP, or API Gateway's 502 when the function
         failed (it raised, its instance died mid-invocation, or its answer is not a proxy response)."""
         try:
-            result, inside_ms = self.lambdas.invoke_function(function, event)
+            result, inside_ms = self.lambdas.invoke_function(function, event, self.integration_timeout_s)
             status = int(result["statusCode"])
+        except IntegrationTimeout:
+            return 504, {"message": "Endpoint request timed out"}, dict(cors or {})
         except (FunctionError, KeyError, TypeError, ValueError):
             return 502, {"message": "Internal server error"}, dict(cors or {})
         out_headers = {k: v[-1] for k, v in (result.get("multiValueHeaders") or {}).items()}

@@ -118,10 +118,15 @@ class Instance:
         """Whether it can serve another invocation (asked after one, whatever ``alive`` said before it)."""
         return self.child.running() and self.init_error is None
 
-    def invoke(self, event: Any) -> tuple[Any, float]:
+    def invoke(self, event: Any, timeout_s: float) -> tuple[Any, float]:
+        """One invocation; past ``timeout_s`` the environment is stopped and ``TimeoutError`` raised."""
         if self.init_error is not None:
             raise FunctionError({**self.init_error, "errorType": "Runtime.ImportModuleError"})
-        answer = self.child.request(event)
+        try:
+            answer = self.child.request(event, timeout_s)
+        except TimeoutError:
+            self.child.kill()
+            raise
         if answer is None:
             raise FunctionError({"errorMessage": "the execution environment exited", "errorType": "Runtime.ExitError"})
         if "error" in answer:
@@ -130,6 +135,10 @@ class Instance:
 
     def close(self) -> None:
         self.child.close()
+
+
+class IntegrationTimeout(TimeoutError):
+    """The caller's deadline passed before the function answered."""
 
 
 class LambdaService:
@@ -224,10 +233,22 @@ class LambdaService:
             raise LookupError(f"Function not found: arn:aws:lambda:{region}:{ACCOUNT}:function:{missing}") from None
         return self.invoke_function(fn, payload)
 
-    def invoke_function(self, fn: Function, payload: Any) -> tuple[Any, float]:
+    def invoke_function(self, fn: Function, payload: Any, deadline_s: float | None = None) -> tuple[Any, float]:
+        """One invocation, stopped at the function's timeout (``FunctionError`` "Task timed out", as Lambda's)
+        or at the caller's ``deadline_s`` if that comes first (``IntegrationTimeout``: API Gateway stops
+        waiting at 29 s; the twin stops the function too, where Lambda would let it run to its own timeout)."""
         instance = self._take(fn)
+        limit = min(fn.timeout_s, deadline_s) if deadline_s is not None else fn.timeout_s
         try:
-            return instance.invoke(payload)
+            return instance.invoke(payload, limit)
+        except TimeoutError:
+            if deadline_s is not None and deadline_s < fn.timeout_s:
+                raise IntegrationTimeout(f"{fn.name} did not answer within {deadline_s:g} s") from None
+            timed_out = {
+                "errorType": "Sandbox.Timedout",
+                "errorMessage": f"Task timed out after {fn.timeout_s:.2f} seconds",
+            }
+            raise FunctionError(timed_out) from None
         finally:
             if instance.usable():
                 with self._changed:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -34,17 +35,26 @@ class PipedChild:
             return None
         return dict(json.loads(line)) if line else None
 
-    def request(self, payload: Any) -> dict[str, Any] | None:
-        """Send one request and wait for its answer (None: the child ended, its pipe is broken)."""
+    def request(self, payload: Any, timeout: float | None = None) -> dict[str, Any] | None:
+        """Send one request and wait for its answer (None: the child ended, its pipe is broken); raises
+        ``TimeoutError`` when no answer came within ``timeout`` seconds."""
         try:
             self.writer.write(json.dumps(payload, default=str).encode() + b"\n")
             self.writer.flush()
         except OSError:
             return None
+        if timeout is not None and not select.select([self.reader], [], [], timeout)[0]:
+            raise TimeoutError(f"no answer within {timeout:g} s")
         return self.receive()
 
     def running(self) -> bool:
         return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """End it now (an invocation past its timeout: Lambda stops the execution environment)."""
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        self.close()
 
     def close(self, timeout: float = 10) -> None:
         """Close its input (it then exits) and wait; kill it if it does not."""

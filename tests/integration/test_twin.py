@@ -16,6 +16,8 @@ from encore.config import EncoreConfig
 from encore.resources import table_specs
 from encore_local.lake import import_simulation
 from encore_local.simulator import SimulationSummary
+from encore_local.twin.assembly import ACCOUNT, Deployment, Function
+from encore_local.twin.lambda_ import FunctionError, IntegrationTimeout, LambdaService
 from encore_local.twin.provision import provision
 from encore_local.twin.services import TwinEndpoints, TwinServices
 
@@ -102,3 +104,26 @@ def test_twin_up_env_down_through_the_cli(tmp_path: Path) -> None:
         down = subprocess.run([*encore, "down", *state], capture_output=True, text=True, timeout=60, check=False)
     assert down.returncode == 0, down.stderr
     assert not (tmp_path / "twin.json").exists()
+
+
+def test_a_function_past_its_timeout_is_stopped_as_lambda_stops_it(tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "slow.py").write_text(
+        "import time\n\ndef handler(event, context):\n    time.sleep(event['s'])\n    return 'done'\n"
+    )
+    fn = Function(logical_id="Slow", name="slow", arn=f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:slow",
+                  handler="slow.handler", code=code, layers=[], environment={}, role="Test.SlowRole",
+                  timeout_s=1, memory_mb=128)  # fmt: skip
+    service = LambdaService(Deployment("us-east-1"), lambda fn: {}, tmp_path / "logs")
+    try:
+        assert service.invoke_function(fn, {"s": 0})[0] == "done"
+        with pytest.raises(FunctionError) as timed_out:
+            service.invoke_function(fn, {"s": 30})
+        assert timed_out.value.payload == {"errorType": "Sandbox.Timedout",
+                                           "errorMessage": "Task timed out after 1.00 seconds"}  # fmt: skip
+        assert service.invoke_function(fn, {"s": 0})[0] == "done"  # a new execution environment
+        with pytest.raises(IntegrationTimeout):  # a caller that stops waiting first (API Gateway at 29 s)
+            service.invoke_function(fn, {"s": 30}, deadline_s=0.2)
+    finally:
+        service.close()

@@ -3,11 +3,14 @@ checked against the OpenAPI document the API itself serves (the contract test)."
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -140,3 +143,100 @@ def test_instances_in_processes_answer_concurrently_and_dead_ones_are_replaced(
     finally:
         server.stop()
     assert not server.instances
+
+
+def _raw(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are and read the answer to the end (the server closes after a framing error)."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as conn:
+        conn.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + _length(data):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split(" ")[1]), headers, body
+
+
+def _length(data: bytes) -> int:
+    head = data.partition(b"\r\n\r\n")[0].decode("latin-1").lower()
+    return next((int(line.split(":")[1]) for line in head.split("\r\n") if line.startswith("content-length:")), 0)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET /v1/health HTTP/9.9\r\n\r\n", 505),
+        (b"POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n", 400),
+        (b"POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", 400),
+        (b"POST /v1/events HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        (b"POST /v1/events HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+        (b"GET /v1/health HTTP/1.1\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n", 431),
+        (b"POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Length: 10485761\r\n\r\n", 413),
+    ],
+    ids=[
+        "request-line",
+        "version",
+        "length-not-a-number",
+        "two-lengths",
+        "chunk-size",
+        "encoding",
+        "header-size",
+        "payload-limit",
+    ],
+)
+def test_malformed_framing_gets_a_json_answer_not_a_dropped_connection(
+    api: str, request_bytes: bytes, status: int
+) -> None:
+    code, headers, body = _raw(api, request_bytes)
+    assert code == status
+    assert headers["Content-Type"] == "application/json" and json.loads(body)["message"]
+    assert "Server" not in headers  # no server banner
+
+
+def test_a_chunked_body_is_read_as_the_events_it_carries(api: str) -> None:
+    event = {"event_id": str(uuid.uuid4()), "user_id": "chunked-user", "track_id": "t1", "action": "complete",
+             "timestamp": int(time.time() * 1000), "played_ms": 1000, "track_duration_ms": 1000,
+             "region": "US"}  # fmt: skip
+    payload = json.dumps({"events": [event]}).encode()
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(payload[i : i + 50]), payload[i : i + 50]) for i in range(0, len(payload), 50)
+    )
+    head = (f"POST /v1/events HTTP/1.1\r\nHost: t\r\nx-api-key: {DEFAULT_API_KEY}\r\nContent-Type: application/json"
+            "\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")  # fmt: skip
+    request = head.encode() + chunks + b"0\r\n\r\n"
+    code, _, body = _raw(api, request)
+    assert code == 202 and json.loads(body)["accepted"] == 1
+
+
+def test_methods_the_api_lacks_are_api_gateways_403_and_head_has_no_body(api: str) -> None:
+    head = requests.head(f"{api}/v1/health", timeout=30)
+    assert head.status_code == 403 and head.content == b"" and int(head.headers["Content-Length"]) > 0
+    code, _, body = _raw(api, b"BREW /v1/health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert code == 403 and json.loads(body) == {"message": "Missing Authentication Token"}
+    preflight = requests.options(f"{api}/v1/trending", headers={"Origin": "https://example.com",
+                                 "Access-Control-Request-Method": "GET"}, timeout=30)  # fmt: skip
+    assert preflight.status_code == 204 and "GET" in preflight.headers["Access-Control-Allow-Methods"]
+
+
+def test_path_parameters_arrive_percent_decoded(api: str, served_lake: dict[str, Any]) -> None:
+    track = (served_lake["sim"] / "catalog/tracks.csv").read_text().splitlines()[1].split(",")[0]
+    plain = get(api, f"/v1/tracks/{track}")
+    encoded = get(api, "/v1/tracks/" + "".join(f"%{b:02X}" for b in track.encode()))
+    assert plain.status_code == encoded.status_code == 200 and encoded.json() == plain.json()
+
+
+def test_an_answer_later_than_the_integration_timeout_is_api_gateways_504(served_lake: dict[str, Any]) -> None:
+    server = served_lake["services"].api(served_lake["config"], prestart=1)
+    server.integration_timeout_s = 0.0001  # no handler answers within 0.1 ms; API Gateway's own is 29 s
+    url = server.start()
+    try:
+        late = get(url, "/v1/trending")
+    finally:
+        server.stop()
+    assert late.status_code == 504 and late.json() == {"message": "Endpoint request timed out"}
