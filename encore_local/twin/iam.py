@@ -260,7 +260,9 @@ _JSON: dict[str, Callable[[str, dict[str, Any], _Arns], list[Needed]]] = {
     "states": _by_field("states", "stateMachineArn", lambda v, a: v),
     "logs": _by_field("logs", "logGroupName", lambda v, a: a.of("logs", f"log-group:{v}:*")),
     "kms": _by_field("kms", "KeyId", lambda v, a: v if _ARN.match(v) else a.of("kms", f"key/{v}")),
-    "events": _by_field("events", "Name", lambda v, a: a.of("events", f"rule/{v}")),
+    "events": lambda op, params, arns: [
+        Needed(f"events:{op}", arns.of("events", f"rule/{params.get('Name') or params.get('Rule')}"))
+    ],
     "application-autoscaling": _scaling,
     "monitoring": _metrics,
 }

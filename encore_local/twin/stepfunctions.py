@@ -110,6 +110,9 @@ class _TwinGlue(_SyncPolling, StateTaskServiceGlue):
     pass
 
 
+SAGEMAKER_SYNC_RULE = "StepFunctionsGetEventsForSageMakerTrainingJobsRule"
+
+
 class _TwinSageMaker(_SyncPolling, StateTaskServiceCallback):
     def __init__(self) -> None:
         super().__init__(supported_integration_patterns={ResourceCondition.Sync})  # type: ignore[arg-type]
@@ -143,6 +146,14 @@ class _TwinSageMaker(_SyncPolling, StateTaskServiceCallback):
         started = env.stack.pop()
         name = started.get("__name") or normalised_parameters["TrainingJobName"]
         client = self._client(resource_runtime_part, state_credentials)
+        # Step Functions learns of the job's end through a managed EventBridge rule, which it sets up as the
+        # execution's role: without events:PutRule/PutTargets/DescribeRule on it, the task cannot wait.
+        events = _boto_client(resource_runtime_part.region, "events", state_credentials)
+        pattern = {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Training Job State Change"]}
+        events.put_rule(Name=SAGEMAKER_SYNC_RULE, EventPattern=json.dumps(pattern), State="ENABLED")
+        target = f"arn:aws:states:{resource_runtime_part.region}:{resource_runtime_part.account}:managed-rule"
+        events.put_targets(Rule=SAGEMAKER_SYNC_RULE, Targets=[{"Id": "StepFunctions", "Arn": target}])
+        events.describe_rule(Name=SAGEMAKER_SYNC_RULE)
 
         def resolve() -> Any:
             job = client.describe_training_job(TrainingJobName=name)

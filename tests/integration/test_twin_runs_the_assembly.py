@@ -167,6 +167,20 @@ def test_with_sync_the_task_waits_for_the_job_and_reports_how_it_ended(
         assert run.status == "SUCCEEDED"
 
 
+def test_waiting_on_a_training_job_needs_the_managed_rule(
+    twin_services: TwinServices, config: EncoreConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``.sync`` waits through EventBridge: Step Functions sets up its managed rule as the execution's role."""
+    stack = _stack(twin_services)
+    nightly = next(m for m in stack.state_machines().values() if m.name.endswith("-pipeline"))
+    _take_away(stack, nightly.role.split(".", 1)[1], "events:", monkeypatch)
+    _train_only(twin_services, "arn:aws:states:::sagemaker:createTrainingJob.sync", "train-without-rule")
+    run = run_state_machine(config, "train-without-rule", name="without-rule")
+    train = next(s for s in run.states if s["state"] == "train")
+    assert run.status == "FAILED" and "events:PutRule" in train["cause"]
+    assert "rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule" in train["cause"]
+
+
 def test_a_vpc_function_whose_role_cannot_manage_network_interfaces_is_refused(
     twin_services: TwinServices, tmp_path: Path
 ) -> None:
