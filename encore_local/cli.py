@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from encore.config import EncoreConfig
 from encore_local.errors import UsageError
-from encore_local.report import render_summary
+from encore_local.simulator.summary import render_summary
 
 if TYPE_CHECKING:
     from encore_local.simulator import SimulationParams
@@ -224,7 +224,7 @@ class DemoFailed(Exception):
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from encore_local.demo import run_demo
+    from encore_local.demo.run import run_demo
 
     result = run_demo(_params(args), args.out, scale=args.scale, progress=not args.quiet, port=args.port,
                       keep_serving=not args.exit)  # fmt: skip

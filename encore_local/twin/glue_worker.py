@@ -6,24 +6,27 @@ repository: imports are limited to what ships, what Glue's Python environment pr
 ``--additional-python-modules`` installs) and the standard library (``encore_local.twin.sandbox``).
 
 Spark here has no ``s3a`` connector, so each run mirrors what the job reads (and what it overwrites in part)
-from S3 to a folder, runs the script with ``--lake_root file://<folder>/``, then makes each prefix the job writes
-in S3 equal to the folder. Runs arrive as JSON lines on ``--in-fd``, one at a time; each answer is a JSON line
-on ``--out-fd``. The JVM stays up between runs (a Glue job starts a new one each time: this is the twin's
-shortcut, worth several seconds per run).
+from S3 to a folder kept between runs (only objects it has not seen are fetched), runs the script with
+``--lake_root file://<folder>/``, then makes each prefix the job writes in S3 equal to the folder. Runs arrive as
+JSON lines on ``--in-fd``, one at a time; each answer is a JSON line on ``--out-fd``. The JVM stays up between
+runs (a Glue job starts a new one each time: this is the twin's shortcut, worth several seconds per run).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import importlib.util
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +85,7 @@ def _option(argv: list[str], name: str) -> str | None:
     return argv[argv.index(name) + 1] if name in argv[:-1] else None
 
 
-def _run(request: dict[str, Any]) -> dict[str, Any]:
+def _run(request: dict[str, Any], mirror: _Mirror) -> dict[str, Any]:
     import boto3
 
     from encore.config import EncoreConfig  # from the job's --extra-py-files, like the script's own imports
@@ -92,41 +95,84 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
     values = json.loads(_option(argv, "--encore_config") or "{}")
     config = EncoreConfig.for_stage(values.get("stage", "dev"), values)
     reads, writes = module.io_prefixes(config.lake)
-    bucket = config.resources.lake_bucket
     s3 = boto3.client("s3", region_name=config.region)
-    with tempfile.TemporaryDirectory(prefix=f"encore-glue-{request['job']}-") as tmp:
-        root = Path(tmp)
-        for prefix in dict.fromkeys([*reads, *writes]):
-            for key in _list(s3, bucket, prefix):
-                if not key.endswith("/"):
-                    (root / key).parent.mkdir(parents=True, exist_ok=True)
-                    s3.download_file(bucket, key, str(root / key))
-        result = module.main([*argv, "--lake_root", f"file://{root}/"]) or {}
-        for prefix in writes:
-            _sync_up(s3, bucket, prefix, root)
+    bucket = config.resources.lake_bucket
+    for prefix in dict.fromkeys([*reads, *writes]):
+        mirror.pull(s3, bucket, prefix)
+    try:
+        result = module.main([*argv, "--lake_root", f"file://{mirror.root / bucket}/"]) or {}
+    except BaseException:
+        mirror.forget(bucket)  # what the failed run left in the folder is not what S3 holds: fetch it all again
+        raise
+    for prefix in writes:
+        mirror.push(s3, bucket, prefix)
     return dict(result)
 
 
-def _list(s3: Any, bucket: str, prefix: str) -> list[str]:
-    keys: list[str] = []
+class _Mirror:
+    """S3 prefixes as folders, kept between runs: an object whose ETag is the one the mirror last saw (it
+    downloaded or uploaded it) is not fetched again, so a job reading what the previous one wrote copies only
+    what changed. Spark's checksum files stay local."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.etags: dict[tuple[str, str], str] = {}
+
+    def pull(self, s3: Any, bucket: str, prefix: str) -> None:
+        """Make ``<root>/bucket/prefix`` hold what S3 holds under ``prefix``."""
+        listed = {o["Key"]: o["ETag"] for o in _list(s3, bucket, prefix) if not o["Key"].endswith("/")}
+        for path in self._files(bucket, prefix):
+            key = str(path.relative_to(self.root / bucket))
+            if key not in listed:
+                path.unlink()
+                self.etags.pop((bucket, key), None)
+        stale = [k for k, etag in listed.items() if self.etags.get((bucket, k)) != etag
+                 or not (self.root / bucket / k).exists()]  # fmt: skip
+
+        def fetch(key: str) -> None:
+            target = self.root / bucket / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            self.etags[(bucket, key)] = listed[key]
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(fetch, stale))
+
+    def push(self, s3: Any, bucket: str, prefix: str) -> None:
+        """Make ``s3://bucket/prefix`` equal to ``<root>/bucket/prefix``."""
+        local = {str(p.relative_to(self.root / bucket)): p for p in self._files(bucket, prefix)}
+        listed = {o["Key"]: o["ETag"] for o in _list(s3, bucket, prefix)}
+
+        def put(item: tuple[str, Path]) -> None:
+            key, path = item
+            data = path.read_bytes()
+            if listed.get(key) == f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"':
+                self.etags[(bucket, key)] = listed[key]
+                return  # S3 holds these very bytes
+            self.etags[(bucket, key)] = s3.put_object(Bucket=bucket, Key=key, Body=data)["ETag"]
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(put, local.items()))
+        stale = [k for k in listed if k not in local]
+        for i in range(0, len(stale), 1000):
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in stale[i : i + 1000]]})
+        for key in stale:
+            self.etags.pop((bucket, key), None)
+
+    def forget(self, bucket: str) -> None:
+        self.etags = {k: v for k, v in self.etags.items() if k[0] != bucket}
+
+    def _files(self, bucket: str, prefix: str) -> list[Path]:
+        base = self.root / bucket
+        found = base.glob(prefix + "**/*") if prefix.endswith("/") else [base / prefix]
+        return [p for p in found if p.is_file() and not p.name.endswith(".crc")]
+
+
+def _list(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
+    objects: list[dict[str, Any]] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys.extend(obj["Key"] for obj in page.get("Contents", []))
-    return keys
-
-
-def _sync_up(s3: Any, bucket: str, prefix: str, root: Path) -> None:
-    """Make ``s3://bucket/prefix`` equal to ``root/prefix`` (Spark's checksum files are left out)."""
-    local_dir = root / prefix
-    local = {
-        str(p.relative_to(root)): p
-        for p in (local_dir.rglob("*") if local_dir.exists() else [])
-        if p.is_file() and not p.name.endswith(".crc")
-    }
-    for key, path in local.items():
-        s3.upload_file(str(path), bucket, key)
-    stale = [k for k in _list(s3, bucket, prefix) if k not in local]
-    for i in range(0, len(stale), 1000):
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in stale[i : i + 1000]]})
+        objects.extend(page.get("Contents", []))
+    return objects
 
 
 class _Tee(io.TextIOBase):
@@ -153,6 +199,14 @@ def main(argv: list[str]) -> None:
     shipped = [p for p in args.shipped.split(os.pathsep) if p]
     install(shipped, filter(None, args.provided.split(",")), "the Glue job")
     session(shipped)
+    mirror = _Mirror(Path(tempfile.mkdtemp(prefix="encore-glue-mirror-")))
+    try:
+        _serve(args, mirror)
+    finally:
+        shutil.rmtree(mirror.root, ignore_errors=True)
+
+
+def _serve(args: argparse.Namespace, mirror: _Mirror) -> None:
     with os.fdopen(args.in_fd, "rb") as requests, os.fdopen(args.out_fd, "wb") as answers:
         answers.write(b'{"ready": true}\n')
         answers.flush()
@@ -162,7 +216,7 @@ def main(argv: list[str]) -> None:
             output = _Tee(sys.stdout)
             try:
                 with contextlib.redirect_stdout(output):
-                    answer: dict[str, Any] = {"result": _run(request)}
+                    answer: dict[str, Any] = {"result": _run(request, mirror)}
             except Exception as exc:
                 traceback.print_exc()
                 print(f"{type(exc).__name__}: {exc}", file=output)

@@ -92,15 +92,18 @@ def role_of(deployment: Deployment, principal: str) -> tuple[TwinStack, str] | N
     return None
 
 
-def denied(deployment: Deployment, principal: str, wanted: list[Needed]) -> str | None:
-    """IAM's refusal of the first need the principal's policies do not allow (None: all allowed)."""
+def denied(deployment: Deployment, principal: str, wanted: list[Needed]) -> dict[str, str] | None:
+    """IAM's refusal of the first need the principal's policies do not allow (None: all allowed): the
+    principal, the action, the resource and IAM's sentence."""
     found = role_of(deployment, principal)
     if found is None:
-        return f"the twin's principal {principal} is no role of the deployed stacks"
+        return {"principal": principal, "action": "", "resource": "",
+                "message": f"the twin's principal {principal} is no role of the deployed stacks"}  # fmt: skip
     stack, role_id = found
     for need in wanted:
         if not allows(stack, role_id, need.action, need.resource, dict(need.context)):
-            return access_denied(principal, stack, role_id, need.action, need.resource)
+            message = access_denied(principal, stack, role_id, need.action, need.resource)
+            return {"principal": principal, "action": need.action, "resource": need.resource, "message": message}
     return None
 
 

@@ -69,6 +69,8 @@ class TwinRouter:
         self.training: TrainingService | None = None
         self.lambda_: LambdaService | None = None
         self.deployment: Deployment | None = None
+        self.iam_refusals: list[dict[str, str]] = []  # every call refused, for the demo's check and the tests
+        self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -100,20 +102,27 @@ class TwinRouter:
         try:
             wanted = needed(environ, raw)
         except UnknownRequest as exc:
-            unknown = f"the twin cannot tell which IAM permissions this call needs, so it refuses it: {exc}"
-            return lambda start_response: _refusal(start_response, environ, "AccessDenied", unknown)
+            message = f"the twin cannot tell which IAM permissions this call needs, so it refuses it: {exc}"
+            return self._refuse(environ, "AccessDenied", {"principal": principal, "action": "", "resource": "",
+                                                          "message": message})  # fmt: skip
         except (KeyError, TypeError, ValueError):
             return None  # malformed: the service answers with its own validation error
-        message = denied(self.deployment, principal, wanted)
-        code = "AccessDenied"
+        refusal = denied(self.deployment, principal, wanted)
+        if refusal is not None:
+            return self._refuse(environ, "AccessDenied", refusal)
         topics = [w.resource for w in wanted if w.action == "sns:Publish"]
-        if message is None and topics:
-            key = next((k for stack in self.deployment.stacks if (k := stack.topic_key(topics[0]))), None)
-            kms = [Needed(action, key) for action in ("kms:GenerateDataKey", "kms:Decrypt") if key]
-            message, code = denied(self.deployment, principal, kms), "KMSAccessDenied"
-        if message is None:
-            return None
-        return lambda start_response: _refusal(start_response, environ, code, message)
+        key = next((k for stack in self.deployment.stacks if topics and (k := stack.topic_key(topics[0]))), None)
+        if key:
+            kms = [Needed(action, key) for action in ("kms:GenerateDataKey", "kms:Decrypt")]
+            refusal = denied(self.deployment, principal, kms)
+            if refusal is not None:
+                return self._refuse(environ, "KMSAccessDenied", refusal)
+        return None
+
+    def _refuse(self, environ: dict[str, Any], code: str, refusal: dict[str, str]) -> Any:
+        with self._lock:
+            self.iam_refusals.append(refusal)
+        return lambda start_response: _refusal(start_response, environ, code, refusal["message"])
 
     def _control(self, environ: dict[str, Any], start_response: Any, path: str) -> Any:
         """The twin's own controls (not AWS APIs): the executions' clock, the channels added to training jobs."""

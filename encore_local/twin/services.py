@@ -189,6 +189,11 @@ class TwinServices:
         self.configs[stage] = config
         return config
 
+    @property
+    def iam_refusals(self) -> list[dict[str, str]]:
+        """Every call a role made that its policies did not allow (principal, action, resource, message)."""
+        return list(self._moto.router.iam_refusals) if self._moto is not None else []
+
     def client(self, service: str) -> Any:
         """A client of this twin's AWS as the operator (whatever this process's environment points at)."""
         return client_for(service, self.environment_of(None))

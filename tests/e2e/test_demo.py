@@ -45,6 +45,7 @@ def test_the_demo_runs_every_step_and_reports(demo: dict[str, Any]) -> None:
     assert html.count("<img") >= 5 and "Sample home pages" in html
     assert "Step Functions execution (nightly): SUCCEEDED" in html and "describe endpoint" in html
     assert "<script" not in html and 'src="http' not in html  # opens offline
+    assert not report["iam_refusals"], [r["message"] for r in report["iam_refusals"]]  # every call allowed
     assert all(report["checks"].values()), report["checks"]
 
 

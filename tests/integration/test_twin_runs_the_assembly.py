@@ -57,6 +57,8 @@ def test_every_call_of_a_role_is_authorized_against_its_policies(twin_services: 
     assert error["Code"] == "AccessDeniedException"
     assert "firehose:PutRecord" in error["Message"] and serving in error["Message"]
     assert f"arn:aws:firehose:{stack.region}:{ACCOUNT}:deliverystream/encore-local-events" in error["Message"]
+    recorded = twin_services.iam_refusals[-1]  # kept for the demo's check and its report
+    assert recorded["principal"] == serving and recorded["action"] == "firehose:PutRecord"
     s3 = client_for("s3", twin_services.environment_of(serving))
     with pytest.raises(ClientError) as unknown:  # a call the twin cannot classify is refused, not waved through
         s3.get_bucket_policy(Bucket=stack.output("LakeBucket"))

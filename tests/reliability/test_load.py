@@ -15,8 +15,8 @@ import pytest
 import requests
 from support import KEY, LOAD_SECONDS, history, new_events
 
+from encore_local.demo.live import curated_counts
 from encore_local.jobs import run_job
-from encore_local.live import curated_counts
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 CLIENTS = 32

@@ -104,6 +104,9 @@ def write_html(result: Any, path: Path) -> Path:
         parts.append(f"<li><span class='{'ok' if ok else 'failed'}'>{'ok' if ok else 'FAILED'}</span> "
                      f"{html.escape(name)}</li>")  # fmt: skip
     parts.append("</ul>")
+    if result.iam_refusals:
+        parts.append(_table(["refused: principal", "action", "resource"],
+                            [[r["principal"], r["action"], r["resource"]] for r in result.iam_refusals]))  # fmt: skip
     parts += ["<h2>Pipeline and steps</h2>", _timings_plot(result.timings)]
     parts.append(_table(["step", "seconds"], [[n, f"{s:.1f}"] for n, s in result.timings]))
     for label, execution in result.executions.items():

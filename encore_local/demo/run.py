@@ -27,10 +27,8 @@ import requests
 
 from encore.config import EncoreConfig
 from encore.promotion import read_report
-from encore_local.errors import UsageError
-from encore_local.html_report import write_html
-from encore_local.lake import import_simulation
-from encore_local.live import (
+from encore_local.demo.html_report import write_html
+from encore_local.demo.live import (
     MS_PER_HOUR,
     ApiClient,
     LiveDay,
@@ -41,11 +39,14 @@ from encore_local.live import (
     replay_hour,
     served_charts,
 )
+from encore_local.demo.report import render_demo
+from encore_local.errors import UsageError
+from encore_local.lake import import_simulation
 from encore_local.pipeline import Execution, run_state_machine, set_clock
-from encore_local.report import render_demo, render_summary
 from encore_local.simulator import SimulationParams, simulate
 from encore_local.simulator.listeners import GroundTruth, load_ground_truth
 from encore_local.simulator.run import EVENTS_DIR
+from encore_local.simulator.summary import render_summary
 from encore_local.simulator.world import GENRES
 from encore_local.twin.apigateway import DEFAULT_API_KEY, TwinApi
 from encore_local.twin.router import TRAINING_CHANNELS_PATH
@@ -68,6 +69,7 @@ class DemoResult:
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)
     executions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    iam_refusals: list[dict[str, str]] = field(default_factory=list)  # calls a role's policies did not allow
     api_url: str = ""
 
 
@@ -158,6 +160,8 @@ def run_demo(
         timed("serve the API over HTTP (up to 2 instances of each function)", t)
         try:
             _live(config, api.url, endpoints.aws_endpoint, sim_dir, params, result, say)
+            result.iam_refusals = list(twin.iam_refusals)
+            result.checks["no AWS call was refused by IAM"] = not result.iam_refusals
             print()
             print(render_summary(summary))
             result.volumes = {
