@@ -127,9 +127,8 @@ class Assembly:
         return out
 
     def allows(self, role_id: str, action: str, resource: str) -> bool:
-        document = {"Version": "2012-10-17", "Statement": [_rendered(s) for s in self.statements_of(role_id)]}
-        result = IAMPolicy({"policy_document": json.dumps(document)}).is_action_permitted(action, resource)
-        return bool(result == PermissionResult.PERMITTED)
+        policy = Policy([_rendered(s) for s in self.statements_of(role_id)])
+        return policy.allows(action, resource)
 
     def state_machines(self) -> dict[str, dict[str, Any]]:
         """Each state machine's definition, parsed (intrinsics in it rendered as placeholders)."""
@@ -144,6 +143,27 @@ class Assembly:
         for machine, definition in self.state_machines().items():
             for name, state in _states(definition):
                 yield machine, name, state
+
+
+class Policy:
+    """A role's statements as IAM evaluates them, by moto's evaluator (an explicit deny wins), with actions
+    compared case-insensitively as IAM compares them (CDK writes some in camel case: ``sagemaker:describeEndpoint``)."""
+
+    def __init__(self, statements: list[dict[str, Any]]) -> None:
+        lowered = []
+        for original in statements:
+            statement = dict(original)
+            for key in ("Action", "NotAction"):
+                if key in statement:
+                    value = statement[key]
+                    statement[key] = [a.lower() for a in value] if isinstance(value, list) else value.lower()
+            lowered.append(statement)
+        document = {"Version": "2012-10-17", "Statement": lowered}
+        self._policy = IAMPolicy({"policy_document": json.dumps(document)})
+
+    def allows(self, action: str, resource: str, context: dict[str, str] | None = None) -> bool:
+        result = self._policy.is_action_permitted(action.lower(), resource, None, context)
+        return bool(result == PermissionResult.PERMITTED)
 
 
 def _rendered(statement: dict[str, Any]) -> dict[str, Any]:

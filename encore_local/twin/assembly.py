@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cdk_app.deploy_rules import Assembly
+from cdk_app.deploy_rules import Assembly, Policy
 from encore.config import EncoreConfig, Stage
 from encore_local.errors import UsageError
 
@@ -357,6 +357,13 @@ class TwinStack:
             if target is not None:
                 out[(props["HttpMethod"], path(props["ResourceId"]) or "/")] = functions[target]
         return out
+
+    def policy(self, role_id: str) -> Policy:
+        """The role's policies in the template (inline and attached), resolved to the twin's names; built once."""
+        key = f"policy:{role_id}"
+        if key not in self._read:
+            self._read[key] = Policy([self.resolve(s) for s in self.assembly.statements_of(role_id)])
+        return self._read[key]  # type: ignore[no-any-return]
 
     def topic_key(self, topic_arn: str) -> str | None:
         """The KMS key a topic of this stack is encrypted with (None: not this stack's, or not encrypted)."""

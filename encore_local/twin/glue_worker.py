@@ -85,7 +85,7 @@ def _option(argv: list[str], name: str) -> str | None:
     return argv[argv.index(name) + 1] if name in argv[:-1] else None
 
 
-def _run(request: dict[str, Any], mirror: _Mirror) -> dict[str, Any]:
+def _run(request: dict[str, Any], mirror: S3Mirror) -> dict[str, Any]:
     import boto3
 
     from encore.config import EncoreConfig  # from the job's --extra-py-files, like the script's own imports
@@ -109,7 +109,7 @@ def _run(request: dict[str, Any], mirror: _Mirror) -> dict[str, Any]:
     return dict(result)
 
 
-class _Mirror:
+class S3Mirror:
     """S3 prefixes as folders, kept between runs: an object whose ETag is the one the mirror last saw (it
     downloaded or uploaded it) is not fetched again, so a job reading what the previous one wrote copies only
     what changed. Spark's checksum files stay local."""
@@ -199,14 +199,14 @@ def main(argv: list[str]) -> None:
     shipped = [p for p in args.shipped.split(os.pathsep) if p]
     install(shipped, filter(None, args.provided.split(",")), "the Glue job")
     session(shipped)
-    mirror = _Mirror(Path(tempfile.mkdtemp(prefix="encore-glue-mirror-")))
+    mirror = S3Mirror(Path(tempfile.mkdtemp(prefix="encore-glue-mirror-")))
     try:
         _serve(args, mirror)
     finally:
         shutil.rmtree(mirror.root, ignore_errors=True)
 
 
-def _serve(args: argparse.Namespace, mirror: _Mirror) -> None:
+def _serve(args: argparse.Namespace, mirror: S3Mirror) -> None:
     with os.fdopen(args.in_fd, "rb") as requests, os.fdopen(args.out_fd, "wb") as answers:
         answers.write(b'{"ready": true}\n')
         answers.flush()

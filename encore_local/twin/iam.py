@@ -7,7 +7,7 @@ other key (the operator: the demo, tests, a shell) are the account's own and are
 ``needed`` says which IAM actions on which resources a request needs, as AWS authorizes it (a transaction's
 items one by one, a copy's source as well as its target, ``iam:PassRole`` for the role a training job or model is
 given); a request it cannot classify is refused, so a new kind of call cannot slip past unchecked. The policies
-are evaluated by moto's evaluator, with actions compared case-insensitively as IAM does.
+are evaluated as ``make check-deploy`` evaluates them (``cdk_app.deploy_rules.Policy``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from urllib.parse import parse_qs, unquote
 from xml.sax.saxutils import unescape
 
 import boto3
-from moto.iam.access_control import IAMPolicy, PermissionResult
 
 from encore_local.twin.assembly import ACCOUNT
 
@@ -61,26 +60,8 @@ def client_for(service: str, env: dict[str, str]) -> Any:
 
 
 def allows(stack: TwinStack, role_id: str, action: str, resource: str, context: dict[str, str] | None = None) -> bool:
-    """Whether the role's policies in the template (inline and attached, resolved to the twin's names) allow
-    ``action`` on ``resource`` (an explicit deny wins)."""
-    result = _policy(stack, role_id).is_action_permitted(action.lower(), resource, None, context)
-    return bool(result == PermissionResult.PERMITTED)
-
-
-def _policy(stack: TwinStack, role_id: str) -> IAMPolicy:
-    cached: IAMPolicy | None = stack._read.get(f"policy:{role_id}")
-    if cached is None:
-        statements = []
-        for statement in stack.assembly.statements_of(role_id):
-            resolved = stack.resolve(statement)
-            for key in ("Action", "NotAction"):
-                if key in resolved:
-                    value = resolved[key]
-                    resolved[key] = [a.lower() for a in value] if isinstance(value, list) else value.lower()
-            statements.append(resolved)
-        document = {"Version": "2012-10-17", "Statement": statements}
-        cached = stack._read[f"policy:{role_id}"] = IAMPolicy({"policy_document": json.dumps(document)})
-    return cached
+    """Whether the role's policies in the template allow ``action`` on ``resource`` (an explicit deny wins)."""
+    return stack.policy(role_id).allows(action, resource, context)
 
 
 def role_of(deployment: Deployment, principal: str) -> tuple[TwinStack, str] | None:

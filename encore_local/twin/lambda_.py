@@ -99,7 +99,7 @@ class Instance:
     """One warm execution environment of a function."""
 
     def __init__(self, fn: Function, env: dict[str, str], log_dir: Path) -> None:
-        opt_python, provided = compose_layers(tuple(fn.layers))  # once per set of layers, not per cold start
+        opt_python, provided = compose_layers(tuple(fn.layers))
         args = ["--task-root", str(fn.code), "--opt-python", str(opt_python), "--handler", fn.handler,
                 "--provided", ",".join(provided)]  # fmt: skip
         self.child = PipedChild("encore_local.twin.lambda_runtime", args, env, log_dir / f"{fn.name}.log", fn.code)

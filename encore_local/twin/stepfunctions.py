@@ -151,6 +151,7 @@ class _TwinSageMaker(_SyncPolling, StateTaskServiceCallback):
         events = _boto_client(resource_runtime_part.region, "events", state_credentials)
         pattern = {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Training Job State Change"]}
         events.put_rule(Name=SAGEMAKER_SYNC_RULE, EventPattern=json.dumps(pattern), State="ENABLED")
+        # The rule targets Step Functions itself; nothing in the twin delivers to it (the task polls instead).
         target = f"arn:aws:states:{resource_runtime_part.region}:{resource_runtime_part.account}:managed-rule"
         events.put_targets(Rule=SAGEMAKER_SYNC_RULE, Targets=[{"Id": "StepFunctions", "Arn": target}])
         events.describe_rule(Name=SAGEMAKER_SYNC_RULE)

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -17,6 +18,7 @@ from encore.resources import table_specs
 from encore_local.lake import import_simulation
 from encore_local.simulator import SimulationSummary
 from encore_local.twin.assembly import ACCOUNT, Deployment, Function
+from encore_local.twin.glue_worker import S3Mirror
 from encore_local.twin.lambda_ import FunctionError, IntegrationTimeout, LambdaService
 from encore_local.twin.provision import provision
 from encore_local.twin.services import TwinEndpoints, TwinServices
@@ -127,3 +129,42 @@ def test_a_function_past_its_timeout_is_stopped_as_lambda_stops_it(tmp_path: Pat
             service.invoke_function(fn, {"s": 30}, deadline_s=0.2)
     finally:
         service.close()
+
+
+class _CountingS3:
+    """The twin's S3 client, counting the objects it fetches."""
+
+    def __init__(self, s3: Any) -> None:
+        self.s3, self.fetched = s3, 0
+
+    def get_object(self, **kwargs: Any) -> Any:
+        self.fetched += 1
+        return self.s3.get_object(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.s3, name)
+
+
+def test_the_glue_mirror_fetches_only_what_it_has_not_seen(twin: TwinEndpoints, tmp_path: Path) -> None:
+    s3 = _CountingS3(get_client("s3"))
+    bucket = "mirror-test"
+    s3.create_bucket(Bucket=bucket)
+    for name in ("a", "b", "c"):
+        s3.put_object(Bucket=bucket, Key=f"curated/{name}.parquet", Body=name.encode())
+    mirror = S3Mirror(tmp_path / "mirror")
+    mirror.pull(s3, bucket, "curated/")
+    assert s3.fetched == 3 and (tmp_path / "mirror" / bucket / "curated" / "b.parquet").read_bytes() == b"b"
+    mirror.pull(s3, bucket, "curated/")
+    assert s3.fetched == 3  # nothing changed: nothing fetched
+    s3.put_object(Bucket=bucket, Key="curated/b.parquet", Body=b"b2")
+    s3.delete_object(Bucket=bucket, Key="curated/c.parquet")
+    mirror.pull(s3, bucket, "curated/")
+    assert s3.fetched == 4 and (tmp_path / "mirror" / bucket / "curated" / "b.parquet").read_bytes() == b"b2"
+    assert not (tmp_path / "mirror" / bucket / "curated" / "c.parquet").exists()  # gone from S3, gone here
+    (tmp_path / "mirror" / bucket / "curated" / "a.parquet").unlink()  # a job rewrote the prefix
+    (tmp_path / "mirror" / bucket / "curated" / "d.parquet").write_bytes(b"d")
+    mirror.push(s3, bucket, "curated/")
+    listed = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="curated/")["Contents"]}
+    assert listed == {"curated/b.parquet", "curated/d.parquet"}
+    mirror.pull(s3, bucket, "curated/")
+    assert s3.fetched == 4  # what it uploaded itself it does not fetch back
