@@ -7,8 +7,10 @@ routes need a key is ``encore.routes.ROUTES`` (the table the CDK app builds API 
 gives itself are reproduced, each with the CORS header the stack's gateway responses add: 403 ``{"message":
 "Forbidden"}`` without a valid key, 429 ``{"message": "Too Many Requests"}`` past the throttle, 403 ``Missing
 Authentication Token`` for a resource or method the API lacks (any method, ``HEAD`` answered without a body), 413
-past the 10 MB payload limit, 504 ``Endpoint request timed out`` past the 29 s integration timeout, and 502
-``{"message": "Internal server error"}`` when the function fails or its instance dies mid-invocation. OPTIONS gets
+past the 10 MB payload limit, a body sent with ``Content-Encoding: gzip`` or ``deflate`` decompressed (415
+``Unsupported Media Type`` for another coding or a body not compressed with it), 504 ``Endpoint request timed
+out`` past the 29 s integration timeout, and 502 ``{"message": "Internal server error"}`` when the function fails
+or its instance dies mid-invocation. OPTIONS gets
 the stack's preflight answer. Path parameters reach the handler percent-decoded, the path as sent. Framing the
 server cannot read (a bad request line or version, a bad or doubled ``Content-Length``, a malformed chunk, headers
 too long) gets a JSON answer and the connection closed; there is no server banner. It does not verify Cognito
@@ -30,6 +32,7 @@ import base64
 import json
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -102,6 +105,27 @@ def _read_chunks(stream: Any) -> bytes | None:
         body += chunk
         if stream.readline(3) not in (b"\r\n", b"\n"):
             raise FramingError(400, "malformed chunk: no line end after its data")
+
+
+def decompressed(body: bytes | None, encoding: str | None) -> bytes | None:
+    """The body as API Gateway hands it on: decompressed when ``Content-Encoding`` is a coding it supports
+    (gzip, deflate, identity); ``FramingError`` 415 for another coding or a body not compressed with it, 413 when
+    it inflates past the payload limit."""
+    coding = (encoding or "identity").strip().lower()
+    if coding == "identity" or not body:
+        return body
+    if coding not in ("gzip", "deflate"):
+        raise FramingError(415, "Unsupported Media Type")
+    inflater = zlib.decompressobj(wbits=31 if coding == "gzip" else 15)
+    try:
+        data = inflater.decompress(body, MAX_BODY + 1)
+    except zlib.error:
+        raise FramingError(415, "Unsupported Media Type") from None
+    if len(data) > MAX_BODY:
+        raise FramingError(413, "Request Too Long")
+    if not inflater.eof:
+        raise FramingError(415, "Unsupported Media Type")  # truncated
+    return data
 
 
 class TokenBucket:
@@ -181,7 +205,7 @@ class TwinApi(LoopbackServer):
 
             def _handle(self) -> None:
                 try:
-                    body = read_body(self.rfile, self.headers)
+                    body = decompressed(read_body(self.rfile, self.headers), self.headers.get("Content-Encoding"))
                 except FramingError as exc:
                     self.send_error(exc.status, exc.message)
                     return

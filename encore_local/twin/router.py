@@ -62,6 +62,9 @@ def _refusal(start_response: Any, environ: dict[str, Any], code: str, message: s
     return _answer(start_response, status, xml.encode(), [("Content-Type", "text/xml")])
 
 
+_DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
+
+
 class TwinRouter:
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -71,6 +74,7 @@ class TwinRouter:
         self.deployment: Deployment | None = None
         self.iam_refusals: list[dict[str, str]] = []  # every call refused, for the demo's check and the tests
         self._lock = threading.Lock()
+        self._dynamodb_writes = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -88,6 +92,14 @@ class TwinRouter:
         invoke = _INVOKE.match(path)
         if invoke and self.lambda_ is not None and environ.get("REQUEST_METHOD") == "POST":
             return self._invoke(environ, start_response, invoke.group(1))
+        return self._moto(environ, start_response, service, operation)
+
+    def _moto(self, environ: dict[str, Any], start_response: Any, service: str, operation: str) -> Any:
+        if service == "DynamoDB_20120810" and operation in _DYNAMODB_WRITES:
+            # DynamoDB applies a conditional write atomically; moto checks the condition and then writes, and
+            # two threads of this server can interleave there (two idempotency records both "created").
+            with self._dynamodb_writes:
+                return self.app(environ, start_response)
         return self.app(environ, start_response)
 
     def _unauthorized(self, environ: dict[str, Any]) -> Any:

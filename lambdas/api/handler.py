@@ -12,19 +12,18 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from encore import events_route
 from encore import observability as obs
 from encore.cache import SessionCache
 from encore.config import EncoreConfig
 from encore.errors import BadRequest, NotFound
-from encore.http import cors_config, json_response, register_error_handlers
+from encore.http import cors_config, read_bodies_strictly, register_error_handlers
 from encore.model_client import ModelClient
 from encore.models import ErrorBody, ProfileUpdate, RecommendationResponse, Surface
 from encore.observability import logger, metrics, tracer
@@ -58,6 +57,7 @@ app.configure_openapi(
 # Public (no key): a person reads the API here, then enters their key with "Authorize" to try the keyed routes.
 app.enable_swagger(path="/v1/docs", title="Encore API", version="1.0", persist_authorization=True)
 register_error_handlers(app)
+read_bodies_strictly(app)
 
 ID = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 UserId = Annotated[str, Path(pattern=ID, description="listener id")]
@@ -67,17 +67,23 @@ ExcludePlayed = Annotated[bool, Query(description="leave out the listener's rece
 MaxPerArtist = Annotated[int, Query(ge=1, le=100, description="at most this many tracks of one artist")]
 
 
-@app.exception_handler(RequestValidationError)
-def _bad_parameters(exc: RequestValidationError) -> Response[str]:
-    errors = [
-        {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "reason": e["msg"]} for e in exc.errors()
-    ]
-    return json_response(400, {"error": "bad_request", "reason": "invalid parameters", "errors": errors})
+def _in_utc(moment: datetime) -> datetime:
+    """A time in UTC (a time without an offset is taken as UTC); one whose offset moves it past year 1 or 9999
+    is refused (Python cannot represent it)."""
+    try:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError("with its UTC offset this time falls outside the years 1 to 9999") from None
+
+
+UtcTime = Annotated[datetime, AfterValidator(_in_utc)]
 
 
 _DESCRIPTIONS = {
     400: "invalid parameters (each named, with its reason)",
     404: "unknown track or listener",
+    413: "the body is over 1 MiB",
+    415: "the body is not sent as application/json (UTF-8)",
     503: "a table is throttled or unreachable past its retries; retry after Retry-After seconds",
 }
 
@@ -222,13 +228,12 @@ def _chart(kind: str, region: str, window: str, period: str, limit: int) -> Char
 def handle_get_chart(
     region: Annotated[str, Path(min_length=2, max_length=6, description="ISO 3166-1 alpha-2 code, or GLOBAL")],
     window: Annotated[Literal["hour", "day"], Query()] = "day",
-    at: Annotated[datetime | None, Query(description="a time inside the period; default: the latest")] = None,
+    at: Annotated[UtcTime | None, Query(description="a time inside the period; default: the latest")] = None,
     limit: Limit = 20,
 ) -> Chart:
     period = "latest"
     if at is not None:
-        moment = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
-        period = moment.strftime("%Y-%m-%dT%H" if window == "hour" else "%Y-%m-%d")
+        period = at.strftime("%Y-%m-%dT%H" if window == "hour" else "%Y-%m-%d")
     return _chart("top", _region(region), window, period, limit)
 
 
@@ -253,7 +258,7 @@ def handle_get_profile(user_id: UserId) -> ProfileView:
     return ProfileView.model_validate({**profile, "has_long_term_vector": vector is not None})
 
 
-@app.put("/v1/users/<user_id>", responses=answers(ProfileView, 400))
+@app.put("/v1/users/<user_id>", responses=answers(ProfileView, 400, 413, 415))
 def handle_put_profile(user_id: UserId, body: ProfileUpdate) -> ProfileView:
     deps.profiles.put(user_id, body.model_dump(mode="json"), deps.now_ms())
     return handle_get_profile(user_id)

@@ -17,14 +17,16 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyPersistenceLayerError,
+    IdempotencyValidationError,
 )
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from encore import events_route
 from encore.cache import SessionCache
 from encore.clients import get_client
 from encore.config import EncoreConfig
-from encore.http import cors_config, json_response, register_error_handlers
+from encore.http import cors_config, error_body, json_body, json_response, register_error_handlers
 from encore.ingest import IngestDeps, ingest, parse_batch
 from encore.observability import EVENTS_ACCEPTED, logger, metrics, record_degraded, tracer
 from encore.profiles import ProfileStore
@@ -39,8 +41,20 @@ deps = IngestDeps(
     cache=SessionCache(config.cache_url, config.session.ttl_seconds),
     now_ms=lambda: int(time.time() * 1000),
 )
-# A retried request (same events) returns the first answer instead of applying its session updates again.
-idempotency = IdempotencyConfig(event_key_jmespath="event_ids", expires_after_seconds=3600)
+
+
+def _replayed(answer: dict[str, Any], record: DataRecord) -> dict[str, Any]:
+    return {**answer, "replayed": True}
+
+
+# A retried request (the same events: same ids, same content) gets the first answer, marked as replayed, instead
+# of applying the events again; the same ids with other content are refused. The record is a conditional put.
+idempotency = IdempotencyConfig(
+    event_key_jmespath="event_ids",
+    payload_validation_jmespath="events",
+    expires_after_seconds=3600,
+    response_hook=_replayed,
+)
 persistence = DynamoDBPersistenceLayer(
     table_name=config.resources.idempotency_table, boto3_client=get_client("dynamodb", config.region)
 )
@@ -52,27 +66,37 @@ register_error_handlers(app)
 def _in_progress(exc: IdempotencyAlreadyInProgressError) -> Response[str]:
     # A retry that arrives while the first request with the same events is still running: it will finish.
     reason = "the same events are being accepted by another request; retry shortly for its answer"
-    return json_response(409, {"error": "conflict", "reason": reason}, {"Retry-After": "1"})
+    return json_response(409, error_body("conflict", reason), {"Retry-After": "1"})
+
+
+@app.exception_handler(IdempotencyValidationError)  # type: ignore[untyped-decorator]
+def _other_content(exc: IdempotencyValidationError) -> Response[str]:
+    reason = (
+        "these event ids were accepted within the last hour with other content; an event id names one event, so "
+        "nothing of this batch was accepted (send new events with new ids)"
+    )
+    return json_response(409, error_body("conflict", reason))
 
 
 @idempotent_function(data_keyword_argument="batch", persistence_store=persistence, config=idempotency)
 def accept(batch: dict[str, Any]) -> dict[str, Any]:
-    batch["result"] = ingest(batch["events"], deps)  # the caller sees it even if the record cannot be saved after
+    batch["result"] = {**ingest(batch["events"], deps), "replayed": False}  # seen even if the record is not saved
     return batch["result"]  # type: ignore[no-any-return]
 
 
 def accept_without_idempotency(batch: dict[str, Any]) -> dict[str, Any]:
     """The idempotency table is throttled or unreachable: the events still go to the stream (curation removes
     duplicates by event_id); only a retried request's session updates might be applied twice."""
-    result = batch.get("result") or ingest(batch["events"], deps)
+    result = batch.get("result") or {**ingest(batch["events"], deps), "replayed": False}
     return {**result, "degraded": sorted({*result["degraded"], "idempotency"})}
 
 
 @events_route.declare(app)
 @tracer.capture_method
 def handle_post_events() -> Response[str]:
-    events = parse_batch(app.current_event.body, deps.now_ms())
-    batch = {"event_ids": sorted(e.event_id for e in events), "events": events}
+    body = json_body(app.current_event, example='{"events": [ ... ]} with 1 to 500 events')
+    events = sorted(parse_batch(body, deps.now_ms()), key=lambda e: e.event_id)  # a retry may send another order
+    batch = {"event_ids": [e.event_id for e in events], "events": events}
     try:
         result = accept(batch=batch)
     except IdempotencyPersistenceLayerError as exc:

@@ -34,8 +34,16 @@ class EventsAccepted(BaseModel):
     stream_retries: int = Field(description="retries the stream needed to take them")
     qualifying_plays: int = Field(description="plays long enough to move a listener's session vector")
     sessions_updated: int = Field(description="listeners whose session vector moved")
+    unknown_tracks: list[str] = Field(
+        description="tracks the catalog does not know (at most 20 named): their events are kept in the stream, "
+        "but they enter no session and no recently-played list"
+    )
     degraded: list[str] = Field(
         description="state not updated this time (cache, tracks, profiles, idempotency); the events are kept"
+    )
+    replayed: bool = Field(
+        description="true: the same events (ids and content) were accepted by an earlier request, whose answer "
+        "this is; nothing was applied again"
     )
 
 
@@ -49,11 +57,16 @@ ANSWERS: dict[int, OpenAPIResponse] = {
         "content": {"application/json": {"model": EventsAccepted}},
     },
     400: _error(
-        "the body is empty, not UTF-8, not JSON, or not a valid batch: `errors` names each bad field "
-        "(`events.3.played_ms`) with its reason; nothing of the batch was accepted"
+        "the body is empty, compressed without Content-Encoding, not UTF-8, not JSON, nested or numbered past "
+        "any event, or not a valid batch (an event id twice among them): `errors` names each bad field "
+        "(`events.3.played_ms`) with its reason, the first 20 of them; nothing of the batch was accepted"
     ),
-    409: _error("the same batch (same event ids) is being processed by another request; retry after Retry-After"),
+    409: _error(
+        "the same events are being accepted by another request (retry after Retry-After for its answer), or "
+        "these event ids were accepted within the hour with other content"
+    ),
     413: _error("the body is over 1 MiB"),
+    415: _error("the body is not sent as application/json (UTF-8)"),
     503: _error(
         "the event stream or a table did not take the events after retries; nothing was accepted; "
         "retry after Retry-After seconds"

@@ -1,19 +1,151 @@
-"""HTTP for the API handlers: the one place domain errors become status codes, JSON responses, and CORS."""
+"""HTTP for the API handlers: the one place domain errors become status codes, request bodies read strictly,
+JSON responses, and CORS."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
-from encore.errors import DependencyUnavailable, EncoreError
+from encore.errors import BadRequest, DependencyUnavailable, EncoreError, PayloadTooLarge, UnsupportedMediaType
 from encore.observability import logger
 from encore.profiles import DEPENDENCY_ERRORS
 from encore.routes import CORS_ALLOW_HEADERS
 
 JSON = "application/json"
+MAX_BODY_BYTES = 1024 * 1024  # 500 events are ~200 KB; anything near this is not a request Encore expects
+# Encore's contracts nest at most four levels and hold no number longer than an epoch in milliseconds: far past
+# these, a body is not one a client meant, and Python's own limits would fail on it with errors of other kinds.
+MAX_DEPTH = 20
+MAX_NUMBER_CHARS = 40
+# An error answer names at most this many fields and counts the rest (500 bad events would be ~100 KB).
+MAX_LISTED_ERRORS = 20
+_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true or false"}
+
+
+class _NotANumberWeRead(ValueError):
+    pass
+
+
+def _number(text: str, convert: Any) -> Any:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _NotANumberWeRead(f"a number in the body has {len(text)} characters (at most {MAX_NUMBER_CHARS})")
+    return convert(text)
+
+
+def _constant(name: str) -> Any:
+    raise _NotANumberWeRead(f"{name} is not a JSON number")
+
+
+def _check_shape(value: Any) -> None:
+    """Refuse nesting past ``MAX_DEPTH`` and strings that are not Unicode text (a lone surrogate, which JSON's
+    ``\\ud800`` escape can make and DynamoDB would refuse later)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH and isinstance(node, dict | list):
+            raise BadRequest(f"the body nests arrays or objects more than {MAX_DEPTH} levels deep")
+        if isinstance(node, dict):
+            stack.extend((part, depth + 1) for item in node.items() for part in item)
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+        elif isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                reason = "a string in the body holds a lone UTF-16 surrogate (an unpaired \\uD800-\\uDFFF escape)"
+                raise BadRequest(reason) from None
+
+
+def _body_text(event: BaseProxyEvent) -> str:
+    """The body as text: base64-decoded if API Gateway passed it so, its size checked, and UTF-8."""
+    raw = event.body or ""
+    if event.is_base64_encoded:
+        try:
+            data = base64.b64decode(raw, validate=True)
+        except binascii.Error:
+            raise BadRequest("the body is marked base64-encoded but is not base64") from None
+    else:
+        data = raw.encode("utf-8", "surrogatepass")
+    if len(data) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body is {len(data) // 1024} KiB, over the {MAX_BODY_BYTES // 1024} KiB limit")
+    if data[:2] == b"\x1f\x8b" or raw.startswith("\x1f\ufffd"):  # gzip's magic bytes, raw or mangled as text
+        raise BadRequest("the body is gzip-compressed: send it with Content-Encoding: gzip, or uncompressed")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        byte = f"byte {exc.start} is 0x{data[exc.start]:02x}"
+        raise BadRequest(f"the body is not UTF-8 text ({byte}): send JSON in UTF-8") from None
+
+
+def json_body(event: BaseProxyEvent, example: str | None = None) -> dict[str, Any]:
+    """The request's body as a JSON object, or the 4xx that says what is wrong with it: no body, a media type
+    other than JSON (415), over ``MAX_BODY_BYTES`` (413), compressed without saying so, not UTF-8, not JSON,
+    nested or numbered past what any contract holds, or JSON that is not an object. ``example`` shows the
+    expected shape in the reasons.
+
+    API Gateway has already decompressed a body sent with ``Content-Encoding: gzip`` (or refused it with 415).
+    A body it passes on base64-encoded (bytes that are not UTF-8 text) is decoded here, so the reasons can name
+    the byte that is wrong."""
+    wanted = f"a JSON object ({example})" if example else "a JSON object"
+    if not event.body:
+        raise BadRequest(f"the body is empty: send {wanted}")
+    media = (event.headers.get("content-type") or "").split(";")
+    kind, params = media[0].strip().lower(), [p.strip().lower().replace(" ", "") for p in media[1:]]
+    if kind != JSON and not (kind.startswith("application/") and kind.endswith("+json")):
+        sent = f"as '{kind}'" if kind else "without a Content-Type"
+        raise UnsupportedMediaType(f"the body was sent {sent}: send JSON with Content-Type: application/json")
+    charset = next((p.removeprefix("charset=").strip('"') for p in params if p.startswith("charset=")), "utf-8")
+    if charset not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType(f"the body is declared as charset {charset}: send it as UTF-8")
+    text = _body_text(event)
+    try:
+        value = json.loads(
+            text, parse_int=lambda t: _number(t, int), parse_float=lambda t: _number(t, float), parse_constant=_constant
+        )
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    except _NotANumberWeRead as exc:
+        raise BadRequest(f"the body is not JSON Encore reads: {exc}") from None
+    except RecursionError:
+        raise BadRequest(f"the body nests arrays or objects more than {MAX_DEPTH} levels deep") from None
+    _check_shape(value)
+    if not isinstance(value, dict):
+        raise BadRequest(f"the body must be {wanted}, not {_KINDS.get(type(value), 'null')}")
+    return value
+
+
+class _StrictBodies(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation, reading the body with :func:`json_body`: its own reader accepts form
+    data, takes the first element of an array sent for an object, and lets Python's JSON errors other than
+    ``JSONDecodeError`` (too deep, too long a number) out as 500s."""
+
+    def _get_body(self, app: Any) -> dict[str, Any]:
+        return json_body(app.current_event)
+
+
+def read_bodies_strictly(app: APIGatewayRestResolver) -> None:
+    """Validate ``app``'s request bodies as :func:`json_body` reads them (Powertools 3.x keeps its validation
+    middleware on the resolver under this name; tests/unit/test_http.py fails if that changes)."""
+    app._request_validation_middleware = _StrictBodies()  # type: ignore[no-untyped-call]
+
+
+def error_body(code: str, reason: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An error answer (``encore.models.ErrorBody``): at most ``MAX_LISTED_ERRORS`` field errors, and a count
+    of those left out."""
+    body: dict[str, Any] = {"error": code, "reason": reason}
+    if errors:
+        body["errors"] = errors[:MAX_LISTED_ERRORS]
+        if len(errors) > MAX_LISTED_ERRORS:
+            body["errors_not_listed"] = len(errors) - MAX_LISTED_ERRORS
+    return body
 
 
 def cors_config(origins: tuple[str, ...]) -> CORSConfig | None:
@@ -39,13 +171,21 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 def register_error_handlers(app: APIGatewayRestResolver) -> None:
     @app.exception_handler(EncoreError)  # type: ignore[untyped-decorator]
     def _domain(exc: EncoreError) -> Response[str]:
-        body: dict[str, Any] = {"error": exc.code, "reason": exc.reason}
-        if exc.details:
-            body["errors"] = exc.details
+        body = error_body(exc.code, exc.reason, exc.details)
         headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, DependencyUnavailable) else None
         log = logger.warning if exc.status >= 500 else logger.info
         log("request refused", extra={"status": exc.status, "error": exc.code, "reason": exc.reason})
         return json_response(exc.status, body, headers)
+
+    @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
+    def _bad_parameters(exc: RequestValidationError) -> Response[str]:
+        # Powertools' validation of a route's annotated parameters and body, each bad one named.
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]),
+             "reason": e["msg"].removeprefix("Value error, ")}
+            for e in exc.errors()
+        ]  # fmt: skip
+        return json_response(400, error_body("bad_request", "invalid parameters", errors))
 
     @app.not_found
     def _no_route(exc: NotFoundError) -> Response[str]:
@@ -59,12 +199,6 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
         logger.warning("dependency unavailable", extra={"error": type(exc).__name__, "detail": str(exc)[:300]})
         reason = "a storage service is busy or unreachable; retry shortly"
         return json_response(503, {"error": "unavailable", "reason": reason}, {"Retry-After": "1"})
-
-    @app.exception_handler(UnicodeDecodeError)  # type: ignore[untyped-decorator]
-    def _not_text(exc: UnicodeDecodeError) -> Response[str]:
-        # API Gateway passes a body that is not UTF-8 on as base64; the resolver fails decoding it as JSON text.
-        reason = f"the body is not UTF-8 text (byte {exc.start}); send JSON"
-        return json_response(400, {"error": "bad_request", "reason": reason})
 
     @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
     def _bug(exc: Exception) -> Response[str]:

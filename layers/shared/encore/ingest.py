@@ -7,7 +7,6 @@ degrades the session (reported in the answer and in metrics) without losing an e
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,13 +16,13 @@ from pydantic import ValidationError
 
 from encore.cache import CacheUnavailable, SessionCache
 from encore.config import EncoreConfig
-from encore.errors import BadRequest, PayloadTooLarge
+from encore.errors import BadRequest
 from encore.models import EventBatch, ListeningEvent, field_errors
 from encore.profiles import DEPENDENCY_ERRORS, ProfileStore
 from encore.scoring import ema_update, is_qualifying_play
-from encore.stores import EventSink, TrackStore
+from encore.stores import EventSink, PlayedTracks, TrackStore
 
-MAX_BODY_BYTES = 1024 * 1024  # 500 events are ~200 KB; anything near this limit is not a batch of events
+MAX_UNKNOWN_LISTED = 20  # the answer names this many of the tracks the catalog does not know
 
 
 @dataclass
@@ -36,18 +35,9 @@ class IngestDeps:
     now_ms: Callable[[], int]
 
 
-def parse_batch(body: str | None, now_ms: int) -> list[ListeningEvent]:
-    """The request body as validated events, or ``BadRequest`` naming every bad field of every bad event."""
-    if not body:
-        raise BadRequest('the body is empty: send {"events": [ ... ]} with 1 to 500 events')
-    if len(body.encode()) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES // 1024} KiB: send at most 500 events per request")
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
-    if not isinstance(data, dict):
-        raise BadRequest('the body must be a JSON object: {"events": [ ... ]}')
+def parse_batch(data: dict[str, Any], now_ms: int) -> list[ListeningEvent]:
+    """The body (a JSON object, ``encore.http.json_body``) as validated events, or ``BadRequest`` naming the bad
+    fields of the bad events."""
     try:
         return EventBatch.model_validate(data, context={"now_ms": now_ms}).events
     except ValidationError as exc:
@@ -66,6 +56,9 @@ def ingest(events: Sequence[ListeningEvent], deps: IngestDeps) -> dict[str, Any]
 
 
 def update_listeners(events: Sequence[ListeningEvent], deps: IngestDeps) -> dict[str, Any]:
+    """Move the listeners' session vectors, invalidate their cached answers and put the plays at the front of
+    their recently-played lists. Tracks the catalog does not know stay in the stream (the catalog may be behind
+    the player, and charts count them) but not in recently played, which they would crowd out."""
     config, degraded = deps.config, set()
     by_user: dict[str, list[ListeningEvent]] = defaultdict(list)
     for event in sorted(events, key=lambda e: e.timestamp):
@@ -76,15 +69,16 @@ def update_listeners(events: Sequence[ListeningEvent], deps: IngestDeps) -> dict
     except CacheUnavailable:
         degraded.add("cache")
 
+    try:
+        played: PlayedTracks | None = deps.tracks.played([e.track_id for e in events])
+    except DEPENDENCY_ERRORS:
+        played = None  # which tracks are known cannot be told: recently played takes them all, as before
+        degraded.add("tracks")
+    vectors = played.vectors if played else {}
     qualifying = [e for e in events if is_qualifying_play(e.action.value, e.played_ms, config.session)]
     qualifying_ids = {e.event_id for e in qualifying}
     sessions_updated = 0
     if qualifying and "cache" not in degraded:
-        try:
-            vectors = deps.tracks.vectors([e.track_id for e in qualifying])
-        except DEPENDENCY_ERRORS:
-            vectors = {}
-            degraded.add("tracks")
         for user, user_events in by_user.items():
             plays = [e for e in user_events if e.event_id in qualifying_ids and e.track_id in vectors]
             if not plays:
@@ -103,7 +97,9 @@ def update_listeners(events: Sequence[ListeningEvent], deps: IngestDeps) -> dict
                 break
 
     for user, user_events in by_user.items():
-        newest_first = [e.track_id for e in reversed(user_events)]
+        newest_first = [e.track_id for e in reversed(user_events) if played is None or e.track_id in played.known]
+        if not newest_first:
+            continue
         try:
             deps.profiles.record_plays(
                 user, user_events[-1].region, newest_first, config.session.recently_played_max, deps.now_ms()
@@ -111,4 +107,10 @@ def update_listeners(events: Sequence[ListeningEvent], deps: IngestDeps) -> dict
         except DEPENDENCY_ERRORS:
             degraded.add("profiles")
             break  # the table is throttled or unreachable past retries: the other listeners would wait on it too
-    return {"qualifying_plays": len(qualifying), "sessions_updated": sessions_updated, "degraded": sorted(degraded)}
+    unknown = sorted({e.track_id for e in events} - played.known) if played else []
+    return {
+        "qualifying_plays": len(qualifying),
+        "sessions_updated": sessions_updated,
+        "unknown_tracks": unknown[:MAX_UNKNOWN_LISTED],
+        "degraded": sorted(degraded),
+    }

@@ -125,6 +125,21 @@ class EventBatch(_Contract):
 
     events: list[ListeningEvent] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
 
+    @model_validator(mode="after")
+    def _each_event_once(self) -> Self:
+        # One event id names one event: a batch that holds one twice is a client bug (a queue sent twice over),
+        # and which of the two to keep cannot be told.
+        first: dict[str, int] = {}
+        twice = []
+        for i, event in enumerate(self.events):
+            if event.event_id in first:
+                twice.append(f"events.{i} repeats the event_id of events.{first[event.event_id]}")
+            first.setdefault(event.event_id, i)
+        if twice:
+            more = f" (and {len(twice) - 3} more)" if len(twice) > 3 else ""
+            raise ValueError(f"each event must be sent once: {'; '.join(twice[:3])}{more}")
+        return self
+
 
 class AudioFeatures(_Contract):
     """Spotify-style audio features; the ranges are those of the public tracks dataset."""
@@ -184,6 +199,14 @@ class ProfileUpdate(_Contract):
     signup_date: date | None = None
 
     _check_region = field_validator("region")(_check_region)
+
+    @field_validator("signup_date")
+    @classmethod
+    def _signed_up_already(cls, value: date | None) -> date | None:
+        # A day of slack for clients ahead of UTC; the year 2000 as for event timestamps.
+        if value is not None and not date(2000, 1, 1) <= value <= date.fromtimestamp(time.time() + 86_400):
+            raise ValueError("must be a day between 2000-01-01 and today")
+        return value
 
 
 class RecommendationItem(_Contract):
@@ -255,7 +278,8 @@ class ErrorBody(_Contract):
 
     error: StrictStr = Field(description="bad_request | not_found | payload_too_large | unavailable | ...")
     reason: StrictStr = Field(description="what went wrong, for a person")
-    errors: list[FieldError] | None = Field(None, description="one entry per bad field")
+    errors: list[FieldError] | None = Field(None, description="one entry per bad field, the first 20")
+    errors_not_listed: StrictInt | None = Field(None, description="bad fields past the first 20, not listed")
 
 
 def field_errors(exc: Any, prefix: tuple[str | int, ...] = ()) -> list[dict[str, str]]:

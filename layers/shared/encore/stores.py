@@ -94,24 +94,33 @@ class TrackVectors:
     model_version: str | None
 
 
+@dataclass(frozen=True)
+class PlayedTracks:
+    """What the tracks table knows of the tracks in a batch of events."""
+
+    known: frozenset[str]  # in the catalog, or at least in the model
+    vectors: dict[str, TrackVectors]  # those the latest model has vectors for
+
+
 class TrackStore:
     def __init__(self, table: str, region: str | None = None) -> None:
         self.table, self.region = table, region
 
-    def vectors(self, track_ids: Sequence[str]) -> dict[str, TrackVectors]:
-        """The latest model's vectors of these tracks (tracks the model has not seen are absent)."""
-        items = self._batch_get(
-            [VECTOR_PREFIX + t for t in track_ids], "track_id, cf_vector, content_vector, model_version"
-        )
-        return {
+    def played(self, track_ids: Sequence[str]) -> PlayedTracks:
+        """The catalog entries and model vectors of these tracks, read together (one BatchGetItem per 50)."""
+        keys = [key for t in dict.fromkeys(track_ids) for key in (t, VECTOR_PREFIX + t)]
+        items = self._batch_get(keys, "track_id, cf_vector, content_vector, model_version")
+        known = frozenset(item["track_id"]["S"].removeprefix(VECTOR_PREFIX) for item in items)
+        vectors = {
             item["track_id"]["S"].removeprefix(VECTOR_PREFIX): TrackVectors(
                 cf=decode(item.get("cf_vector", {}).get("B")),
                 content=decode(item.get("content_vector", {}).get("B")),
                 model_version=item.get("model_version", {}).get("S"),
             )
             for item in items
-            if "cf_vector" in item
+            if item["track_id"]["S"].startswith(VECTOR_PREFIX) and "cf_vector" in item
         }
+        return PlayedTracks(known, vectors)
 
     def metadata(self, track_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         items = self._batch_get(
