@@ -35,11 +35,12 @@ def handler(twin: TwinEndpoints, config: EncoreConfig) -> ModuleType:
 
 @pytest.fixture
 def post(handler: ModuleType) -> Post:
-    def _post(body: Any, *, raw: str | bytes | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def _post(
+        body: Any, *, raw: str | bytes | None = None, content_type: str = "application/json"
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         payload = raw if raw is not None else json.dumps(body)
-        event = rest_event(
-            "POST", "/v1/events", body=payload, headers=[("Content-Type", "application/json")], api_key="twin-key"
-        )
+        event = rest_event("POST", "/v1/events", body=payload, headers=[("Content-Type", content_type)],
+                           api_key="twin-key")  # fmt: skip
         resp = handler.lambda_handler(event, LambdaContext("events"))
         headers = {k: v[-1] for k, v in (resp.get("multiValueHeaders") or {}).items()}
         return resp["statusCode"], json.loads(resp["body"]), headers
@@ -267,3 +268,64 @@ def test_cache_down_degrades_but_accepts(post: Post, config: EncoreConfig, handl
 def test_unknown_route_is_404(handler: ModuleType) -> None:
     resp = handler.lambda_handler(rest_event("GET", "/v1/nothing"), LambdaContext("events"))
     assert resp["statusCode"] == 404 and "no route" in json.loads(resp["body"])["reason"]
+
+
+def _profile(config: EncoreConfig, u: str) -> dict[str, Any] | None:
+    item = get_client("dynamodb").get_item(TableName=config.resources.users_table, Key={"user_id": {"S": u}})
+    return item.get("Item")
+
+
+def test_an_event_id_twice_in_one_batch_is_refused_naming_both(post: Post, config: EncoreConfig) -> None:
+    u = user()
+    events = [make_event(u) for _ in range(3)]
+    status, body, _ = post({"events": [*events, {**events[1], "played_ms": 1000}]})
+    assert status == 400 and body["errors"][0]["field"] == "events"
+    assert "events.3 repeats the event_id of events.1" in body["errors"][0]["reason"]
+    assert not {e["event_id"] for e in events} & set(raw_event_ids(config)) and _profile(config, u) is None
+
+
+def test_the_same_event_ids_with_other_content_are_a_conflict_and_the_first_is_kept(
+    post: Post, config: EncoreConfig
+) -> None:
+    u = user()
+    _put_catalog(config, ["same-a"])
+    events = [make_event(u, "same-a")]
+    assert post({"events": events})[0] == 202
+    status, body, _ = post({"events": [{**events[0], "track_id": "other"}]})
+    assert status == 409 and body["error"] == "conflict" and "other content" in body["reason"]
+    assert raw_event_ids(config).count(events[0]["event_id"]) == 1
+    assert [v["S"] for v in _profile(config, u)["recently_played"]["L"]] == ["same-a"]  # type: ignore[index]
+
+
+def test_tracks_the_catalog_does_not_know_are_kept_but_stay_out_of_recently_played(
+    post: Post, config: EncoreConfig
+) -> None:
+    u = user()
+    _put_catalog(config, ["known-1"])
+    now = int(time.time() * 1000)
+    events = [make_event(u, "known-1", timestamp=now - 3000)] + [
+        make_event(u, f"nobody-knows-{i}", timestamp=now - 2000 + i) for i in range(25)
+    ]
+    status, body, _ = post({"events": events})
+    assert status == 202 and body["accepted"] == 26
+    assert len(body["unknown_tracks"]) == 20 and body["unknown_tracks"][0] == "nobody-knows-0"
+    assert {e["event_id"] for e in events} <= set(raw_event_ids(config))  # the catalog may be behind: kept
+    assert [v["S"] for v in _profile(config, u)["recently_played"]["L"]] == ["known-1"]  # type: ignore[index]
+    status, body, _ = post({"events": [make_event(user(), "nobody-knows-x")]})
+    assert status == 202 and body["unknown_tracks"] == ["nobody-knows-x"]
+
+
+def test_a_batch_of_500_bad_events_gets_a_small_answer_that_counts_what_it_does_not_list(post: Post) -> None:
+    events = [make_event(user(), played_ms=-1, track_duration_ms=0, region="ZZ") for _ in range(500)]
+    status, body, _ = post({"events": events})
+    assert status == 400 and body["reason"].startswith("500 of the events are invalid")
+    assert len(body["errors"]) == 20 and body["errors_not_listed"] == 1500 - 20
+    assert len(json.dumps(body)) < 4096
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
+def test_a_body_not_sent_as_json_is_415(post: Post, config: EncoreConfig, content_type: str) -> None:
+    events = [make_event(user())]
+    status, body, _ = post({"events": events}, content_type=content_type)
+    assert status == 415 and body["error"] == "unsupported_media_type" and "application/json" in body["reason"]
+    assert events[0]["event_id"] not in raw_event_ids(config)

@@ -3,10 +3,12 @@ checked against the OpenAPI document the API itself serves (the contract test)."
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -212,6 +214,31 @@ def test_a_chunked_body_is_read_as_the_events_it_carries(api: str) -> None:
     request = head.encode() + chunks + b"0\r\n\r\n"
     code, _, body = _raw(api, request)
     assert code == 202 and json.loads(body)["accepted"] == 1
+
+
+@pytest.mark.parametrize(
+    ("coding", "compress", "status"),
+    [
+        ("gzip", gzip.compress, 202),
+        ("deflate", zlib.compress, 202),
+        ("GZIP", gzip.compress, 202),
+        ("br", gzip.compress, 415),  # a coding API Gateway does not decompress
+        ("gzip", lambda data: data, 415),  # says gzip, is not
+        ("gzip", lambda data: gzip.compress(data)[:-8], 415),  # cut short
+    ],
+)
+def test_a_body_is_decompressed_as_its_content_encoding_says_or_refused_as_api_gateway_does(
+    api: str, coding: str, compress: Any, status: int
+) -> None:
+    event = {"event_id": str(uuid.uuid4()), "user_id": "gzip-user", "track_id": "t1", "action": "complete",
+             "timestamp": int(time.time() * 1000), "played_ms": 1000, "track_duration_ms": 1000,
+             "region": "US"}  # fmt: skip
+    headers = {"x-api-key": DEFAULT_API_KEY, "Content-Type": "application/json", "Content-Encoding": coding}
+    resp = requests.post(f"{api}/v1/events", data=compress(json.dumps({"events": [event]}).encode()),
+                         headers=headers, timeout=30)  # fmt: skip
+    assert resp.status_code == status, resp.text
+    expected = {"accepted": 1} if status == 202 else {"message": "Unsupported Media Type"}
+    assert expected.items() <= resp.json().items()
 
 
 def test_methods_the_api_lacks_are_api_gateways_403_and_head_has_no_body(api: str) -> None:

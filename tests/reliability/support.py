@@ -21,6 +21,8 @@ KEY = {"x-api-key": DEFAULT_API_KEY}
 # `make test` runs the suites at small scale; `make reliability` sets these to the full sizes.
 LOAD_SECONDS = float(os.environ.get("ENCORE_LOAD_SECONDS", "20"))
 GENERATED_PER_OPERATION = int(os.environ.get("ENCORE_GENERATED_PER_OPERATION", "70"))
+HOSTILE_PER_CLASS = int(os.environ.get("ENCORE_HOSTILE_PER_CLASS", "15"))
+RETRY_ROUNDS = int(os.environ.get("ENCORE_RETRY_ROUNDS", "5"))
 
 
 def history(sim_dir: Path) -> pd.DataFrame:

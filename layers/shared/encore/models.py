@@ -125,20 +125,21 @@ class EventBatch(_Contract):
 
     events: list[ListeningEvent] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
 
-    @model_validator(mode="after")
-    def _each_event_once(self) -> Self:
+    @field_validator("events")
+    @classmethod
+    def _each_event_once(cls, events: list[ListeningEvent]) -> list[ListeningEvent]:
         # One event id names one event: a batch that holds one twice is a client bug (a queue sent twice over),
         # and which of the two to keep cannot be told.
         first: dict[str, int] = {}
         twice = []
-        for i, event in enumerate(self.events):
+        for i, event in enumerate(events):
             if event.event_id in first:
                 twice.append(f"events.{i} repeats the event_id of events.{first[event.event_id]}")
             first.setdefault(event.event_id, i)
         if twice:
             more = f" (and {len(twice) - 3} more)" if len(twice) > 3 else ""
             raise ValueError(f"each event must be sent once: {'; '.join(twice[:3])}{more}")
-        return self
+        return events
 
 
 class AudioFeatures(_Contract):
