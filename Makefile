@@ -56,7 +56,7 @@ test: lint typecheck check-deploy
 # per operation and mode, 120 hostile requests of each class, 30 rounds of identical batches sent at once.
 reliability: $(STAMP)
 	ENCORE_LOAD_SECONDS=60 ENCORE_GENERATED_PER_OPERATION=200 ENCORE_HOSTILE_PER_CLASS=120 ENCORE_RETRY_ROUNDS=30 \
-		$(PY) -m pytest -m reliability -p no:logging
+		$(PY) -m pytest -m reliability -p no:logging -s  # -s: each suite prints its figures
 
 # The stack deployed into a reachable LocalStack (AWS_ENDPOINT_URL, default http://localhost:4566) with cdklocal,
 # and the suites that exercise it there; says why it skipped when no LocalStack answers (it needs Docker).

@@ -18,6 +18,8 @@ import importlib.metadata
 import os
 import shutil
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from email.parser import Parser
 from pathlib import Path
@@ -147,7 +149,8 @@ class LambdaService:
 
     An invocation takes whichever of the function's instances is idle, the most recently used first (the
     warmest, as Lambda reuses them); an instance whose process ended while idle is replaced first. With
-    ``max_instances`` instances busy, an invocation waits for one, as a function at its concurrency limit makes
+    ``max_instances`` instances busy, an invocation waits for one, in turn with the others waiting (and for no
+    longer than its caller's deadline), as a function at its concurrency limit makes
     callers wait (this machine has two cores). ``twin_env(fn)`` is what the twin adds to the template's variables.
     """
 
@@ -159,6 +162,7 @@ class LambdaService:
         self.instances: list[Instance] = []
         self._idle: dict[str, list[Instance]] = {}
         self._count: dict[str, int] = {}
+        self._waiting: dict[str, deque[object]] = {}  # callers waiting for an instance, first come first
         self._changed = threading.Condition()
 
     def environment(self, fn: Function) -> dict[str, str]:
@@ -207,15 +211,33 @@ class LambdaService:
                 self.instances.remove(instance)
             self._changed.notify_all()
 
-    def _take(self, fn: Function) -> Instance:
+    def _take(self, fn: Function, until: float | None = None) -> Instance:
+        """An idle instance of ``fn``, or a new one under ``max_instances``, to callers in the order they came: a
+        request that arrives while others wait queues behind them, so none starves under load. ``TimeoutError``
+        if none is free by ``until`` (a ``time.monotonic()`` time)."""
+        ticket, again = object(), False
         while True:
             with self._changed:
-                idle = self._idle.setdefault(fn.name, [])
-                while not idle and self._count.get(fn.name, 0) >= self.max_instances:
-                    self._changed.wait()
-                instance = idle.pop() if idle else None
-                if instance is None:  # take the free place now, before another caller does
-                    self._count[fn.name] = self._count.get(fn.name, 0) + 1
+                queue = self._waiting.setdefault(fn.name, deque())
+                if again:
+                    queue.appendleft(ticket)
+                else:
+                    queue.append(ticket)
+                try:
+                    while queue[0] is not ticket or (
+                        not self._idle.get(fn.name) and self._count.get(fn.name, 0) >= self.max_instances
+                    ):
+                        left = None if until is None else until - time.monotonic()
+                        if left is not None and left <= 0:
+                            raise TimeoutError(f"no instance of {fn.name} was free in time")
+                        self._changed.wait(left)
+                    idle = self._idle.setdefault(fn.name, [])
+                    instance = idle.pop() if idle else None
+                    if instance is None:  # take the free place now, before another caller does
+                        self._count[fn.name] = self._count.get(fn.name, 0) + 1
+                finally:
+                    queue.remove(ticket)
+                    self._changed.notify_all()  # the next in line may go now
             if instance is None:
                 instance = self._new(fn, reserved=True)
                 instance.wait_ready()
@@ -223,6 +245,7 @@ class LambdaService:
             if instance.alive():
                 return instance
             self._retire(fn, instance)  # it ended while idle: Lambda never routes to it
+            again = True  # first in line again
 
     def invoke(self, function: str, payload: Any) -> tuple[Any, float]:
         """Run one invocation of ``function`` (its name or ARN); raises ``FunctionError``."""
@@ -237,12 +260,16 @@ class LambdaService:
         """One invocation, stopped at the function's timeout (``FunctionError`` "Task timed out", as Lambda's)
         or at the caller's ``deadline_s`` if that comes first (``IntegrationTimeout``: API Gateway stops
         waiting at 29 s; the twin stops the function too, where Lambda would let it run to its own timeout)."""
-        instance = self._take(fn)
-        limit = min(fn.timeout_s, deadline_s) if deadline_s is not None else fn.timeout_s
+        until = None if deadline_s is None else time.monotonic() + deadline_s  # waiting for an instance counts
+        try:
+            instance = self._take(fn, until)
+        except TimeoutError:
+            raise IntegrationTimeout(f"no instance of {fn.name} was free within {deadline_s:g} s") from None
+        limit = fn.timeout_s if until is None else min(fn.timeout_s, max(0.001, until - time.monotonic()))
         try:
             return instance.invoke(payload, limit)
         except TimeoutError:
-            if deadline_s is not None and deadline_s < fn.timeout_s:
+            if limit < fn.timeout_s:
                 raise IntegrationTimeout(f"{fn.name} did not answer within {deadline_s:g} s") from None
             timed_out = {
                 "errorType": "Sandbox.Timedout",
@@ -250,17 +277,20 @@ class LambdaService:
             }
             raise FunctionError(timed_out) from None
         finally:
-            if instance.usable():
-                with self._changed:
-                    self._idle[fn.name].append(instance)
-                    self._changed.notify_all()
-            else:  # it died, or its handler never imported: the next invocation starts a new one
-                self._retire(fn, instance)
-                with self._changed:  # and any idle one whose process ended meanwhile goes too
-                    ended = [i for i in self._idle.get(fn.name, []) if not i.usable()]
-                    self._idle[fn.name] = [i for i in self._idle.get(fn.name, []) if i not in ended]
-                for dead in ended:
-                    self._retire(fn, dead)
+            self._give_back(fn, instance)
+
+    def _give_back(self, fn: Function, instance: Instance) -> None:
+        if instance.usable():
+            with self._changed:
+                self._idle.setdefault(fn.name, []).append(instance)
+                self._changed.notify_all()
+        else:  # it died, or its handler never imported: the next invocation starts a new one
+            self._retire(fn, instance)
+            with self._changed:  # and any idle one whose process ended meanwhile goes too
+                ended = [i for i in self._idle.get(fn.name, []) if not i.usable()]
+                self._idle[fn.name] = [i for i in self._idle.get(fn.name, []) if i not in ended]
+            for dead in ended:
+                self._retire(fn, dead)
 
     def close(self) -> None:
         with self._changed:
