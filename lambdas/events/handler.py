@@ -80,6 +80,10 @@ def _other_content(exc: IdempotencyValidationError) -> Response[str]:
 
 @idempotent_function(data_keyword_argument="batch", persistence_store=persistence, config=idempotency)
 def accept(batch: dict[str, Any]) -> dict[str, Any]:
+    return _apply(batch)
+
+
+def _apply(batch: dict[str, Any]) -> dict[str, Any]:
     batch["result"] = {**ingest(batch["events"], deps), "replayed": False}  # seen even if the record is not saved
     return batch["result"]  # type: ignore[no-any-return]
 
@@ -87,7 +91,7 @@ def accept(batch: dict[str, Any]) -> dict[str, Any]:
 def accept_without_idempotency(batch: dict[str, Any]) -> dict[str, Any]:
     """The idempotency table is throttled or unreachable: the events still go to the stream (curation removes
     duplicates by event_id); only a retried request's session updates might be applied twice."""
-    result = batch.get("result") or {**ingest(batch["events"], deps), "replayed": False}
+    result = batch.get("result") or _apply(batch)
     return {**result, "degraded": sorted({*result["degraded"], "idempotency"})}
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import numpy as np
 import pytest
 import redis
 import requests
-from support import KEY, RETRY_ROUNDS, history, raw_event_ids
+from support import KEY, RETRY_ROUNDS, history, new_events, raw_event_ids
 
 from encore.cache import generation_key, session_key
 from encore.vectors import decode
@@ -53,10 +52,8 @@ def preemptive() -> Iterator[None]:
 
 
 def _batch(user: str, tracks: list[str]) -> list[dict[str, Any]]:
-    now = int(time.time() * 1000)
-    return [{"event_id": str(uuid.uuid4()), "user_id": user, "track_id": track, "action": "complete",
-             "timestamp": now - 60_000 + 1000 * i, "played_ms": 200_000, "track_duration_ms": 200_000,
-             "region": "US", "context": "home"} for i, track in enumerate(tracks)]  # fmt: skip
+    """One complete play of each track, in order (``new_events`` with one listener)."""
+    return new_events([user], tracks, len(tracks))
 
 
 def _at_once(url: str, body: dict[str, Any], copies: int) -> list[requests.Response]:

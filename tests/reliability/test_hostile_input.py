@@ -25,7 +25,7 @@ import redis
 import requests
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from support import HOSTILE_PER_CLASS, KEY, history, raw_event_ids
+from support import HOSTILE_PER_CLASS, KEY, history, new_events, raw_event_ids
 
 from encore.clients import get_client
 from encore.config import EncoreConfig
@@ -113,18 +113,7 @@ pathological_text = st.one_of(
 
 
 def valid_event(user: str, track: str) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "user_id": user,
-        "track_id": track,
-        "action": "complete",
-        "timestamp": int(time.time() * 1000) - 5_000,
-        "played_ms": 180_000,
-        "track_duration_ms": 180_000,
-        "region": "US",
-        "source": "app",
-        "context": "home",
-    }
+    return {**new_events([user], [track], 1)[0], "source": "app", "context": "home"}
 
 
 @st.composite

@@ -7,6 +7,7 @@ misspelt field learns it at once instead of having the value silently coerced or
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Self
@@ -283,12 +284,16 @@ class ErrorBody(_Contract):
     errors_not_listed: StrictInt | None = Field(None, description="bad fields past the first 20, not listed")
 
 
-def field_errors(exc: Any, prefix: tuple[str | int, ...] = ()) -> list[dict[str, str]]:
+def field_errors(exc: Any) -> list[dict[str, str]]:
     """A pydantic ``ValidationError`` as ``[{"field": "events.3.played_ms", "reason": "..."}]``."""
+    return describe_errors(exc.errors(include_url=False, include_context=False))
+
+
+def describe_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Pydantic's error entries (``loc``, ``msg``, ``type``) as fields and reasons a person can act on."""
     out = []
-    for err in exc.errors(include_url=False, include_context=False):
-        loc = [*prefix, *err["loc"]]
-        field = ".".join(str(part) for part in loc) or "(body)"
+    for err in errors:
+        field = ".".join(str(part) for part in err["loc"]) or "(body)"
         reason = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             reason = "is not a field of this contract"
