@@ -49,7 +49,10 @@ def main(argv: Sequence[str]) -> dict[str, int]:
     users, tracks = read_vectors(args.model_data, config.region)
 
     def user_item(row: dict[str, Any]) -> dict[str, Any]:
-        return {"user_id": VECTOR_PREFIX + row["user_id"], "vector": bytes(row["vector"]), "model_version": version}
+        item = {"user_id": VECTOR_PREFIX + row["user_id"], "vector": bytes(row["vector"]), "model_version": version}
+        if row.get("history"):
+            item["history"] = list(row["history"])
+        return item
 
     def track_item(row: dict[str, Any]) -> dict[str, Any]:
         return {

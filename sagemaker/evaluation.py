@@ -65,14 +65,16 @@ def ranking_metrics(
 
 
 def next_track_metrics(
-    pairs: Sequence[tuple], recommend: Callable[[int], Sequence[int]], k: int = 10
+    pairs: Sequence[tuple], recommend: Callable[[tuple], Sequence[int]], k: int = 10
 ) -> dict[str, float]:
-    """Hit rate@k and MRR@k of predicting the next track of held-out (previous, next) transitions."""
+    """Hit rate@k and MRR@k of predicting the next track of held-out transitions ``(previous, next, ...)``;
+    ``recommend`` gets the whole tuple (what else it holds is the caller's: the listener, the session)."""
     if not pairs:
         return {"pairs": 0.0}
     hits = mrr = 0.0
-    for prev, nxt in pairs:
-        top = list(recommend(prev))[:k]
+    for case in pairs:
+        nxt = case[1]
+        top = list(recommend(case))[:k]
         if nxt in top:
             hits += 1
             mrr += 1.0 / (top.index(nxt) + 1)

@@ -1,21 +1,49 @@
-"""The hybrid recommender: ALS factors, content vectors, cold-start factors, popularity; exact top-K.
+"""The recommender: candidate sources, a learned ranking stage, and exact top-K over the whole catalog.
 
-Self-contained (NumPy only at serving time) and Python 3.9-compatible: it runs inside SageMaker's
-scikit-learn container, whose Python predates the shared library's. The artifact is plain arrays (``.npz``),
-so serving never unpickles a training-time object.
+Sources: ALS factors (cold tracks through factors regressed from content), an item-item model (EASE or item-kNN)
+over the listener's history and their most recent plays, a sequence model (transitions and in-session
+co-occurrence) from the current track and the session, content neighbours, popularity and its 7-day trend.
+Each surface gathers candidates from the sources, describes each candidate by features every source provides,
+and ranks them with a LightGBM LambdaRank model exported to arrays (``ranker.Trees``). Without a ranker (the
+simplest configuration) home is ``0.8 norm(cf) + 0.2 norm(log popularity)`` and next song the ``0.6 cf + 0.4
+content`` blend.
+
+Self-contained (NumPy and SciPy at serving time) and Python 3.9-compatible: it runs inside SageMaker's
+scikit-learn container. The artifact is plain arrays (``.npz``), so serving never unpickles anything.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
+from ranker import Trees
 
 ARTIFACT = "hybrid.npz"
 META = "meta.json"
+RANKERS = ("home", "session", "next")
+POOL = 100  # candidates each source proposes
+TREND_POOL = 30
+RECENT = 50  # the recent plays a listener's request carries (the profile keeps as many)
+CONTEXT = 3  # the plays before the current one that next song looks at
+RECENT_DECAY = 10.0  # a recent play's weight halves every this many plays back
+EMPTY = np.empty(0, dtype=np.int64)
+
+HOME_FEATURES = (
+    "als", "als_rank", "item", "item_rank", "recent_item", "recent_item_rank", "sequence", "sequence_rank",
+    "recent_content", "popularity", "trend", "trend_ratio", "age_days", "artist_share", "artist_recent_share",
+    "history_size", "cold", "in_session", "session_item", "session_item_rank", "session_content",
+    "session_artist",
+)  # fmt: skip
+NEXT_FEATURES = (
+    "sequence", "sequence_rank", "context_sequence", "item", "item_rank", "cf_neighbour", "content", "same_artist",
+    "popularity", "trend", "als", "has_listener", "artist_share",
+)  # fmt: skip
 
 
 def minmax(x: np.ndarray) -> np.ndarray:
@@ -40,6 +68,43 @@ def top_k(scores: np.ndarray, k: int, banned: np.ndarray | None = None) -> np.nd
     return part[np.lexsort((part, -s[part]))]
 
 
+def percentile(x: np.ndarray) -> np.ndarray:
+    """Each value's rank among all, in [0, 1]: the same meaning whatever the length of the training window."""
+    order = np.argsort(x, kind="stable")
+    out = np.empty(x.size)
+    out[order] = np.arange(x.size) / max(x.size - 1, 1)
+    return out
+
+
+def session_blend(v_long: np.ndarray | None, v_short: np.ndarray | None, w_long: float = 0.7,
+                  w_short: float = 0.3) -> np.ndarray | None:  # fmt: skip
+    """``w_long v_long + w_short v_short`` with both parts at unit length (then at the long-term part's length):
+    ALS user factors are two orders longer than the item factors a short-term vector is averaged from, so a
+    blend of the raw vectors is the long-term vector. A missing part leaves the other alone."""
+    if v_short is None or v_long is None:
+        return v_long if v_short is None else v_short
+    long_norm, short_norm = float(np.linalg.norm(v_long)), float(np.linalg.norm(v_short))
+    if long_norm == 0 or short_norm == 0:
+        return v_long if short_norm == 0 else v_short
+    return long_norm * (w_long * v_long / long_norm + w_short * v_short / short_norm)
+
+
+@dataclass
+class Listener:
+    """What a request knows of the listener: long-term (or session) vector, history, recent plays newest first."""
+
+    vector: np.ndarray | None = None
+    history: np.ndarray = field(default_factory=lambda: EMPTY)
+    recent: np.ndarray = field(default_factory=lambda: EMPTY)
+    in_session: bool = False  # the recent plays are of a session still going on (the session cache has it)
+
+
+def _csr(z: Any, prefix: str, n: int) -> sp.csr_matrix | None:
+    if f"{prefix}_indptr" not in z:
+        return None
+    return sp.csr_matrix((z[f"{prefix}_data"], z[f"{prefix}_indices"], z[f"{prefix}_indptr"]), shape=(n, n))
+
+
 @dataclass
 class HybridModel:
     version: str
@@ -47,15 +112,30 @@ class HybridModel:
     artist_ids: np.ndarray  # (n,) str
     item_cf: np.ndarray  # (n, f) ALS item factors; cold tracks get factors regressed from content
     content: np.ndarray  # (n, d) L2-normalised content vectors
-    popularity: np.ndarray  # (n,) interactions in the training window
+    popularity: np.ndarray  # (n,) listeners in the training window
     warm: np.ndarray  # (n,) bool: the track had plays when the model was trained
-    home_pop_weight: float = 0.2  # home = (1 - w) norm(cf) + w norm(log(1 + popularity))
+    home_pop_weight: float = 0.2  # simplest configuration: (1 - w) norm(cf) + w norm(log(1 + popularity))
+    trend: np.ndarray | None = None  # (n,) listeners in the window's last 7 days
+    age_days: np.ndarray | None = None  # (n,) days since release (or first play) at the end of the window
+    item_item: sp.csr_matrix | None = None  # row i: tracks that go with track i (EASE or item-kNN)
+    item_item_kind: str = "none"
+    sequence: sp.csr_matrix | None = None  # row i: tracks played after or around track i in sessions
+    # "home" (from the long-term state), "session" (home while a session goes on), "next"
+    rankers: dict[str, Trees] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        n = self.track_ids.size
         self.index: dict[str, int] = {t: i for i, t in enumerate(self.track_ids.tolist())}
         self._prior = minmax(np.log1p(self.popularity)).astype(self.item_cf.dtype)
         norms = np.linalg.norm(self.item_cf, axis=1, keepdims=True)
         self._cf_unit = self.item_cf / np.maximum(norms, 1e-12)
+        self._artist = np.unique(self.artist_ids, return_inverse=True)[1].astype(np.int64).ravel()
+        trend = self.trend if self.trend is not None else np.zeros(n)
+        self._popularity_pct, self._trend_pct = percentile(self.popularity), percentile(trend)
+        self._trend_ratio = np.log1p(trend) - np.log1p(self.popularity)
+        self._age = self.age_days if self.age_days is not None else np.zeros(n)
+        self._by_trend = top_k(trend, min(n, TREND_POOL + RECENT + 500))
+        self._empty_rows = sp.csr_matrix((n, n), dtype=np.float32)
 
     @property
     def factors(self) -> int:
@@ -64,7 +144,7 @@ class HybridModel:
     def indices(self, track_ids: Sequence[str]) -> np.ndarray:
         return np.array([self.index[t] for t in track_ids if t in self.index], dtype=np.int64)
 
-    # -- scores over the whole catalog ------------------------------------------------------------------------
+    # -- source scores over the whole catalog -----------------------------------------------------------------
 
     def cf_scores(self, vector: np.ndarray) -> np.ndarray:
         return self.item_cf @ vector.astype(self.item_cf.dtype, copy=False)
@@ -75,89 +155,216 @@ class HybridModel:
     def cf_neighbour_scores(self, seed: int) -> np.ndarray:
         return self._cf_unit @ self._cf_unit[seed]
 
-    # -- the three surfaces -----------------------------------------------------------------------------------
+    def _rows(self, matrix: sp.csr_matrix | None, rows: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """``sum_i w_i matrix[i]`` over the given rows (a listener's history, or a seed), dense. Straight from the
+        CSR arrays: SciPy's row slicing costs more than the sum itself at this size."""
+        n = self.track_ids.size
+        if matrix is None or rows.size == 0:
+            return np.zeros(n)
+        starts, ends = matrix.indptr[rows], matrix.indptr[rows + 1]
+        counts = ends - starts
+        total = int(counts.sum())
+        if total == 0:
+            return np.zeros(n)
+        offsets = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(total)
+        w = matrix.data[offsets]
+        if weights is not None:
+            w = w * np.repeat(weights, counts)
+        return np.bincount(matrix.indices[offsets], weights=w, minlength=n)
+
+    def item_scores(self, history: np.ndarray) -> np.ndarray:
+        return self._rows(self.item_item, history)
+
+    def recent_weights(self, recent: np.ndarray) -> np.ndarray:
+        return np.power(0.5, np.arange(recent.size) / RECENT_DECAY)
 
     def home_scores(self, vector: np.ndarray, cf: np.ndarray | None = None) -> np.ndarray:
-        """CF affinity (cold tracks through their regressed factors) blended with the popularity prior."""
+        """The simplest configuration: CF affinity blended with the popularity prior."""
         w = self.home_pop_weight
         return (1.0 - w) * minmax(self.cf_scores(vector) if cf is None else cf) + w * self._prior
 
-    def home(self, vector: np.ndarray, k: int, banned: np.ndarray) -> list[dict]:
-        cf = self.cf_scores(vector)
-        scores = self.home_scores(vector, cf)
-        return [
-            {
-                "track_id": self.track_ids[i],
-                "artist_id": self.artist_ids[i],
-                "score": float(scores[i]),
-                "cf": float(cf[i]),
-                "content": None,
-            }
-            for i in top_k(scores, k, banned)
-        ]
+    # -- home -------------------------------------------------------------------------------------------------
 
-    def next(
-        self,
-        seed: int,
-        vector: np.ndarray | None,
-        k: int,
-        banned: np.ndarray,
-        w_cf: float,
-        w_content: float,
-        pool: int = 200,
-    ) -> list[dict]:
-        """Candidates from the CF space (the session vector, else the seed's neighbours) and the content space
-        (the seed's content neighbours), each min-max normalised over their union, blended ``w_cf / w_content``."""
+    def home_candidates(self, who: Listener, banned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates from every source for a listener, and their features (``HOME_FEATURES``)."""
+        n = self.track_ids.size
+        recent_w = self.recent_weights(who.recent)
+        scores = {
+            "als": self.cf_scores(who.vector) if who.vector is not None else np.zeros(n, dtype=np.float32),
+            "item": self.item_scores(who.history),
+            "recent_item": self._rows(self.item_item, who.recent, recent_w),
+            "sequence": self._rows(self.sequence, who.recent[:CONTEXT], recent_w[:CONTEXT]),
+            "session_item": self._rows(self.item_item, who.recent[:CONTEXT], recent_w[:CONTEXT]),
+        }
+        pools = [top_k(s, POOL, banned) for name, s in scores.items()
+                 if name not in ("als", "session_item") or who.vector is not None]  # fmt: skip
+        allowed = self._by_trend[~np.isin(self._by_trend, banned)] if banned.size else self._by_trend
+        pools.append(allowed[:TREND_POOL])
+        cand = np.unique(np.concatenate(pools)) if pools else EMPTY
+        cand = cand[np.isin(cand, banned, invert=True)] if banned.size else cand
+        feats = [self._scaled(scores[name], cand) for name in ("als", "item", "recent_item", "sequence")]
+        recent_content = self._content_affinity(who.recent, recent_w, cand)
+        session_content = self._content_affinity(who.recent[:CONTEXT], recent_w[:CONTEXT], cand)
+        artists = self._artist[cand]
+        hist_artists = np.bincount(self._artist[who.history], minlength=self._artist.max() + 1)
+        recent_artists = np.bincount(self._artist[who.recent], weights=recent_w, minlength=self._artist.max() + 1)
+        x = np.column_stack(
+            [
+                *(f for pair in feats for f in pair),
+                recent_content,
+                self._popularity_pct[cand],
+                self._trend_pct[cand],
+                self._trend_ratio[cand],
+                self._age[cand],
+                hist_artists[artists] / max(who.history.size, 1),
+                recent_artists[artists] / max(float(recent_w.sum()), 1e-12),
+                np.full(cand.size, float(who.history.size)),
+                (~self.warm[cand]).astype(np.float64),
+                np.full(cand.size, float(who.in_session)),
+                *self._scaled(scores["session_item"], cand),
+                session_content,
+                np.isin(artists, self._artist[who.recent[:CONTEXT]]).astype(np.float64),
+            ]
+        )
+        return cand, x
+
+    def _content_affinity(self, plays: np.ndarray, weights: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        """Cosine of each candidate's content vector with the weighted mean of ``plays``'."""
+        if plays.size == 0:
+            return np.zeros(cand.size)
+        profile = (weights[:, None] * self.content[plays]).sum(axis=0)
+        return self.content[cand] @ (profile / max(float(np.linalg.norm(profile)), 1e-12))
+
+    def _scaled(self, scores: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A source's score over the candidates scaled by its best, and its rank among them (1 = best)."""
+        s = scores[cand].astype(np.float64)
+        best = float(np.max(np.abs(s))) if s.size else 0.0
+        rank = np.empty(s.size)
+        rank[np.argsort(-s, kind="stable")] = np.arange(1, s.size + 1)
+        return (s / best if best > 0 else s), rank
+
+    def home(self, vector: np.ndarray | None, k: int, banned: np.ndarray, history: np.ndarray = EMPTY,
+             recent: np.ndarray = EMPTY, in_session: bool = False) -> list[dict]:  # fmt: skip
+        who = Listener(vector, history, recent, in_session)
+        trees = self.rankers.get("session" if in_session else "home") or self.rankers.get("home")
+        if trees is None:
+            if vector is None:
+                return []
+            cf = self.cf_scores(vector)
+            scores = self.home_scores(vector, cf)
+            return [self._item(i, float(scores[i]), float(cf[i]), None) for i in top_k(scores, k, banned)]
+        cand, x = self.home_candidates(who, banned)
+        ranked = trees.predict(x)
+        order = top_k(ranked, k)
+        return [self._item(cand[j], float(ranked[j]), float(x[j, 0]), None) for j in order]
+
+    def _item(self, i: int, score: float, cf: float | None, content: float | None) -> dict:
+        return {"track_id": self.track_ids[i], "artist_id": self.artist_ids[i], "score": score, "cf": cf,
+                "content": content}  # fmt: skip
+
+    # -- next song and similar --------------------------------------------------------------------------------
+
+    def next_candidates(self, seed: int, who: Listener, banned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates for the track after ``seed``, and their features (``NEXT_FEATURES``)."""
         banned = np.union1d(banned, [seed]).astype(np.int64)
-        cf = self.cf_scores(vector) if vector is not None else self.cf_neighbour_scores(seed)
-        content = self.content_scores(seed)
+        context = who.recent[who.recent != seed][:CONTEXT]
+        scores = {
+            "sequence": self._rows(self.sequence, np.array([seed])),
+            "context": self._rows(self.sequence, context, self.recent_weights(context)),
+            "item": self._rows(self.item_item, np.array([seed])),
+            "cf_neighbour": self.cf_neighbour_scores(seed),
+            "content": self.content_scores(seed),
+        }
+        pools = [top_k(scores[name], POOL, banned) for name in ("sequence", "item", "cf_neighbour", "content")]
+        cand = np.unique(np.concatenate(pools))
+        seq, seq_rank = self._scaled(scores["sequence"], cand)
+        item, item_rank = self._scaled(scores["item"], cand)
+        als = self._scaled(self.cf_scores(who.vector), cand)[0] if who.vector is not None else np.zeros(cand.size)
+        hist_artists = np.bincount(self._artist[who.history], minlength=self._artist.max() + 1)
+        x = np.column_stack(
+            [
+                seq,
+                seq_rank,
+                self._scaled(scores["context"], cand)[0],
+                item,
+                item_rank,
+                scores["cf_neighbour"][cand],
+                scores["content"][cand],
+                (self._artist[cand] == self._artist[seed]).astype(np.float64),
+                self._popularity_pct[cand],
+                self._trend_pct[cand],
+                als,
+                np.full(cand.size, float(who.vector is not None)),
+                hist_artists[self._artist[cand]] / max(who.history.size, 1),
+            ]
+        )
+        return cand, x
+
+    def next(self, seed: int, vector: np.ndarray | None, k: int, banned: np.ndarray, w_cf: float,
+             w_content: float, history: np.ndarray = EMPTY, recent: np.ndarray = EMPTY) -> list[dict]:  # fmt: skip
+        """The ranking stage over the sources' candidates; without a ranker, the simplest configuration."""
+        trees = self.rankers.get("next")
+        if trees is None:
+            return self.similar(seed, k, banned, w_cf, w_content)
+        cand, x = self.next_candidates(seed, Listener(vector, history, recent), banned)
+        ranked = trees.predict(x)
+        cf_col, content_col = NEXT_FEATURES.index("cf_neighbour"), NEXT_FEATURES.index("content")
+        return [self._item(cand[j], float(ranked[j]), float(x[j, cf_col]), float(x[j, content_col]))
+                for j in top_k(ranked, k)]  # fmt: skip
+
+    def similar(self, seed: int, k: int, banned: np.ndarray, w_cf: float, w_content: float,
+                pool: int = 200) -> list[dict]:  # fmt: skip
+        """The seed's CF neighbours and content neighbours, each min-max normalised over their union, blended
+        ``w_cf / w_content``."""
+        banned = np.union1d(banned, [seed]).astype(np.int64)
+        cf, content = self.cf_neighbour_scores(seed), self.content_scores(seed)
         union = np.union1d(top_k(cf, pool, banned), top_k(content, pool, banned))
         if union.size == 0:
             return []
         cf_n, content_n = minmax(cf[union]), minmax(content[union])
         blended = w_cf * cf_n + w_content * content_n
-        order = top_k(blended, k)
-        return [
-            {
-                "track_id": self.track_ids[union[j]],
-                "artist_id": self.artist_ids[union[j]],
-                "score": float(blended[j]),
-                "cf": float(cf_n[j]),
-                "content": float(content_n[j]),
-            }
-            for j in order
-        ]
-
-    def similar(self, seed: int, k: int, banned: np.ndarray, w_cf: float, w_content: float) -> list[dict]:
-        return self.next(seed, None, k, banned, w_cf, w_content)
+        return [self._item(union[j], float(blended[j]), float(cf_n[j]), float(content_n[j]))
+                for j in top_k(blended, k)]  # fmt: skip
 
     # -- artifact ---------------------------------------------------------------------------------------------
 
     def save(self, directory: Path, extra_meta: dict | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            directory / ARTIFACT,
-            track_ids=self.track_ids.astype(str),
-            artist_ids=self.artist_ids.astype(str),
-            item_cf=self.item_cf.astype(np.float32),
-            content=self.content.astype(np.float32),
-            popularity=self.popularity.astype(np.float32),
-            warm=self.warm,
-        )
+        arrays: dict[str, np.ndarray] = {
+            "track_ids": self.track_ids.astype(str),
+            "artist_ids": self.artist_ids.astype(str),
+            "item_cf": self.item_cf.astype(np.float32),
+            "content": self.content.astype(np.float32),
+            "popularity": self.popularity.astype(np.float32),
+            "warm": self.warm,
+        }
+        if self.trend is not None:
+            arrays["trend"] = self.trend.astype(np.float32)
+        if self.age_days is not None:
+            arrays["age_days"] = self.age_days.astype(np.float32)
+        for name, matrix in (("item_item", self.item_item), ("sequence", self.sequence)):
+            if matrix is not None:
+                m = sp.csr_matrix(matrix, dtype=np.float32)
+                arrays.update({f"{name}_data": m.data, f"{name}_indices": m.indices, f"{name}_indptr": m.indptr})
+        for name, trees in self.rankers.items():
+            arrays.update(trees.arrays(f"ranker_{name}"))
+        np.savez(directory / ARTIFACT, **arrays)
         meta = {
             "version": self.version,
             "factors": self.factors,
             "content_dims": int(self.content.shape[1]),
             "tracks": int(self.track_ids.size),
             "home_pop_weight": self.home_pop_weight,
+            "item_item": self.item_item_kind,
             **(extra_meta or {}),
         }
-        (directory / META).write_text(json.dumps(meta, indent=2))
+        (directory / META).write_text(json.dumps(meta, indent=2, default=float))
 
     @classmethod
     def load(cls, directory: Path) -> HybridModel:
         meta = json.loads((directory / META).read_text())
         with np.load(directory / ARTIFACT, allow_pickle=False) as z:
+            n = int(z["track_ids"].size)
             return cls(
                 version=meta["version"],
                 track_ids=z["track_ids"],
@@ -168,4 +375,10 @@ class HybridModel:
                 popularity=z["popularity"].astype(np.float64),
                 warm=z["warm"],
                 home_pop_weight=float(meta.get("home_pop_weight", 0.2)),
+                trend=z["trend"].astype(np.float64) if "trend" in z else None,
+                age_days=z["age_days"].astype(np.float64) if "age_days" in z else None,
+                item_item=_csr(z, "item_item", n),
+                item_item_kind=str(meta.get("item_item", "none")),
+                sequence=_csr(z, "sequence", n),
+                rankers={r: Trees.from_arrays(z, f"ranker_{r}") for r in RANKERS if f"ranker_{r}_feature" in z},
             )

@@ -1,7 +1,9 @@
 """SageMaker inference handlers for the hybrid model: ``model_fn``, ``input_fn``, ``predict_fn``, ``output_fn``.
 
-Request (JSON): ``{surface: home|next|similar, user_vector?, short_vector?, seed_track_id?, exclude?, k, weights?}``
-Response: ``{items: [{track_id, score, cf, content}], model_version}``. The serving Lambda builds requests from
+Request (JSON): ``{surface: home|next|similar, user_vector?, short_vector?, seed_track_id?, exclude?, history?,
+recent?, k, weights?}``; the model blends the long- and short-term vectors (``weights.long_term/short_term``)
+and a short-term vector means a session is going on. Response: ``{items: [{track_id, score, cf, content}],
+model_version}``. The serving Lambda builds requests from
 ``encore.models.InferenceRequest``; this side checks them again, since an endpoint can be called by anyone
 holding the permission, and says exactly what is wrong. Python 3.9-compatible (the scikit-learn container).
 """
@@ -17,11 +19,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hybrid import HybridModel
+from hybrid import HybridModel, session_blend
 
 SURFACES = ("home", "next", "similar")
 MAX_K = 500
 MAX_EXCLUDE = 5000
+MAX_HISTORY = 1000
+MAX_RECENT = 100
+WEIGHTS = {"cf": 0.6, "content": 0.4, "long_term": 0.7, "short_term": 0.3}
+FIELDS = {"surface", "user_vector", "short_vector", "seed_track_id", "exclude", "history", "recent", "k", "weights"}
 JSON = "application/json"
 
 
@@ -45,6 +51,13 @@ def _vector(value: Any, name: str) -> np.ndarray | None:
     return v
 
 
+def _track_ids(value: Any, name: str, bound: int) -> list[str]:
+    value = value or []
+    if not isinstance(value, list) or len(value) > bound or not all(isinstance(t, str) for t in value):
+        raise RequestError(f"{name} must be a list of at most {bound} track ids")
+    return value
+
+
 def input_fn(body: Any, content_type: str = JSON) -> dict[str, Any]:
     if content_type and not content_type.startswith(JSON):
         raise RequestError(f"content type {content_type!r} is not supported; send {JSON}")
@@ -54,7 +67,7 @@ def input_fn(body: Any, content_type: str = JSON) -> dict[str, Any]:
         raise RequestError(f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise RequestError("the body must be a JSON object")
-    unknown = set(data) - {"surface", "user_vector", "short_vector", "seed_track_id", "exclude", "k", "weights"}
+    unknown = set(data) - FIELDS
     if unknown:
         raise RequestError(f"unknown fields: {', '.join(sorted(unknown))}")
     surface = data.get("surface")
@@ -63,22 +76,21 @@ def input_fn(body: Any, content_type: str = JSON) -> dict[str, Any]:
     k = data.get("k", 20)
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
         raise RequestError(f"k must be a whole number from 1 to {MAX_K}")
-    exclude = data.get("exclude") or []
-    if not isinstance(exclude, list) or len(exclude) > MAX_EXCLUDE or not all(isinstance(t, str) for t in exclude):
-        raise RequestError(f"exclude must be a list of at most {MAX_EXCLUDE} track ids")
-    weights = data.get("weights") or {"cf": 0.6, "content": 0.4}
-    if (not isinstance(weights, dict) or set(weights) - {"cf", "content"}
-            or not all(isinstance(weights.get(n, 0), (int, float)) and 0 <= weights.get(n, 0) <= 1
-                       for n in ("cf", "content"))):  # fmt: skip
-        raise RequestError("weights must be {cf, content}, each between 0 and 1")
+    bounds = {"exclude": MAX_EXCLUDE, "history": MAX_HISTORY, "recent": MAX_RECENT}
+    lists = {name: _track_ids(data.get(name), name, bound) for name, bound in bounds.items()}
+    weights = data.get("weights") or {}
+    if (not isinstance(weights, dict) or set(weights) - set(WEIGHTS)
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+                       for v in weights.values())):  # fmt: skip
+        raise RequestError(f"weights must be {{{', '.join(WEIGHTS)}}}, each between 0 and 1")
     request = {
         "surface": surface,
         "k": k,
-        "exclude": exclude,
+        **lists,
         "user_vector": _vector(data.get("user_vector"), "user_vector"),
         "short_vector": _vector(data.get("short_vector"), "short_vector"),
         "seed_track_id": data.get("seed_track_id"),
-        "weights": {"cf": float(weights.get("cf", 0.6)), "content": float(weights.get("content", 0.4))},
+        "weights": {name: float(weights.get(name, default)) for name, default in WEIGHTS.items()},
     }
     if surface in ("next", "similar") and not isinstance(request["seed_track_id"], str):
         raise RequestError(f"surface {surface!r} needs seed_track_id")
@@ -92,18 +104,19 @@ def predict_fn(request: dict[str, Any], model: HybridModel) -> dict[str, Any]:
         v = request[name]
         if v is not None and v.size != model.factors:
             raise RequestError(f"{name} has {v.size} dimensions; this model ({model.version}) has {model.factors}")
-    # The caller blends long- and short-term vectors; a lone one is used as it is.
-    vector = request["user_vector"] if request["user_vector"] is not None else request["short_vector"]
-    banned = model.indices(request["exclude"])
     k, w = request["k"], request["weights"]
+    vector = session_blend(request["user_vector"], request["short_vector"], w["long_term"], w["short_term"])
+    banned = model.indices(request["exclude"])
+    history, recent = model.indices(request["history"]), model.indices(request["recent"])
     if request["surface"] == "home":
-        items: list[dict] = model.home(vector, k, banned)
+        in_session = request["short_vector"] is not None
+        items: list[dict] = model.home(vector, k, banned, history, recent, in_session)
     else:
         seed = model.index.get(request["seed_track_id"])
         if seed is None:
             raise RequestError(f"seed_track_id {request['seed_track_id']!r} is not in model {model.version}'s catalog")
         if request["surface"] == "next":
-            items = model.next(seed, vector, k, banned, w["cf"], w["content"])
+            items = model.next(seed, vector, k, banned, w["cf"], w["content"], history, recent)
         else:
             items = model.similar(seed, k, banned, w["cf"], w["content"])
     return {

@@ -1,4 +1,9 @@
-"""SageMaker training (script mode): ALS + content encoder + cold-start regression + popularity, evaluated.
+"""SageMaker training (script mode): the candidate sources, the ranking stage, evaluated on a held-out week.
+
+Sources: ALS (its confidence chosen on a validation week), EASE or item-kNN, transitions and in-session
+co-occurrence, the content encoder with its cold-start regression, popularity and trend. Three LightGBM
+LambdaRank rankers (home, home in a session, next song) learn on the validation week from a model fit before
+it; everything is then scored on the test week from a model fit before that, and the artifact is fit on all.
 
 ``python train.py`` reads the channels SageMaker mounts (``SM_CHANNEL_INTERACTIONS``, ``SM_CHANNEL_TRACKS``,
 optional ``SM_CHANNEL_TRANSITIONS`` and ``SM_CHANNEL_TRUTH``), hyperparameters from ``SM_HPS`` or flags, and
@@ -16,11 +21,14 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import lightgbm as lgb
 from implicit.als import AlternatingLeastSquares
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -30,10 +38,12 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # script mode runs us from elsewhere
 
+import ranker
+import sources
 from evaluation import KS, next_track_metrics, ranking_metrics, recall_on, write_report
-from hybrid import HybridModel, top_k
+from hybrid import CONTEXT, EMPTY, HOME_FEATURES, NEXT_FEATURES, RECENT, HybridModel, Listener, session_blend, top_k
 
-SERVING_CODE = ("inference.py", "hybrid.py")
+SERVING_CODE = ("inference.py", "hybrid.py", "ranker.py")
 
 AUDIO = [
     "danceability",
@@ -48,7 +58,35 @@ AUDIO = [
 ]
 MS_PER_DAY = 86_400_000
 EVAL_BATCH = 256
-MAX_TRANSITIONS = 5_000
+MAX_TRANSITIONS = 3_000
+# Fixed-seed samples keep the ranker's training and the evaluation bounded at any scale.
+MAX_RANKER_GROUPS = 2_000
+MAX_EVAL_USERS = 3_000
+HISTORY = 500  # the liked tracks a listener's profile keeps for the item-item source (most recent first)
+TREND_DAYS = 7
+OBSERVED = 3  # plays of a session serving has seen when home is asked mid-session (evaluation, ranker)
+# Chosen on the default simulated service with the test week untouched (trained on one validation week, scored on
+# the next): deeper or larger models overfit (31 leaves, 300 trees: -5 % NDCG@10), and shallow trees over a
+# sample of each list's negatives scored highest while fitting in a third of the time.
+RANKER_PARAMS: dict[str, Any] = {
+    "objective": "lambdarank",
+    "n_estimators": 150,
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "max_depth": 4,
+    "min_child_samples": 200,
+    "subsample": 0.8,
+    "subsample_freq": 1,
+    "colsample_bytree": 0.8,
+    "lambdarank_truncation_level": 20,
+}
+NEGATIVES = 100  # of each candidate list's tracks not played, a fixed-seed sample of this many trains the ranker
+# ALS (confidence = alpha x rating, regularisation) tried on the validation week: confidence near 40 (alpha 20 on
+# ratings around 2) drowned the signal; 1-3 scored highest on every data source measured.
+ALS_GRID = ((1.0, 0.1), (3.0, 0.1), (10.0, 0.05))
+HOME_MODELS = ("hybrid", "als", "item_item", "popularity", "simplest")
+# What the served ranking must beat at the gate besides the serving model: each source alone.
+SINGLE_SOURCES = ("popularity", "als", "item_item", "simplest")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -56,9 +94,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--factors", type=int, default=int(hps.get("factors", 64)))
-    ap.add_argument("--regularization", type=float, default=float(hps.get("regularization", 0.05)))
+    ap.add_argument("--regularization", type=float, default=float(hps.get("regularization", 0.1)))
     ap.add_argument("--iterations", type=int, default=int(hps.get("iterations", 15)))
-    ap.add_argument("--alpha", type=float, default=float(hps.get("alpha", 20.0)), help="confidence = alpha * rating")
+    ap.add_argument(
+        "--alpha",
+        type=float,
+        default=float(hps.get("alpha", 2.0)),
+        help="confidence = alpha * rating (chosen on the validation week from ALS_GRID)",
+    )
+    ap.add_argument("--ease-lambda", type=float, default=float(hps.get("ease_lambda", 500.0)))
     ap.add_argument("--content-dims", type=int, default=int(hps.get("content_dims", 64)))
     ap.add_argument("--audio-weight", type=float, default=float(hps.get("audio_weight", 0.5)))
     ap.add_argument("--ridge", type=float, default=float(hps.get("ridge", 1.0)))
@@ -167,11 +211,50 @@ def interaction_matrix(
     return sp.csr_matrix((alpha * pos["rating"].to_numpy(), (rows, cols)), shape=(len(users), len(items)))
 
 
-# -- training and evaluation -----------------------------------------------------------------------------------
+# -- the sources, fit on one window --------------------------------------------------------------------------
 
 
-def build(tracks: pd.DataFrame, inter: pd.DataFrame, content: np.ndarray, args: argparse.Namespace,
-          version: str) -> tuple[HybridModel, np.ndarray, dict[str, int], np.ndarray]:  # fmt: skip
+@dataclass
+class Fitted:
+    """A model fit on the interactions before ``end_ms``, with what its listeners looked like then."""
+
+    model: HybridModel
+    user_f: np.ndarray
+    users: dict[str, int]
+    listeners: dict[str, Listener]
+    seen: dict[str, np.ndarray]
+
+
+def window_sessions(transitions: pd.DataFrame | None, items: dict[str, int], end_ms: int) -> list[list[int]]:
+    """Each session before ``end_ms`` as the tracks it played, in order."""
+    if transitions is None or transitions.empty:
+        return []
+    t = transitions[(transitions["timestamp"] < end_ms)].sort_values(["session_id", "timestamp"], kind="stable")
+    prev, cur = t["prev_track_id"].map(items), t["track_id"].map(items)
+    ok = prev.notna() & cur.notna()
+    out: list[list[int]] = []
+    for _, g in t[ok].assign(p=prev[ok].astype(int), c=cur[ok].astype(int)).groupby("session_id", sort=False):
+        out.append([int(g["p"].iloc[0]), *g["c"].astype(int).tolist()])
+    return out
+
+
+def listener_state(inter: pd.DataFrame, items: dict[str, int]) -> tuple[dict[str, Listener], dict[str, np.ndarray]]:
+    """History (liked tracks, most recent first, at most HISTORY), recent plays (RECENT) and everything played."""
+    frame = inter[inter["track_id"].isin(items)].sort_values("last_ts", ascending=False, kind="stable")
+    idx = frame["track_id"].map(items).to_numpy()
+    liked = frame["rating"].to_numpy() > 0
+    state: dict[str, Listener] = {}
+    seen: dict[str, np.ndarray] = {}
+    for u, rows in frame.groupby("user_id", sort=False).indices.items():
+        played = idx[rows]
+        state[u] = Listener(None, played[liked[rows]][:HISTORY].astype(np.int64), played[:RECENT].astype(np.int64))
+        seen[u] = played.astype(np.int64)
+    return state, seen
+
+
+def fit_window(tracks: pd.DataFrame, inter: pd.DataFrame, transitions: pd.DataFrame | None, content: np.ndarray,
+               args: argparse.Namespace, version: str, end_ms: int) -> Fitted:  # fmt: skip
+    """Every source on the interactions that began before ``end_ms`` (the ranker is attached by the caller)."""
     items = {t: i for i, t in enumerate(tracks["track_id"].tolist())}
     inter = inter[inter["track_id"].isin(items)]
     user_ids = sorted(inter["user_id"].unique().tolist())
@@ -179,103 +262,328 @@ def build(tracks: pd.DataFrame, inter: pd.DataFrame, content: np.ndarray, args: 
     matrix = interaction_matrix(inter, users, items, args.alpha)
     user_f, item_f = fit_als(matrix, args)
     warm = np.asarray(matrix.getnnz(axis=0) > 0)
-    cf_only = np.where(warm[:, None], item_f, 0.0)
-    hybrid_items = cold_start_factors(content, item_f, warm, args.ridge)
     popularity = np.asarray(matrix.getnnz(axis=0), dtype=np.float64)
+    recent = inter[(inter["rating"] > 0) & (inter["last_ts"] >= end_ms - TREND_DAYS * MS_PER_DAY)]
+    trend = np.bincount(recent["track_id"].map(items).to_numpy(), minlength=len(items)).astype(np.float64)
+    released = pd.to_datetime(tracks["release_date"], errors="coerce", format="mixed")
+    age = (pd.Timestamp(end_ms, unit="ms") - released).dt.days.to_numpy(dtype=np.float64, na_value=np.nan)
+    first_play = inter.groupby("track_id")["first_ts"].min()
+    played_age = np.full(len(items), np.nan)
+    played_age[first_play.index.map(items).to_numpy(dtype=np.int64)] = (end_ms - first_play.to_numpy()) / MS_PER_DAY
+    age = np.where(np.isnan(age), np.nan_to_num(played_age, nan=0.0), age)
+    kind, item_item = sources.item_item(matrix, args.ease_lambda)
+    sequence = sources.sequence_model(window_sessions(transitions, items, end_ms), len(items))
     model = HybridModel(
         version,
         tracks["track_id"].to_numpy().astype(str),
         tracks["artist_id"].to_numpy().astype(str),
-        hybrid_items,
-        content,
+        # float32, as the artifact stores them and serving computes with them
+        cold_start_factors(content, item_f, warm, args.ridge).astype(np.float32),
+        content.astype(np.float32),
         popularity,
         warm,
         args.home_pop_weight,
+        trend=trend,
+        age_days=age,
+        item_item=item_item,
+        item_item_kind=kind,
+        sequence=sequence,
     )
-    return model, user_f, users, cf_only
+    state, seen = listener_state(inter, items)
+    for u, who in state.items():
+        who.vector = user_f[users[u]] if u in users else None
+    return Fitted(model, user_f, users, state, seen)
+
+
+def held_out(inter: pd.DataFrame, fitted: Fitted, start_ms: int, end_ms: int) -> dict[str, set[int]]:
+    """Each known listener's tracks first played in [start, end) that they had not played before."""
+    index = fitted.model.index
+    window = inter[(inter["first_ts"] >= start_ms) & (inter["first_ts"] < end_ms) & (inter["rating"] > 0)]
+    truth: dict[str, set[int]] = {}
+    for u, g in window.groupby("user_id")["track_id"]:
+        if u in fitted.listeners and fitted.listeners[u].vector is not None:
+            new = {index[t] for t in g if t in index} - set(fitted.seen[u].tolist())
+            if new:
+                truth[u] = new
+    return truth
+
+
+def sample(keys: list, n: int, seed: int) -> list:
+    if len(keys) <= n:
+        return keys
+    pick = np.random.default_rng(seed).choice(len(keys), n, replace=False)
+    return [keys[i] for i in sorted(pick.tolist())]
+
+
+def held_out_transitions(transitions: pd.DataFrame | None, fitted: Fitted, start_ms: int, end_ms: int,
+                         limit: int, seed: int) -> list[tuple[int, int, str, np.ndarray]]:  # fmt: skip
+    """(previous, next, listener, the plays before previous in the session, newest first), a fixed-seed sample."""
+    if transitions is None or transitions.empty:
+        return []
+    index = fitted.model.index
+    t = transitions[(transitions["timestamp"] >= start_ms) & (transitions["timestamp"] < end_ms)]
+    t = t.sort_values(["session_id", "timestamp"], kind="stable")
+    out = []
+    for (_, u), g in t.groupby(["session_id", "user_id"], sort=False):
+        seq = [index.get(x, -1) for x in [g["prev_track_id"].iloc[0], *g["track_id"].tolist()]]
+        for j in range(len(seq) - 1):
+            if seq[j] >= 0 and seq[j + 1] >= 0:
+                before = np.array([s for s in seq[:j][::-1] if s >= 0][:CONTEXT], dtype=np.int64)
+                out.append((seq[j], seq[j + 1], u, before))
+    return sample(out, limit, seed)
+
+
+def session_cases(transitions: pd.DataFrame | None, fitted: Fitted, start_ms: int, end_ms: int, limit: int,
+                  seed: int) -> list[tuple[str, Listener, np.ndarray, set[int]]]:  # fmt: skip
+    """Home asked in the middle of a session: the first ``OBSERVED`` plays of a session in [start, end) are what
+    serving knows live (recent plays, the short-term vector); the new tracks played in the rest of the session
+    are the truth. (listener, their live state, what is banned, truth), a fixed-seed sample."""
+    if transitions is None or transitions.empty:
+        return []
+    model = fitted.model
+    t = transitions[(transitions["timestamp"] >= start_ms) & (transitions["timestamp"] < end_ms)]
+    t = t[t["user_id"].isin(fitted.listeners)].sort_values(["session_id", "timestamp"], kind="stable")
+    cases = []
+    for (_, u), g in t.groupby(["session_id", "user_id"], sort=False):
+        who = fitted.listeners[u]
+        if who.vector is None or len(g) < 2 * OBSERVED:
+            continue
+        seq = [model.index[x] for x in [g["prev_track_id"].iloc[0], *g["track_id"].tolist()] if x in model.index]
+        observed = np.array(seq[:OBSERVED][::-1], dtype=np.int64)
+        banned = np.union1d(fitted.seen[u], observed)
+        truth = set(seq[OBSERVED:]) - set(banned.tolist())
+        if not truth:
+            continue
+        recent = np.concatenate([observed, who.recent[~np.isin(who.recent, observed)]])[:RECENT]
+        live = Listener(session_blend(who.vector, model.item_cf[observed].mean(axis=0)), who.history, recent, True)
+        cases.append((u, live, banned, truth))
+    return sample(cases, limit, seed)
+
+
+def next_listener(fitted: Fitted, user: str, before: np.ndarray) -> Listener:
+    who = fitted.listeners.get(user)
+    if who is None:
+        return Listener(None, EMPTY, before)
+    return Listener(who.vector, who.history, before)
+
+
+# -- the ranking stage ---------------------------------------------------------------------------------------
+
+
+def train_rankers(inter: pd.DataFrame, transitions: pd.DataFrame | None, fitted: Fitted, start_ms: int,
+                  end_ms: int, args: argparse.Namespace) -> dict:  # fmt: skip
+    """LambdaRank for home (on the listeners' new tracks in [start, end)), for home in a session (on the rest of
+    sessions in it) and for next song (on its transitions), over the candidates and features of a model fit
+    before ``start``. One group per listener, session or transition; label 1 for what they went on to play."""
+    model = fitted.model
+    truth = held_out(inter, fitted, start_ms, end_ms)
+    home = [(fitted.listeners[u], fitted.seen[u], truth[u]) for u in sample(sorted(truth), MAX_RANKER_GROUPS,
+                                                                             args.seed)]  # fmt: skip
+    session = [c[1:] for c in session_cases(transitions, fitted, start_ms, end_ms, MAX_RANKER_GROUPS, args.seed)]
+    sets = {
+        "home": ([model.home_candidates(who, banned) for who, banned, _ in home], [t for _, _, t in home]),
+        "session": ([model.home_candidates(who, banned) for who, banned, _ in session], [t for _, _, t in session]),
+    }
+    pairs = held_out_transitions(transitions, fitted, start_ms, end_ms, MAX_RANKER_GROUPS, args.seed)
+    sets["next"] = ([model.next_candidates(p, next_listener(fitted, u, before), EMPTY) for p, _, u, before in pairs],
+                    [{nxt} for _, nxt, _, _ in pairs])  # fmt: skip
+    info: dict = {}
+    for name, (built, wanted) in sets.items():
+        labels = [np.isin(cand, list(w)).astype(np.int32) for (cand, _), w in zip(built, wanted)]
+        info[f"{name}_groups"] = len(built)
+        info[f"{name}_candidate_recall"] = sum(int(y.sum()) for y in labels) / max(sum(len(w) for w in wanted), 1)
+        if built:
+            features = NEXT_FEATURES if name == "next" else HOME_FEATURES
+            model.rankers[name] = fit_ranker(np.vstack([x for _, x in built]), np.concatenate(labels),
+                                             np.array([c.size for c, _ in built]), features, args.seed)  # fmt: skip
+    return info
+
+
+def fit_ranker(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, features: tuple[str, ...], seed: int,
+        params: dict[str, Any] | None = None) -> ranker.Trees:  # fmt: skip
+    """LambdaRank on candidate lists: every positive and ``NEGATIVES`` of the rest of each list; a list without
+    a single positive teaches nothing and is dropped."""
+    rng = np.random.default_rng(seed)
+    ends = np.cumsum(groups)
+    keep, sizes = [], []
+    for start, end in zip(ends - groups, ends):
+        rows = np.arange(start, end)
+        positive = rows[labels[rows] > 0]
+        if positive.size == 0:
+            continue
+        negative = rows[labels[rows] <= 0]
+        if negative.size > NEGATIVES:
+            negative = rng.choice(negative, NEGATIVES, replace=False)
+        chosen = np.sort(np.concatenate([positive, negative]))
+        keep.append(chosen)
+        sizes.append(chosen.size)
+    if not keep:
+        return ranker.Trees.from_lightgbm({"tree_info": []}, features)
+    rows = np.concatenate(keep)
+    model = lgb.LGBMRanker(**{**RANKER_PARAMS, **(params or {})}, random_state=seed, n_jobs=2, verbose=-1)
+    model.fit(x[rows], labels[rows], group=np.array(sizes))
+    return ranker.Trees.from_lightgbm(model.booster_.dump_model(), features)
+
+
+def tune_als(tracks: pd.DataFrame, inter: pd.DataFrame, args: argparse.Namespace, start_ms: int,
+             end_ms: int) -> dict:  # fmt: skip
+    """ALS confidence and regularisation chosen on the validation week by the NDCG@10 of ALS alone."""
+    items = {t: i for i, t in enumerate(tracks["track_id"].tolist())}
+    before = inter[(inter["first_ts"] < start_ms) & inter["track_id"].isin(items)]
+    users = {u: i for i, u in enumerate(sorted(before["user_id"].unique().tolist()))}
+    _, seen = listener_state(before, items)
+    later = inter[(inter["first_ts"] >= start_ms) & (inter["first_ts"] < end_ms) & (inter["rating"] > 0)]
+    truth = {}
+    for u, g in later.groupby("user_id")["track_id"]:
+        if u in users:
+            new = {items[t] for t in g if t in items} - set(seen[u].tolist())
+            if new:
+                truth[u] = new
+    chosen = sample(sorted(truth), MAX_EVAL_USERS, args.seed)
+    results = []
+    for alpha, reg in ALS_GRID:
+        trial = argparse.Namespace(**{**vars(args), "alpha": alpha, "regularization": reg})
+        user_f, item_f = fit_als(interaction_matrix(before, users, items, alpha), trial)
+        recs = {}
+        for start in range(0, len(chosen), EVAL_BATCH):
+            batch = chosen[start : start + EVAL_BATCH]
+            scores = user_f[[users[u] for u in batch]] @ item_f.T
+            for row, u in enumerate(batch):
+                recs[u] = top_k(scores[row], 10, seen[u]).tolist()
+        ndcg = ranking_metrics(recs, truth, len(items), np.zeros(len(items)), ks=(10,)).get("ndcg@10", 0.0)
+        results.append({"alpha": alpha, "regularization": reg, "validation_ndcg@10": ndcg})
+    best = max(results, key=lambda r: r["validation_ndcg@10"])
+    return {"grid": results, "alpha": best["alpha"], "regularization": best["regularization"]}
+
+
+# -- evaluation on the test week ------------------------------------------------------------------------------
 
 
 def evaluate(tracks: pd.DataFrame, inter: pd.DataFrame, transitions: pd.DataFrame | None, content: np.ndarray,
-             args: argparse.Namespace, truth_path: Path | None) -> tuple[dict, dict[str, list[float]]]:  # fmt: skip
-    """Train on interactions that began before the cutoff; score the pairs that began after it."""
-    cutoff = int(inter["last_ts"].max() - args.holdout_days * MS_PER_DAY)
-    first = inter["first_ts"] if "first_ts" in inter else inter["last_ts"]
-    train, test = inter[first < cutoff], inter[(first >= cutoff) & (inter["rating"] > 0)]
-    model, user_f, users, cf_only = build(tracks, train, content, args, f"{args.version}-holdout")
-    index = model.index
-    seen: dict[str, np.ndarray] = {
-        u: np.array([index[t] for t in g if t in index], dtype=np.int64)
-        for u, g in train.groupby("user_id")["track_id"]
-    }
-    truth: dict[str, set[int]] = {}
-    for u, g in test.groupby("user_id")["track_id"]:
-        if u in users:
-            truth[u] = {index[t] for t in g if t in index} - set(seen.get(u, np.empty(0)).tolist())
-    truth = {u: s for u, s in truth.items() if s}
+             args: argparse.Namespace, truth_path: Path | None) -> tuple[dict, dict, dict]:  # fmt: skip
+    """Tune and train the rankers on the validation week, then score everything on the test week (the last
+    ``holdout_days``), each model fit only on what came before the week it is scored on."""
+    end = int(inter["last_ts"].max())
+    # Training, validation and test each need a span: short histories get a third each.
+    holdout_ms = min(args.holdout_days * MS_PER_DAY, (end - int(inter["first_ts"].min())) / 3)
+    cutoff = int(end - holdout_ms)
+    val_cutoff = int(cutoff - holdout_ms)
+    report: dict = {"version": args.version, "cutoff_ms": cutoff, "validation_cutoff_ms": val_cutoff,
+                    "holdout_days": holdout_ms / MS_PER_DAY}  # fmt: skip
+    clock = time.perf_counter()
+    tuned = tune_als(tracks, inter, args, val_cutoff, cutoff)
+    args.alpha, args.regularization = tuned["alpha"], tuned["regularization"]
+    report["tuning"] = {"als": tuned}
+    val = fit_window(tracks, inter[inter["first_ts"] < val_cutoff], transitions, content, args, "validation",
+                     val_cutoff)  # fmt: skip
+    print(f"[time] tune_als+fit_val {time.perf_counter() - clock:.1f} s", flush=True)
+    clock = time.perf_counter()
+    report["tuning"]["ranker"] = train_rankers(inter, transitions, val, val_cutoff, cutoff, args)
+    print(f"[time] rankers {time.perf_counter() - clock:.1f} s", flush=True)
+    clock = time.perf_counter()
+    train_part = inter[inter["first_ts"] < cutoff]
+    test = fit_window(tracks, train_part, transitions, content, args, f"{args.version}-holdout", cutoff)
+    test.model.rankers = val.model.rankers
+    print(f"[time] fit_test {time.perf_counter() - clock:.1f} s", flush=True)
+    clock = time.perf_counter()
+    report["train_pairs"] = len(train_part)
+    report["test_pairs"] = int(((inter["first_ts"] >= cutoff) & (inter["rating"] > 0)).sum())
+    truth = held_out(inter, test, cutoff, end + 1)
+    truth = {u: truth[u] for u in sample(sorted(truth), MAX_EVAL_USERS, args.seed)}
+    model = test.model
     k = max(KS)
-    content_profiles = {u: content[s].mean(axis=0) for u, s in seen.items() if s.size}
-    recs: dict[str, dict[str, list[int]]] = {"popularity": {}, "cf_only": {}, "content_only": {}, "hybrid": {}}
-    empty = np.empty(0, dtype=np.int64)
-    # Popularity ranks the same for everyone: rank once, then drop each listener's own tracks.
-    longest = max((s.size for s in seen.values()), default=0)
-    by_popularity = top_k(model.popularity, k + longest).tolist()
-    ordered = list(truth)
-    for start in range(0, len(ordered), EVAL_BATCH):  # one matrix product per batch of listeners
-        batch = ordered[start : start + EVAL_BATCH]
-        factors = user_f[[users[u] for u in batch]].astype(model.item_cf.dtype)
-        cf_batch, cf_only_batch = factors @ model.item_cf.T, factors @ cf_only.T.astype(factors.dtype)
-        profiles = np.stack([content_profiles.get(u, np.zeros(content.shape[1])) for u in batch])
-        content_batch = profiles @ content.T
-        for row, u in enumerate(batch):
-            banned = seen.get(u, empty)
-            own = set(banned.tolist())
-            recs["popularity"][u] = [i for i in by_popularity if i not in own][:k]
-            recs["cf_only"][u] = top_k(cf_only_batch[row], k, banned).tolist()
-            recs["content_only"][u] = top_k(content_batch[row], k, banned).tolist() if u in content_profiles else []
-            recs["hybrid"][u] = top_k(model.home_scores(factors[row], cf_batch[row]), k, banned).tolist()
+    recs: dict[str, dict[str, list[int]]] = {name: {} for name in HOME_MODELS}
+    for u in truth:
+        who, banned = test.listeners[u], test.seen[u]
+        recs["hybrid"][u] = [model.index[r["track_id"]] for r in model.home(who.vector, k, banned, who.history,
+                                                                           who.recent)]  # fmt: skip
+        cf = model.cf_scores(who.vector)
+        recs["als"][u] = top_k(cf, k, banned).tolist()
+        recs["item_item"][u] = top_k(model.item_scores(who.history), k, banned).tolist()
+        recs["popularity"][u] = top_k(model.popularity, k, banned).tolist()
+        recs["simplest"][u] = top_k(model.home_scores(who.vector, cf), k, banned).tolist()
     n = len(model.track_ids)
     home = {name: ranking_metrics(r, truth, n, model.popularity) for name, r in recs.items()}
-    report: dict = {
-        "version": args.version,
-        "cutoff_ms": cutoff,
-        "train_pairs": len(train),
-        "test_pairs": len(test),
-        "home": home,
-    }
+    report["home"] = home
+    report["single_sources"] = [s for s in SINGLE_SOURCES if s in home]
+    print(f"[time] home_eval {time.perf_counter() - clock:.1f} s", flush=True)
+    clock = time.perf_counter()
     cold = set(np.flatnonzero(~model.warm).tolist())
     warm_items = set(np.flatnonzero(model.warm).tolist())
     report["cold_start"] = {
         "cold_tracks": float(len(cold)),
         "hybrid_recall@50_cold": recall_on(recs["hybrid"], truth, cold, 50),
         "hybrid_recall@50_warm": recall_on(recs["hybrid"], truth, warm_items, 50),
-        "cf_only_recall@50_cold": recall_on(recs["cf_only"], truth, cold, 50),
+        "als_recall@50_cold": recall_on(recs["als"], truth, cold, 50),
     }
-    if transitions is not None and len(transitions):
-        held = transitions[transitions["timestamp"] >= cutoff]
-        pairs = [
-            (index[a], index[b]) for a, b in zip(held["prev_track_id"], held["track_id"]) if a in index and b in index
-        ]
-        if len(pairs) > MAX_TRANSITIONS:  # a fixed-seed sample keeps evaluation time bounded at any scale
-            keep = np.random.default_rng(args.seed).choice(len(pairs), MAX_TRANSITIONS, replace=False)
-            pairs = [pairs[i] for i in sorted(keep.tolist())]
+    pairs = held_out_transitions(transitions, test, cutoff, end + 1, MAX_TRANSITIONS, args.seed)
+    if pairs:
+        none = np.empty(0, np.int64)
 
-        def item_cf(prev: int) -> list[int]:
-            return top_k(model.cf_neighbour_scores(prev), 10, np.array([prev])).tolist()
+        def served(p: tuple) -> list[int]:
+            who = next_listener(test, p[2], p[3])
+            return [model.index[r["track_id"]] for r in model.next(p[0], who.vector, 10, none, 0.6, 0.4,
+                                                                   who.history, who.recent)]  # fmt: skip
 
-        def content_only(prev: int) -> list[int]:
-            return top_k(model.content_scores(prev), 10, np.array([prev])).tolist()
+        def sequence(p: tuple) -> list[int]:
+            return top_k(model._rows(model.sequence, np.array([p[0]])), 10, np.array([p[0]])).tolist()
 
-        def hybrid(prev: int) -> list[int]:
-            return [model.index[r["track_id"]] for r in model.next(prev, None, 10, np.empty(0, np.int64), 0.6, 0.4)]
+        def simplest(p: tuple) -> list[int]:
+            return [model.index[r["track_id"]] for r in model.similar(p[0], 10, none, 0.6, 0.4)]
+
+        def item_cf(p: tuple) -> list[int]:
+            return top_k(model.cf_neighbour_scores(p[0]), 10, np.array([p[0]])).tolist()
 
         report["next"] = {
             name: next_track_metrics(pairs, fn)
-            for name, fn in (("item_cf", item_cf), ("content_only", content_only), ("hybrid", hybrid))
+            for name, fn in (("hybrid", served), ("sequence", sequence), ("simplest", simplest), ("item_cf", item_cf))
         }
+    print(f"[time] next_eval {time.perf_counter() - clock:.1f} s", flush=True)
+    clock = time.perf_counter()
+    report["session"] = session_effect(transitions, test, cutoff, end + 1, args)
     if truth_path is not None:
-        report["oracle"] = oracle_fractions(truth_path, recs, truth, seen, model, home)
+        report["oracle"] = oracle_fractions(truth_path, recs, truth, test.seen, model, home)
     rec_pop = {name: [float(model.popularity[i]) for u in r for i in r[u][:10]] for name, r in recs.items()}
-    return report, rec_pop
+    return report, rec_pop, model.rankers
+
+
+def session_effect(transitions: pd.DataFrame | None, fitted: Fitted, start_ms: int, end_ms: int,
+                   args: argparse.Namespace) -> dict:  # fmt: skip
+    """Does the session move home? Home asked after the first plays of a test-week session, scored on the new
+    tracks of the rest of it: with the session (its plays as recent plays, the blended session vector) against
+    the long-term state alone; on every such session and on the shifted ones, the quarter whose first plays were
+    furthest (content cosine) from the listener's history."""
+    cases = session_cases(transitions, fitted, start_ms, end_ms, MAX_EVAL_USERS // 2, args.seed)
+    if not cases:
+        return {}
+    model = fitted.model
+    shift = []
+    for u, live, _, _ in cases:
+        who = fitted.listeners[u]
+        hist = model.content[who.history].mean(axis=0) if who.history.size else np.zeros(model.content.shape[1])
+        sess = model.content[live.recent[:OBSERVED]].mean(axis=0)
+        shift.append(float(hist @ sess / max(float(np.linalg.norm(hist) * np.linalg.norm(sess)), 1e-12)))
+    threshold = float(np.quantile(shift, 0.25))
+    recs: dict[str, dict[str, list[int]]] = {"with_session": {}, "long_term_only": {}}
+    truth: dict[str, set[int]] = {}
+    shifted: set[str] = set()
+    for i, ((u, live, banned, held), s) in enumerate(zip(cases, shift)):
+        key = f"{u}#{i}"
+        who = fitted.listeners[u]
+        recs["with_session"][key] = [model.index[r["track_id"]] for r in model.home(
+            live.vector, 10, banned, live.history, live.recent, in_session=True)]  # fmt: skip
+        recs["long_term_only"][key] = [model.index[r["track_id"]] for r in model.home(
+            who.vector, 10, banned, who.history, who.recent)]  # fmt: skip
+        truth[key] = held
+        if s <= threshold:
+            shifted.add(key)
+    out: dict = {"sessions": float(len(truth)), "shifted_sessions": float(len(shifted))}
+    for group, keys in (("all", set(truth)), ("shifted", shifted)):
+        sub = {k: truth[k] for k in keys}
+        for name, r in recs.items():
+            out[f"{group}_{name}_ndcg@10"] = ranking_metrics(r, sub, len(model.track_ids), model.popularity,
+                                                             ks=(10,)).get("ndcg@10", float("nan"))  # fmt: skip
+    return out
 
 
 def oracle_fractions(truth_path: Path, recs: dict, truth: dict[str, set[int]], seen: dict[str, np.ndarray],
@@ -315,19 +623,22 @@ def train(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     tracks = read_table(args.tracks).drop_duplicates("track_id").reset_index(drop=True)
     inter = read_table(args.interactions)
+    if "first_ts" not in inter:
+        inter = inter.assign(first_ts=inter["last_ts"])
     transitions = read_table(args.transitions) if args.transitions and args.transitions.exists() else None
     content = content_vectors(tracks, args.content_dims, args.audio_weight, args.seed, args.encoder)
-    report, rec_pop = evaluate(tracks, inter, transitions, content, args, args.truth)
+    report, rec_pop, rankers = evaluate(tracks, inter, transitions, content, args, args.truth)
+    end = int(inter["last_ts"].max()) + 1
     if args.no_final_fit:
-        model, user_f, users, _ = build(
-            tracks, inter[inter["last_ts"] < report["cutoff_ms"]], content, args, args.version
-        )
-    else:
-        model, user_f, users, _ = build(tracks, inter, content, args, args.version)
+        inter, end = inter[inter["first_ts"] < report["cutoff_ms"]], report["cutoff_ms"]
+    final = fit_window(tracks, inter, transitions, content, args, args.version, end)
+    final.model.rankers = rankers
     report["train_seconds"] = time.perf_counter() - started
+    model = final.model
     model.save(args.model_dir, {"metrics": report["home"]["hybrid"], "trained_pairs": len(inter)})
-    # The artifact carries its serving code (SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code): NumPy only, which the
-    # serving container has. No requirements.txt there: the container would pip-install it on every cold start.
+    # The artifact carries its serving code (SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code): NumPy and SciPy,
+    # which the serving container has. No requirements.txt there: the container would pip-install it on every
+    # cold start.
     code = args.model_dir / "code"
     code.mkdir(exist_ok=True)
     for name in SERVING_CODE:
@@ -335,9 +646,13 @@ def train(args: argparse.Namespace) -> dict:
     write_report(report, args.model_dir, rec_pop)
     vectors = args.model_dir / "vectors"
     vectors.mkdir(exist_ok=True)
-    user_ids = sorted(users, key=users.get)  # type: ignore[arg-type]
+    user_ids = sorted(final.users, key=final.users.get)  # type: ignore[arg-type]
     pd.DataFrame(
-        {"user_id": user_ids, "vector": [user_f[users[u]].astype("<f4").tobytes() for u in user_ids]}
+        {
+            "user_id": user_ids,
+            "vector": [final.user_f[final.users[u]].astype("<f4").tobytes() for u in user_ids],
+            "history": [model.track_ids[final.listeners[u].history].tolist() for u in user_ids],
+        }
     ).to_parquet(vectors / "users.parquet", index=False)
     pd.DataFrame(
         {
@@ -353,7 +668,7 @@ def train(args: argparse.Namespace) -> dict:
 
 def print_metrics(report: dict) -> None:  # type: ignore[type-arg]
     """The log lines SageMaker's metric definitions read (``[metric] name=value``: the candidate's own figures;
-    the other sources' lines say ``[source <name>]`` so no definition can pick them up)."""
+    the other models' lines say ``[source <name>]`` so no definition can pick them up)."""
     for name, metrics in report["home"].items():
         print(f"[source {name}] ndcg@10={metrics.get('ndcg@10', 0):.6f}")
     hybrid = report["home"]["hybrid"]

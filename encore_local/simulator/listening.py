@@ -2,7 +2,8 @@
 
 All sessions of a day advance together, one step at a time, as arrays: at each step every live session
 proposes ``candidates`` tracks from one source (the current track's sub-style or artist, the listener's own
-recent plays, or a genre drawn from their taste), weighted by popularity, and the listener picks the one they
+recent plays, or a genre drawn from their taste: mostly the genre the session started in, since a session keeps
+a mood), weighted by popularity, and the listener picks the one they
 like best (true affinity plus Gumbel noise). Affinity then decides skip / listen / complete and time played.
 """
 
@@ -86,11 +87,21 @@ class ListeningModel:
         drawn: IntArray = np.minimum(np.searchsorted(cum, self.rng.random(shape) * cum[-1], side="right"), cum.size - 1)
         return drawn
 
-    def _taste_candidates(self, users: IntArray, cum: FloatArray, avail: npt.NDArray[np.bool_]) -> IntArray:
+    def _genres(self, users: IntArray, shape: tuple[int, ...]) -> IntArray:
+        """Genres drawn from each listener's taste (``shape`` starts with ``users.size``)."""
+        u = self.rng.random(shape)
+        cdf = self.lis.genre_cdf[users].reshape((users.size,) + (1,) * (len(shape) - 1) + (-1,))
+        drawn: IntArray = np.minimum((cdf < u[..., None]).sum(axis=-1), cdf.shape[-1] - 1)
+        return drawn
+
+    def _taste_candidates(
+        self, users: IntArray, focus: IntArray, cum: FloatArray, avail: npt.NDArray[np.bool_]
+    ) -> IntArray:
         c = self.p.candidates
-        u = self.rng.random((users.size, c))
-        cdf = self.lis.genre_cdf[users]
-        genres = np.minimum((cdf[:, None, :] < u[..., None]).sum(axis=-1), cdf.shape[1] - 1)
+        genres = self._genres(users, (users.size, c))
+        # A session keeps a mood: this share of its taste proposals come from the genre it started in.
+        focused = self.rng.random((users.size, c)) < self.p.session_focus
+        genres = np.where(focused, focus[:, None], genres)
         cand = self._draw_in_blocks(cum, avail, self.cat.genre_block, genres)
         missing = cand < 0
         if missing.any():
@@ -115,13 +126,14 @@ class ListeningModel:
         clock = (self.start_ms + day * MS_PER_DAY + utc_ms).astype(np.int64)
         length = np.minimum(rng.geometric(1.0 / p.session_length_mean, n), p.session_length_max)
         session_ids = [f"{x:016x}" for x in rng.integers(0, 2**62, n).tolist()]
+        focus = self._genres(sess_user, (n,))
 
         prev = np.full(n, -1, dtype=np.int64)
         cols: dict[str, list[IntArray]] = {k: [] for k in ("user", "track", "action", "ts", "played", "sess", "ctx")}
         for step in range(int(length.max(initial=0))):
             sess = np.flatnonzero(length > step)
             users = sess_user[sess]
-            track, source = self._choose(users, prev[sess], cum, avail)
+            track, source = self._choose(users, focus[sess], prev[sess], cum, avail)
             action, played = self._act(users, track)
             ts = clock[sess] + played
             clock[sess] = ts + (rng.random(sess.size) * p.gap_max_s * 1000).astype(np.int64)
@@ -151,7 +163,7 @@ class ListeningModel:
         )
 
     def _choose(
-        self, users: IntArray, prev: IntArray, cum: FloatArray, avail: npt.NDArray[np.bool_]
+        self, users: IntArray, focus: IntArray, prev: IntArray, cum: FloatArray, avail: npt.NDArray[np.bool_]
     ) -> tuple[IntArray, IntArray]:
         p, cat, rng = self.p, self.cat, self.rng
         n, c = users.size, p.candidates
@@ -163,7 +175,7 @@ class ListeningModel:
         lo_replay = np.where(first, 0.0, p.p_same_style + p.p_same_artist)
         source[(r >= lo_replay) & (r < lo_replay + p.p_replay)] = REPLAY
 
-        cand = self._taste_candidates(users, cum, avail)
+        cand = self._taste_candidates(users, focus, cum, avail)
         taste = cand.copy()
         prev_safe = np.maximum(prev, 0)
         for src, keys, block in (

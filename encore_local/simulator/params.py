@@ -52,6 +52,7 @@ class SimulationParams:
     # Sessions
     session_length_mean: float = 10.0  # tracks per session, geometric
     session_length_max: int = 60
+    session_focus: float = 0.6  # share of a session's taste proposals drawn from the one genre it started in
     candidates: int = 5  # a listener picks the best-liked of this many proposed tracks ...
     choice_temperature: float = 0.15  # ... with Gumbel noise of this scale (larger = more random picks)
     p_same_style: float = 0.35  # the next proposal comes from the current track's sub-style
@@ -74,6 +75,7 @@ class SimulationParams:
             (1 <= self.days <= 3650, "--days must be between 1 and 3650"),
             (self.seed >= 0, "--seed must be 0 or more"),
             (0 <= self.new_release_share < 1, "new_release_share must be in [0, 1)"),
+            (0 <= self.session_focus <= 1, "session_focus must be in [0, 1]"),
             (0 < self.initial_user_share <= 1, "initial_user_share must be in (0, 1]"),
             (self.p_same_style + self.p_same_artist + self.p_replay <= 1, "proposal shares must sum to at most 1"),
             (self.candidates >= 1, "candidates must be at least 1"),

@@ -38,7 +38,7 @@ def test_ranking_metrics_worked_example() -> None:
 
 
 def test_next_track_metrics_and_restricted_recall() -> None:
-    m = evaluation.next_track_metrics([(0, 1), (0, 2), (3, 4)], lambda prev: [1, 9, 2] if prev == 0 else [5])
+    m = evaluation.next_track_metrics([(0, 1), (0, 2), (3, 4)], lambda case: [1, 9, 2] if case[0] == 0 else [5])
     assert m["hit_rate@10"] == pytest.approx(2 / 3) and m["mrr@10"] == pytest.approx((1 + 1 / 3) / 3)
     assert evaluation.recall_on({"u": [1, 2]}, {"u": {2, 3}}, items={3}, k=2) == 0.0
     assert np.isnan(evaluation.recall_on({"u": [1]}, {"u": {2}}, items={7}, k=1))

@@ -20,7 +20,6 @@ from encore.scoring import (
     hybrid_scores,
     is_qualifying_play,
     minmax_normalise,
-    session_vector,
     top_k_indices,
 )
 
@@ -84,20 +83,6 @@ def test_ema_stays_between_its_inputs(a: np.ndarray, b: np.ndarray) -> None:
     got = ema_update(a, b, W)
     assert np.all(got >= np.minimum(a, b) - 1e-6)
     assert np.all(got <= np.maximum(a, b) + 1e-6)
-
-
-def test_session_vector_degrades_gracefully() -> None:
-    long, short = np.array([1.0, 0.0]), np.array([0.0, 1.0])
-    assert np.allclose(session_vector(long, short, W), [0.7, 0.3])  # type: ignore[arg-type]
-    assert np.array_equal(session_vector(long, None, W), long)  # type: ignore[arg-type]
-    assert np.array_equal(session_vector(None, short, W), short)  # type: ignore[arg-type]
-    assert session_vector(None, None, W) is None
-
-
-@given(vectors)
-def test_session_vector_of_equal_parts_is_that_part(v: np.ndarray) -> None:
-    # The weights sum to one, so blending a vector with itself returns it.
-    assert np.allclose(session_vector(v, v, W), v)  # type: ignore[arg-type]
 
 
 @given(arrays(np.float64, st.integers(0, 50), elements=finite))

@@ -234,6 +234,8 @@ class RecommendationResponse(_Contract):
 class InferenceWeights(_Contract):
     cf: Number = Field(0.6, ge=0, le=1)
     content: Number = Field(0.4, ge=0, le=1)
+    long_term: Number = Field(0.7, ge=0, le=1)
+    short_term: Number = Field(0.3, ge=0, le=1)
 
 
 class InferenceRequest(_Contract):
@@ -244,6 +246,10 @@ class InferenceRequest(_Contract):
     short_vector: list[Number] | None = None
     seed_track_id: Identifier | None = None
     exclude: list[Identifier] = Field(default_factory=list, max_length=5000)
+    # What the ranking stage knows of the listener: liked tracks (the profile's, from the last training) and the
+    # recent plays, newest first (kept live by the events path).
+    history: list[Identifier] = Field(default_factory=list, max_length=1000)
+    recent: list[Identifier] = Field(default_factory=list, max_length=100)
     k: StrictInt = Field(20, ge=1, le=500)
     weights: InferenceWeights | None = None
 

@@ -49,6 +49,8 @@ class ProfileItem(Model):
     recently_played = ListAttribute(of=UnicodeAttribute, null=True)
     updated_at = NumberAttribute(null=True)
     vector = BinaryAttribute(null=True, legacy_encoding=False)
+    # The tracks the listener liked in the model's training window, most recent first (the item-item source)
+    history = ListAttribute(of=UnicodeAttribute, null=True)
     model_version = UnicodeAttribute(null=True)
 
 
@@ -91,6 +93,7 @@ class ProfileStore:
                 updated_at=int(profile.updated_at) if profile.updated_at is not None else None,
             )
         out["long_term_vector"] = decode(vector.vector) if vector is not None else None
+        out["history"] = list(vector.history or []) if vector is not None else []
         out["model_version"] = vector.model_version if vector is not None else None
         return out
 

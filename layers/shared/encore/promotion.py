@@ -64,12 +64,17 @@ class Decision:
 
 
 def decide(candidate: dict[str, Any], serving: dict[str, Any] | None, min_gain: float = 0.0) -> tuple[bool, str]:
-    """Promote when the candidate's hybrid NDCG@10 beats popularity on the same holdout, and is at least the
-    serving model's (times ``1 + min_gain``)."""
+    """Promote when the candidate's served ranking beats popularity and each of its own sources alone on the same
+    holdout (the report's ``single_sources``: a ranking stage that loses to one of its inputs is not worth
+    serving), and the serving model's NDCG@10 (times ``1 + min_gain``)."""
     home = candidate["home"]
     cand, pop = home["hybrid"].get(METRIC, 0.0), home["popularity"].get(METRIC, 0.0)
     if cand <= pop:
         return False, f"{METRIC} {cand:.4f} does not beat popularity ({pop:.4f})"
+    for source in candidate.get("single_sources", []):
+        alone = home.get(source, {}).get(METRIC, 0.0)
+        if source != "popularity" and cand <= alone:
+            return False, f"{METRIC} {cand:.4f} does not beat its own source {source} alone ({alone:.4f})"
     if serving is None:
         return True, f"{METRIC} {cand:.4f} beats popularity ({pop:.4f}); nothing is serving yet"
     current = serving["metrics"].get(METRIC, 0.0)

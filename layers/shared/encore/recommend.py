@@ -24,7 +24,7 @@ from encore.errors import NotFound
 from encore.model_client import ModelClient, ModelRejected, ModelUnavailable
 from encore.models import InferenceRequest, InferenceWeights, RecommendationItem, RecommendationResponse, Surface
 from encore.profiles import DEPENDENCY_ERRORS, ProfileStore
-from encore.scoring import cap_per_artist, session_vector
+from encore.scoring import cap_per_artist
 from encore.stores import ChartStore, TrackStore
 
 GLOBAL = "GLOBAL"
@@ -233,24 +233,27 @@ def recommend(
             cached["recommendation_id"] = str(uuid.uuid4())  # each answer is attributed on its own
             return RecommendationResponse.model_validate(cached), outcome
 
-    profile = _profile(deps, user_id, outcome) if user_id else None
-    region = (profile or {}).get("region") or GLOBAL
-    exclude = set((profile or {}).get("recently_played", [])) if opts.exclude_played else set()
-    vector = None
-    if user_id:
-        v_long = (profile or {}).get("long_term_vector")
-        vector = session_vector(v_long, short, deps.config.weights)
-    if surface is Surface.HOME and vector is None:
+    profile = (_profile(deps, user_id, outcome) if user_id else None) or {}
+    region = profile.get("region") or GLOBAL
+    recent, history = profile.get("recently_played", []), profile.get("history", [])
+    # Played is played: the recent plays and the liked tracks of the training window are not recommended again.
+    exclude = set(recent) | set(history) if opts.exclude_played else set()
+    v_long = profile.get("long_term_vector")
+    if surface is Surface.HOME and v_long is None and short is None:
         reason = "profiles_unavailable" if "profiles_unavailable" in outcome.degraded else "unknown_user"
         return _fallback(deps, surface.value, region, opts, outcome, reason, exclude), outcome
 
+    w = deps.config.weights
     request = InferenceRequest(
         surface=surface,
-        user_vector=vector.tolist() if vector is not None else None,
+        user_vector=v_long.tolist() if v_long is not None else None,
+        short_vector=short.tolist() if short is not None else None,
         seed_track_id=seed_track_id,
         exclude=sorted(exclude)[:5000],
+        history=history[:1000],
+        recent=recent[:100],
         k=min(opts.limit * 3, 500),  # headroom for the artist cap
-        weights=InferenceWeights(cf=deps.config.weights.cf, content=deps.config.weights.content),
+        weights=InferenceWeights(cf=w.cf, content=w.content, long_term=w.long_term, short_term=w.short_term),
     )
     try:
         answer = deps.model.invoke(request)

@@ -57,21 +57,6 @@ def ema_update(v_short: FloatArray | None, v_track: FloatArray, weights: Recomme
     return weights.ema_keep * np.asarray(v_short, dtype=np.float64) + (1.0 - weights.ema_keep) * v_track
 
 
-def session_vector(
-    v_long: FloatArray | None, v_short: FloatArray | None, weights: RecommendationWeights
-) -> FloatArray | None:
-    """``0.7 v_long + 0.3 v_short``; with one part missing the other alone; with both missing ``None``."""
-    if v_long is None and v_short is None:
-        return None
-    if v_short is None:
-        return np.asarray(v_long, dtype=np.float64)
-    if v_long is None:
-        return np.asarray(v_short, dtype=np.float64)
-    return weights.long_term * np.asarray(v_long, dtype=np.float64) + weights.short_term * np.asarray(
-        v_short, dtype=np.float64
-    )
-
-
 def minmax_normalise(scores: npt.ArrayLike) -> FloatArray:
     """Scale to [0, 1]; a constant (or empty) array maps to zeros, so it adds nothing to a blend."""
     x = np.asarray(scores, dtype=np.float64)

@@ -1,0 +1,173 @@
+"""The ranking stage under sagemaker/: sources, the LightGBM trees as arrays, the session blend, and a model
+with sources and rankers served through inference.py."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sagemaker"))
+import inference
+import ranker
+import sources
+import train
+from hybrid import HOME_FEATURES, NEXT_FEATURES, HybridModel, Listener, session_blend
+
+pytestmark = pytest.mark.unit
+
+
+def test_ease_is_the_closed_form_regression() -> None:
+    rng = np.random.default_rng(1)
+    x = sp.csr_matrix((rng.random((40, 12)) < 0.3).astype(np.float32))
+    lam = 5.0
+    b = sources.ease(x, lam)
+    p = np.linalg.inv(x.T.toarray() @ x.toarray() + lam * np.eye(12))
+    expected = np.eye(12) - p / np.diag(p)[None, :]
+    np.fill_diagonal(expected, 0.0)
+    assert np.allclose(b, expected, atol=1e-4)
+    pruned = sources.keep_top(b, 3)
+    assert pruned.getnnz(axis=1).max() <= 3 and (pruned.data > 0).all()
+
+
+def test_sequence_model_counts_transitions_and_neighbours() -> None:
+    m = sources.sequence_model([[0, 1, 2], [0, 1]], n_items=4, window=1, co_weight=0.5).toarray()
+    assert np.allclose(m.sum(axis=1)[:3], 1.0) and m[3].sum() == 0  # rows normalised; an unplayed track has none
+    assert m[0, 1] > 0 and m[0, 2] == 0  # 0 -> 1 twice; 2 is two plays away, outside the window
+    assert m[1, 2] > m[1, 0]  # after 1 came 2 (a transition); 0 came before it (a neighbour only)
+
+
+def test_item_item_falls_back_to_knn_beyond_the_dense_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = sp.csr_matrix((np.random.default_rng(2).random((30, 10)) < 0.4).astype(np.float32))
+    assert sources.item_item(x)[0] == "ease"
+    monkeypatch.setattr(sources, "EASE_MAX_ITEMS", 5)
+    kind, m = sources.item_item(x)
+    assert kind == "item_knn" and m.shape == (10, 10) and m.diagonal().sum() == 0
+
+
+def test_trees_score_exactly_as_lightgbm() -> None:
+    lgb = pytest.importorskip("lightgbm")
+    rng = np.random.default_rng(3)
+    x = rng.random((2000, 5))
+    y = (x[:, 0] + 0.5 * x[:, 1] + 0.2 * rng.random(2000) > 0.9).astype(int)
+    model = lgb.LGBMRanker(n_estimators=25, num_leaves=7, min_child_samples=5, verbose=-1)
+    model.fit(x, y, group=[50] * 40)
+    trees = ranker.Trees.from_lightgbm(model.booster_.dump_model(), tuple("abcde"))
+    probe = rng.random((300, 5))
+    assert np.allclose(trees.predict(probe), model.booster_.predict(probe), atol=1e-9)
+    z = trees.arrays("t")
+    again = ranker.Trees.from_arrays(z, "t")
+    assert np.allclose(again.predict(probe), trees.predict(probe)) and again.features == tuple("abcde")
+
+
+def test_fit_keeps_every_positive_and_drops_lists_without_one() -> None:
+    pytest.importorskip("lightgbm")
+    rng = np.random.default_rng(4)
+    x = rng.random((600, 3))
+    labels = np.zeros(600, dtype=int)
+    labels[:300][x[:300, 0] > 0.8] = 1  # the second half's lists have no positive at all
+    trees = train.fit_ranker(
+        x, labels, np.array([150, 150, 150, 150]), ("a", "b", "c"), seed=7, params={"min_child_samples": 5}
+    )
+    assert trees.feature.shape[0] > 0
+    scores = trees.predict(np.array([[0.95, 0.5, 0.5], [0.1, 0.5, 0.5]]))
+    assert scores[0] > scores[1]
+    empty = train.fit_ranker(x, np.zeros(600, dtype=int), np.array([600]), ("a", "b", "c"), seed=7)
+    assert np.array_equal(empty.predict(x[:3]), np.zeros(3))
+
+
+def test_session_blend_normalises_both_parts() -> None:
+    long, short = np.array([30.0, 0.0]), np.array([0.0, 0.05])
+    # raw, the short part would move the blend by 0.05 %; normalised it has its 30 % of the direction
+    assert np.allclose(session_blend(long, short), 30.0 * np.array([0.7, 0.3]))
+    assert session_blend(long, None) is long and session_blend(None, short) is short
+    assert session_blend(None, None) is None
+    assert np.allclose(session_blend(long, long), long)
+
+
+@pytest.fixture
+def ranked_model(tmp_path: Path) -> HybridModel:
+    """A model with every source and three rankers, trained on random lists, through a save and a load."""
+    pytest.importorskip("lightgbm")
+    rng = np.random.default_rng(5)
+    n, f = 300, 8
+    x = sp.csr_matrix((rng.random((60, n)) < 0.05).astype(np.float32))
+    sessions = [rng.choice(n, 8, replace=False).tolist() for _ in range(80)]
+    model = HybridModel(
+        version="v-ranked",
+        track_ids=np.array([f"t{i}" for i in range(n)]),
+        artist_ids=np.array([f"a{i % 30}" for i in range(n)]),
+        item_cf=rng.normal(size=(n, f)).astype(np.float32),
+        content=(c := rng.normal(size=(n, 6)).astype(np.float32)) / np.linalg.norm(c, axis=1, keepdims=True),
+        popularity=rng.integers(0, 50, n).astype(float),
+        warm=rng.random(n) > 0.1,
+        trend=rng.integers(0, 10, n).astype(float),
+        age_days=rng.integers(0, 900, n).astype(float),
+        item_item=sources.item_item(x)[1],
+        item_item_kind="ease",
+        sequence=sources.sequence_model(sessions, n),
+    )
+    lists: dict[str, list[Any]] = {"home": [], "session": [], "next": []}
+    for _ in range(40):
+        history = rng.choice(n, 20, replace=False)
+        who = Listener(rng.normal(size=f), history, history[:10], False)
+        lists["home"].append(model.home_candidates(who, history))
+        lists["session"].append(model.home_candidates(Listener(who.vector, history, history[:10], True), history))
+        lists["next"].append(model.next_candidates(int(history[0]), who, history))
+    for name, built in lists.items():
+        xs = np.vstack([b[1] for b in built])
+        labels = (rng.random(xs.shape[0]) < 0.1).astype(int)
+        features = NEXT_FEATURES if name == "next" else HOME_FEATURES
+        model.rankers[name] = train.fit_ranker(xs, labels, np.array([b[0].size for b in built]), features, seed=7,
+                                         params={"min_child_samples": 5})  # fmt: skip
+    model.save(tmp_path / "m")
+    return HybridModel.load(tmp_path / "m")
+
+
+def ask(model: HybridModel, body: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(inference.output_fn(inference.predict_fn(inference.input_fn(json.dumps(body)), model)))
+
+
+def test_the_ranking_stage_serves_every_surface(ranked_model: HybridModel) -> None:
+    model = ranked_model
+    assert set(model.rankers) == {"home", "session", "next"} and model.item_item is not None
+    v = [0.2] * 8
+    history, recent = [f"t{i}" for i in range(0, 40, 2)], ["t3", "t5", "t7"]
+    body = {"surface": "home", "user_vector": v, "k": 15, "history": history, "recent": recent,
+            "exclude": history + recent}  # fmt: skip
+    home = ask(model, body)["items"]
+    assert len(home) == 15 and not {i["track_id"] for i in home} & set(history + recent)
+    assert [i["score"] for i in home] == sorted((i["score"] for i in home), reverse=True)
+    # a short-term vector means a session is going on: the session ranker answers, over the same candidates
+    live = ask(model, {**body, "short_vector": [0.5] * 8})["items"]
+    assert len(live) == 15 and not {i["track_id"] for i in live} & set(history + recent)
+    nxt = ask(model, {"surface": "next", "seed_track_id": "t9", "user_vector": v, "recent": ["t9", *recent],
+                      "history": history, "k": 10, "exclude": ["t11"]})["items"]  # fmt: skip
+    assert len(nxt) == 10 and not {"t9", "t11"} & {i["track_id"] for i in nxt}
+    similar = ask(model, {"surface": "similar", "seed_track_id": "t9", "k": 5})["items"]
+    assert len(similar) == 5 and all(0 <= i["cf"] <= 1 for i in similar)
+
+
+def test_a_new_listener_with_only_a_session_gets_a_home(ranked_model: HybridModel) -> None:
+    home = ask(ranked_model, {"surface": "home", "short_vector": [0.1] * 8, "recent": ["t1", "t2"], "k": 5})
+    assert len(home["items"]) == 5
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"surface": "home", "user_vector": [1.0] * 8, "history": "t1"}, "history must be a list"),
+        ({"surface": "home", "user_vector": [1.0] * 8, "recent": [1, 2]}, "recent must be a list"),
+        ({"surface": "home", "user_vector": [1.0] * 8, "recent": ["t"] * 101}, "at most 100"),
+        ({"surface": "home", "user_vector": [1.0] * 8, "weights": {"long_term": 2}}, "between 0 and 1"),
+        ({"surface": "home", "user_vector": [1.0] * 8, "weights": {"colour": 1}}, "weights must be"),
+    ],
+)
+def test_malformed_listener_state_is_refused(ranked_model: HybridModel, body: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(inference.RequestError, match=fragment):
+        inference.predict_fn(inference.input_fn(json.dumps(body)), ranked_model)
