@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pyspark.sql.types import ArrayType, BinaryType, StringType, StructField, StructType
 
 from encore.clients import get_client
 from encore.config import LakePrefixes
@@ -62,8 +63,15 @@ def main(argv: Sequence[str]) -> dict[str, int]:
             "model_version": version,
         }
 
+    # An explicit schema: Spark cannot infer an array's element type from pandas (nor from an empty list).
+    user_schema = StructType([StructField("user_id", StringType()), StructField("vector", BinaryType()),
+                              StructField("history", ArrayType(StringType()))])  # fmt: skip
+    columns = zip(users["user_id"], users["vector"], users["history"], strict=True)
+    rows = [(u, bytes(v), [str(t) for t in h]) for u, v, h in columns]
     counts = {
-        "users": write_dynamodb(spark.createDataFrame(users), config.resources.users_table, config.region, user_item),
+        "users": write_dynamodb(
+            spark.createDataFrame(rows, user_schema), config.resources.users_table, config.region, user_item
+        ),
         "tracks": write_dynamodb(
             spark.createDataFrame(tracks[["track_id", "cf", "content"]]),
             config.resources.tracks_table,

@@ -115,13 +115,16 @@ class HybridModel:
     popularity: np.ndarray  # (n,) listeners in the training window
     warm: np.ndarray  # (n,) bool: the track had plays when the model was trained
     home_pop_weight: float = 0.2  # simplest configuration: (1 - w) norm(cf) + w norm(log(1 + popularity))
-    trend: np.ndarray | None = None  # (n,) listeners in the window's last 7 days
+    trend: np.ndarray | None = None  # (n,) listeners who took the track up in the window's last 7 days
     age_days: np.ndarray | None = None  # (n,) days since release (or first play) at the end of the window
     item_item: sp.csr_matrix | None = None  # row i: tracks that go with track i (EASE or item-kNN)
     item_item_kind: str = "none"
     sequence: sp.csr_matrix | None = None  # row i: tracks played after or around track i in sessions
     # "home" (from the long-term state), "session" (home while a session goes on), "next"
     rankers: dict[str, Trees] = field(default_factory=dict)
+    # What home serves: "ranker", or one source alone where the ranker did not beat it on validation
+    # ("item_item", "simplest")
+    home_source: str = "ranker"
 
     def __post_init__(self) -> None:
         n = self.track_ids.size
@@ -135,7 +138,7 @@ class HybridModel:
         self._trend_ratio = np.log1p(trend) - np.log1p(self.popularity)
         self._age = self.age_days if self.age_days is not None else np.zeros(n)
         self._by_trend = top_k(trend, min(n, TREND_POOL + RECENT + 500))
-        self._empty_rows = sp.csr_matrix((n, n), dtype=np.float32)
+        self._artists = int(self._artist.max()) + 1 if n else 0
 
     @property
     def factors(self) -> int:
@@ -172,6 +175,13 @@ class HybridModel:
             w = w * np.repeat(weights, counts)
         return np.bincount(matrix.indices[offsets], weights=w, minlength=n)
 
+    @staticmethod
+    def _top_sparse(scores: np.ndarray, k: int, banned: np.ndarray) -> np.ndarray:
+        """``top_k`` of a source that scores few tracks (the rest 0): only its non-zero scores are ranked."""
+        scores[banned] = 0.0  # a fresh array from _rows: safe to change
+        nz = np.flatnonzero(scores)
+        return nz[top_k(scores[nz], k)]
+
     def item_scores(self, history: np.ndarray) -> np.ndarray:
         return self._rows(self.item_item, history)
 
@@ -190,24 +200,26 @@ class HybridModel:
         n = self.track_ids.size
         recent_w = self.recent_weights(who.recent)
         scores = {
-            "als": self.cf_scores(who.vector) if who.vector is not None else np.zeros(n, dtype=np.float32),
             "item": self.item_scores(who.history),
             "recent_item": self._rows(self.item_item, who.recent, recent_w),
             "sequence": self._rows(self.sequence, who.recent[:CONTEXT], recent_w[:CONTEXT]),
             "session_item": self._rows(self.item_item, who.recent[:CONTEXT], recent_w[:CONTEXT]),
         }
-        pools = [top_k(s, POOL, banned) for name, s in scores.items()
-                 if name not in ("als", "session_item") or who.vector is not None]  # fmt: skip
+        pools = [self._top_sparse(s.copy(), POOL, banned) for s in scores.values()]
+        if who.vector is not None:
+            scores["als"] = self.cf_scores(who.vector)
+            pools.append(top_k(scores["als"], POOL, banned))
+        else:
+            scores["als"] = np.zeros(n, dtype=np.float32)
         allowed = self._by_trend[~np.isin(self._by_trend, banned)] if banned.size else self._by_trend
         pools.append(allowed[:TREND_POOL])
-        cand = np.unique(np.concatenate(pools)) if pools else EMPTY
-        cand = cand[np.isin(cand, banned, invert=True)] if banned.size else cand
+        cand = np.unique(np.concatenate(pools))
         feats = [self._scaled(scores[name], cand) for name in ("als", "item", "recent_item", "sequence")]
         recent_content = self._content_affinity(who.recent, recent_w, cand)
         session_content = self._content_affinity(who.recent[:CONTEXT], recent_w[:CONTEXT], cand)
         artists = self._artist[cand]
-        hist_artists = np.bincount(self._artist[who.history], minlength=self._artist.max() + 1)
-        recent_artists = np.bincount(self._artist[who.recent], weights=recent_w, minlength=self._artist.max() + 1)
+        hist_artists = np.bincount(self._artist[who.history], minlength=self._artists)
+        recent_artists = np.bincount(self._artist[who.recent], weights=recent_w, minlength=self._artists)
         x = np.column_stack(
             [
                 *(f for pair in feats for f in pair),
@@ -247,7 +259,10 @@ class HybridModel:
              recent: np.ndarray = EMPTY, in_session: bool = False) -> list[dict]:  # fmt: skip
         who = Listener(vector, history, recent, in_session)
         trees = self.rankers.get("session" if in_session else "home") or self.rankers.get("home")
-        if trees is None:
+        if self.home_source == "item_item" and self.item_item is not None and history.size:
+            scores = self.item_scores(history)
+            return [self._item(i, float(scores[i]), None, None) for i in top_k(scores, k, banned)]
+        if trees is None or self.home_source == "simplest":
             if vector is None:
                 return []
             cf = self.cf_scores(vector)
@@ -275,12 +290,13 @@ class HybridModel:
             "cf_neighbour": self.cf_neighbour_scores(seed),
             "content": self.content_scores(seed),
         }
-        pools = [top_k(scores[name], POOL, banned) for name in ("sequence", "item", "cf_neighbour", "content")]
+        pools = [self._top_sparse(scores[name].copy(), POOL, banned) for name in ("sequence", "item")]
+        pools += [top_k(scores[name], POOL, banned) for name in ("cf_neighbour", "content")]
         cand = np.unique(np.concatenate(pools))
         seq, seq_rank = self._scaled(scores["sequence"], cand)
         item, item_rank = self._scaled(scores["item"], cand)
         als = self._scaled(self.cf_scores(who.vector), cand)[0] if who.vector is not None else np.zeros(cand.size)
-        hist_artists = np.bincount(self._artist[who.history], minlength=self._artist.max() + 1)
+        hist_artists = np.bincount(self._artist[who.history], minlength=self._artists)
         x = np.column_stack(
             [
                 seq,
@@ -356,6 +372,7 @@ class HybridModel:
             "tracks": int(self.track_ids.size),
             "home_pop_weight": self.home_pop_weight,
             "item_item": self.item_item_kind,
+            "home_source": self.home_source,
             **(extra_meta or {}),
         }
         (directory / META).write_text(json.dumps(meta, indent=2, default=float))
@@ -379,6 +396,7 @@ class HybridModel:
                 age_days=z["age_days"].astype(np.float64) if "age_days" in z else None,
                 item_item=_csr(z, "item_item", n),
                 item_item_kind=str(meta.get("item_item", "none")),
+                home_source=str(meta.get("home_source", "ranker")),
                 sequence=_csr(z, "sequence", n),
                 rankers={r: Trees.from_arrays(z, f"ranker_{r}") for r in RANKERS if f"ranker_{r}_feature" in z},
             )

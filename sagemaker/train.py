@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import lightgbm as lgb
 from implicit.als import AlternatingLeastSquares
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -67,10 +67,11 @@ TREND_DAYS = 7
 OBSERVED = 3  # plays of a session serving has seen when home is asked mid-session (evaluation, ranker)
 # Chosen on the default simulated service with the test week untouched (trained on one validation week, scored on
 # the next): deeper or larger models overfit (31 leaves, 300 trees: -5 % NDCG@10), and shallow trees over a
-# sample of each list's negatives scored highest while fitting in a third of the time.
+# sample of each list's negatives scored highest while fitting in a third of the time. How many trees (at most
+# n_estimators) is decided by early stopping on a fifth of the lists, so a small service gets a small model.
 RANKER_PARAMS: dict[str, Any] = {
     "objective": "lambdarank",
-    "n_estimators": 150,
+    "n_estimators": 300,
     "learning_rate": 0.05,
     "num_leaves": 15,
     "max_depth": 4,
@@ -85,6 +86,7 @@ NEGATIVES = 100  # of each candidate list's tracks not played, a fixed-seed samp
 # ratings around 2) drowned the signal; 1-3 scored highest on every data source measured.
 ALS_GRID = ((1.0, 0.1), (3.0, 0.1), (10.0, 0.05))
 HOME_MODELS = ("hybrid", "als", "item_item", "popularity", "simplest")
+HOME_SOURCES = ("ranker", "item_item", "simplest")  # what home may serve (train.choose_home_source)
 # What the served ranking must beat at the gate besides the serving model: each source alone.
 SINGLE_SOURCES = ("popularity", "als", "item_item", "simplest")
 
@@ -238,9 +240,13 @@ def window_sessions(transitions: pd.DataFrame | None, items: dict[str, int], end
     return out
 
 
-def listener_state(inter: pd.DataFrame, items: dict[str, int]) -> tuple[dict[str, Listener], dict[str, np.ndarray]]:
-    """History (liked tracks, most recent first, at most HISTORY), recent plays (RECENT) and everything played."""
-    frame = inter[inter["track_id"].isin(items)].sort_values("last_ts", ascending=False, kind="stable")
+def listener_state(inter: pd.DataFrame, items: dict[str, int],
+                   end_ms: int) -> tuple[dict[str, Listener], dict[str, np.ndarray]]:  # fmt: skip
+    """History (liked tracks, most recent first, at most HISTORY), recent plays (RECENT) and everything played, as
+    of ``end_ms``. A pair played again after it is ordered by its first play: its last one before is unknown."""
+    frame = inter[inter["track_id"].isin(items)]
+    played_at = np.where(frame["last_ts"] < end_ms, frame["last_ts"], frame["first_ts"])
+    frame = frame.assign(played_at=played_at).sort_values("played_at", ascending=False, kind="stable")
     idx = frame["track_id"].map(items).to_numpy()
     liked = frame["rating"].to_numpy() > 0
     state: dict[str, Listener] = {}
@@ -253,17 +259,20 @@ def listener_state(inter: pd.DataFrame, items: dict[str, int]) -> tuple[dict[str
 
 
 def fit_window(tracks: pd.DataFrame, inter: pd.DataFrame, transitions: pd.DataFrame | None, content: np.ndarray,
-               args: argparse.Namespace, version: str, end_ms: int) -> Fitted:  # fmt: skip
-    """Every source on the interactions that began before ``end_ms`` (the ranker is attached by the caller)."""
+               args: argparse.Namespace, version: str, end_ms: int,
+               als: tuple[np.ndarray, np.ndarray] | None = None) -> Fitted:  # fmt: skip
+    """Every source on the interactions that began before ``end_ms`` (the ranker is attached by the caller);
+    ``als``: ALS factors already fit on the same interactions."""
     items = {t: i for i, t in enumerate(tracks["track_id"].tolist())}
     inter = inter[inter["track_id"].isin(items)]
     user_ids = sorted(inter["user_id"].unique().tolist())
     users = {u: i for i, u in enumerate(user_ids)}
     matrix = interaction_matrix(inter, users, items, args.alpha)
-    user_f, item_f = fit_als(matrix, args)
+    user_f, item_f = als if als is not None else fit_als(matrix, args)
     warm = np.asarray(matrix.getnnz(axis=0) > 0)
     popularity = np.asarray(matrix.getnnz(axis=0), dtype=np.float64)
-    recent = inter[(inter["rating"] > 0) & (inter["last_ts"] >= end_ms - TREND_DAYS * MS_PER_DAY)]
+    # trend: the listeners who took the track up in the window's last days
+    recent = inter[(inter["rating"] > 0) & (inter["first_ts"] >= end_ms - TREND_DAYS * MS_PER_DAY)]
     trend = np.bincount(recent["track_id"].map(items).to_numpy(), minlength=len(items)).astype(np.float64)
     released = pd.to_datetime(tracks["release_date"], errors="coerce", format="mixed")
     age = (pd.Timestamp(end_ms, unit="ms") - released).dt.days.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -289,7 +298,7 @@ def fit_window(tracks: pd.DataFrame, inter: pd.DataFrame, transitions: pd.DataFr
         item_item_kind=kind,
         sequence=sequence,
     )
-    state, seen = listener_state(inter, items)
+    state, seen = listener_state(inter, items, end_ms)
     for u, who in state.items():
         who.vector = user_f[users[u]] if u in users else None
     return Fitted(model, user_f, users, state, seen)
@@ -377,8 +386,10 @@ def train_rankers(inter: pd.DataFrame, transitions: pd.DataFrame | None, fitted:
     before ``start``. One group per listener, session or transition; label 1 for what they went on to play."""
     model = fitted.model
     truth = held_out(inter, fitted, start_ms, end_ms)
-    home = [(fitted.listeners[u], fitted.seen[u], truth[u]) for u in sample(sorted(truth), MAX_RANKER_GROUPS,
-                                                                             args.seed)]  # fmt: skip
+    listeners = sample(sorted(truth), MAX_RANKER_GROUPS, args.seed)
+    # A fixed-seed fifth of the listeners decide whether home serves the ranker or one source alone.
+    judges = set(sample(listeners, len(listeners) // 5, args.seed + 1))
+    home = [(fitted.listeners[u], fitted.seen[u], truth[u]) for u in listeners if u not in judges]
     session = [c[1:] for c in session_cases(transitions, fitted, start_ms, end_ms, MAX_RANKER_GROUPS, args.seed)]
     sets = {
         "home": ([model.home_candidates(who, banned) for who, banned, _ in home], [t for _, _, t in home]),
@@ -396,42 +407,67 @@ def train_rankers(inter: pd.DataFrame, transitions: pd.DataFrame | None, fitted:
             features = NEXT_FEATURES if name == "next" else HOME_FEATURES
             model.rankers[name] = fit_ranker(np.vstack([x for _, x in built]), np.concatenate(labels),
                                              np.array([c.size for c, _ in built]), features, args.seed)  # fmt: skip
+    info["home_source"] = choose_home_source(fitted, {u: truth[u] for u in judges})
     return info
+
+
+def choose_home_source(fitted: Fitted, truth: dict[str, set[int]]) -> dict:
+    """Serve the ranker on home only if it beats each source alone on listeners it did not learn from (on a small
+    service it may not: a ranker learns from few lists); else the best of them. Sets ``home_source``."""
+    model = fitted.model
+    scores: dict[str, float] = {}
+    for source in HOME_SOURCES:
+        model.home_source = source
+        recs = {}
+        for u in truth:
+            who = fitted.listeners[u]
+            items = model.home(who.vector, 10, fitted.seen[u], who.history, who.recent)
+            recs[u] = [model.index[r["track_id"]] for r in items]
+        scores[source] = ranking_metrics(recs, truth, len(model.track_ids), model.popularity, ks=(10,)).get(
+            "ndcg@10", 0.0
+        )
+    model.home_source = max(HOME_SOURCES, key=lambda name: (scores[name], name == "ranker"))
+    return {"chosen": model.home_source, "listeners": len(truth), "validation_ndcg@10": scores}
 
 
 def fit_ranker(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, features: tuple[str, ...], seed: int,
         params: dict[str, Any] | None = None) -> ranker.Trees:  # fmt: skip
-    """LambdaRank on candidate lists: every positive and ``NEGATIVES`` of the rest of each list; a list without
-    a single positive teaches nothing and is dropped."""
+    """LambdaRank on candidate lists: every positive and ``NEGATIVES`` of the rest of each list (a list without a
+    single positive teaches nothing and is dropped); a fixed-seed fifth of the lists, whole, decides when to stop
+    adding trees (NDCG@10)."""
     rng = np.random.default_rng(seed)
     ends = np.cumsum(groups)
-    keep, sizes = [], []
-    for start, end in zip(ends - groups, ends):
-        rows = np.arange(start, end)
-        positive = rows[labels[rows] > 0]
-        if positive.size == 0:
-            continue
+    lists = [np.arange(s, e) for s, e in zip(ends - groups, ends) if labels[s:e].any()]
+    if not lists:
+        return ranker.Trees.from_lightgbm({"tree_info": []}, features)
+    held = rng.random(len(lists)) < 0.2 if len(lists) >= 20 else np.zeros(len(lists), dtype=bool)
+    keep = []
+    for rows in (r for r, h in zip(lists, held) if not h):
         negative = rows[labels[rows] <= 0]
         if negative.size > NEGATIVES:
             negative = rng.choice(negative, NEGATIVES, replace=False)
-        chosen = np.sort(np.concatenate([positive, negative]))
-        keep.append(chosen)
-        sizes.append(chosen.size)
-    if not keep:
-        return ranker.Trees.from_lightgbm({"tree_info": []}, features)
-    rows = np.concatenate(keep)
+        keep.append(np.sort(np.concatenate([rows[labels[rows] > 0], negative])))
+    fit_rows = np.concatenate(keep)
     model = lgb.LGBMRanker(**{**RANKER_PARAMS, **(params or {})}, random_state=seed, n_jobs=2, verbose=-1)
-    model.fit(x[rows], labels[rows], group=np.array(sizes))
-    return ranker.Trees.from_lightgbm(model.booster_.dump_model(), features)
+    options: dict[str, Any] = {}
+    if held.any():
+        stop = [r for r, h in zip(lists, held) if h]
+        eval_rows = np.concatenate(stop)
+        options = {"eval_set": [(x[eval_rows], labels[eval_rows])], "eval_group": [[r.size for r in stop]],
+                   "eval_at": [10], "callbacks": [lgb.early_stopping(25, verbose=False)]}  # fmt: skip
+    model.fit(x[fit_rows], labels[fit_rows], group=[r.size for r in keep], **options)
+    best = model.best_iteration_ or None
+    return ranker.Trees.from_lightgbm(model.booster_.dump_model(num_iteration=best), features)
 
 
 def tune_als(tracks: pd.DataFrame, inter: pd.DataFrame, args: argparse.Namespace, start_ms: int,
-             end_ms: int) -> dict:  # fmt: skip
-    """ALS confidence and regularisation chosen on the validation week by the NDCG@10 of ALS alone."""
+             end_ms: int) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    """ALS confidence and regularisation chosen on the validation week by the NDCG@10 of ALS alone; the
+    chosen fit is returned, for the validation model to use."""
     items = {t: i for i, t in enumerate(tracks["track_id"].tolist())}
     before = inter[(inter["first_ts"] < start_ms) & inter["track_id"].isin(items)]
     users = {u: i for i, u in enumerate(sorted(before["user_id"].unique().tolist()))}
-    _, seen = listener_state(before, items)
+    _, seen = listener_state(before, items, start_ms)
     later = inter[(inter["first_ts"] >= start_ms) & (inter["first_ts"] < end_ms) & (inter["rating"] > 0)]
     truth = {}
     for u, g in later.groupby("user_id")["track_id"]:
@@ -440,7 +476,7 @@ def tune_als(tracks: pd.DataFrame, inter: pd.DataFrame, args: argparse.Namespace
             if new:
                 truth[u] = new
     chosen = sample(sorted(truth), MAX_EVAL_USERS, args.seed)
-    results = []
+    results, fits = [], []
     for alpha, reg in ALS_GRID:
         trial = argparse.Namespace(**{**vars(args), "alpha": alpha, "regularization": reg})
         user_f, item_f = fit_als(interaction_matrix(before, users, items, alpha), trial)
@@ -452,8 +488,10 @@ def tune_als(tracks: pd.DataFrame, inter: pd.DataFrame, args: argparse.Namespace
                 recs[u] = top_k(scores[row], 10, seen[u]).tolist()
         ndcg = ranking_metrics(recs, truth, len(items), np.zeros(len(items)), ks=(10,)).get("ndcg@10", 0.0)
         results.append({"alpha": alpha, "regularization": reg, "validation_ndcg@10": ndcg})
-    best = max(results, key=lambda r: r["validation_ndcg@10"])
-    return {"grid": results, "alpha": best["alpha"], "regularization": best["regularization"]}
+        fits.append((user_f, item_f))
+    best = int(np.argmax([r["validation_ndcg@10"] for r in results]))
+    chosen_fit = {"grid": results, "alpha": results[best]["alpha"], "regularization": results[best]["regularization"]}
+    return chosen_fit, fits[best]
 
 
 # -- evaluation on the test week ------------------------------------------------------------------------------
@@ -471,11 +509,11 @@ def evaluate(tracks: pd.DataFrame, inter: pd.DataFrame, transitions: pd.DataFram
     report: dict = {"version": args.version, "cutoff_ms": cutoff, "validation_cutoff_ms": val_cutoff,
                     "holdout_days": holdout_ms / MS_PER_DAY}  # fmt: skip
     clock = time.perf_counter()
-    tuned = tune_als(tracks, inter, args, val_cutoff, cutoff)
+    tuned, val_als = tune_als(tracks, inter, args, val_cutoff, cutoff)
     args.alpha, args.regularization = tuned["alpha"], tuned["regularization"]
     report["tuning"] = {"als": tuned}
     val = fit_window(tracks, inter[inter["first_ts"] < val_cutoff], transitions, content, args, "validation",
-                     val_cutoff)  # fmt: skip
+                     val_cutoff, val_als)  # fmt: skip
     print(f"[time] tune_als+fit_val {time.perf_counter() - clock:.1f} s", flush=True)
     clock = time.perf_counter()
     report["tuning"]["ranker"] = train_rankers(inter, transitions, val, val_cutoff, cutoff, args)
@@ -483,7 +521,7 @@ def evaluate(tracks: pd.DataFrame, inter: pd.DataFrame, transitions: pd.DataFram
     clock = time.perf_counter()
     train_part = inter[inter["first_ts"] < cutoff]
     test = fit_window(tracks, train_part, transitions, content, args, f"{args.version}-holdout", cutoff)
-    test.model.rankers = val.model.rankers
+    test.model.rankers, test.model.home_source = val.model.rankers, val.model.home_source
     print(f"[time] fit_test {time.perf_counter() - clock:.1f} s", flush=True)
     clock = time.perf_counter()
     report["train_pairs"] = len(train_part)
@@ -505,7 +543,8 @@ def evaluate(tracks: pd.DataFrame, inter: pd.DataFrame, transitions: pd.DataFram
     n = len(model.track_ids)
     home = {name: ranking_metrics(r, truth, n, model.popularity) for name, r in recs.items()}
     report["home"] = home
-    report["single_sources"] = [s for s in SINGLE_SOURCES if s in home]
+    # the gate holds the served ranking against every source alone that it is not itself
+    report["single_sources"] = [s for s in SINGLE_SOURCES if s in home and s != model.home_source]
     print(f"[time] home_eval {time.perf_counter() - clock:.1f} s", flush=True)
     clock = time.perf_counter()
     cold = set(np.flatnonzero(~model.warm).tolist())
@@ -544,7 +583,7 @@ def evaluate(tracks: pd.DataFrame, inter: pd.DataFrame, transitions: pd.DataFram
     if truth_path is not None:
         report["oracle"] = oracle_fractions(truth_path, recs, truth, test.seen, model, home)
     rec_pop = {name: [float(model.popularity[i]) for u in r for i in r[u][:10]] for name, r in recs.items()}
-    return report, rec_pop, model.rankers
+    return report, rec_pop, (model.rankers, model.home_source)
 
 
 def session_effect(transitions: pd.DataFrame | None, fitted: Fitted, start_ms: int, end_ms: int,
@@ -632,7 +671,7 @@ def train(args: argparse.Namespace) -> dict:
     if args.no_final_fit:
         inter, end = inter[inter["first_ts"] < report["cutoff_ms"]], report["cutoff_ms"]
     final = fit_window(tracks, inter, transitions, content, args, args.version, end)
-    final.model.rankers = rankers
+    final.model.rankers, final.model.home_source = rankers
     report["train_seconds"] = time.perf_counter() - started
     model = final.model
     model.save(args.model_dir, {"metrics": report["home"]["hybrid"], "trained_pairs": len(inter)})

@@ -202,6 +202,8 @@ class HeldOut:
 
 def held_out(client: ApiClient, day: LiveDay, config: EncoreConfig, max_listeners: int, seed: int = 3) -> HeldOut:
     played = qualifying(day.events, config).groupby("user_id")["track_id"].agg(set)
+    # Home recommends only what the listener has not played: both sides are judged on the new tracks of the day.
+    before = day.history.groupby("user_id")["track_id"].agg(set)
     known = set(day.history["user_id"])
     warm = sorted(u for u in played.index if u in known)
     warm = [warm[i] for i in np.random.default_rng(seed).permutation(len(warm))[:max_listeners]]
@@ -211,14 +213,15 @@ def held_out(client: ApiClient, day: LiveDay, config: EncoreConfig, max_listener
     fallbacks = 0
     details = []
     for user in warm:
-        exclude = set(client.get("profile", f"/v1/users/{user}").get("recently_played", []))
+        exclude = set(client.get("profile", f"/v1/users/{user}").get("recently_played", [])) | before[user]
         body = client.get("home", f"/v1/users/{user}/recommendations", limit=HOME_LIMIT)
         fallbacks += bool(body["fallback"])
         model = [i["track_id"] for i in body["items"]]
         baseline = [t for t in popular_ids if t not in exclude][:HOME_LIMIT]
-        hits["model"].append(len(set(model) & played[user]))
-        hits["popularity"].append(len(set(baseline) & played[user]))
-        details.append({"user_id": user, "model": model, "popularity": baseline, "played": sorted(played[user])})
+        new = played[user] - before[user]
+        hits["model"].append(len(set(model) & new))
+        hits["popularity"].append(len(set(baseline) & new))
+        details.append({"user_id": user, "model": model, "popularity": baseline, "played": sorted(new)})
     n = max(len(warm), 1)
     m, p = np.asarray(hits["model"]), np.asarray(hits["popularity"])
     return HeldOut(

@@ -32,7 +32,7 @@ def render_demo(result: Any) -> str:
             f"acknowledged (202), {live['reads']:,} reads alongside, in {live['replay_seconds']:.1f} s; "
             f"answers by status {live['statuses']}",
             f"  held out: {held['listeners']} warm listeners' home pages (asked before the live day) hit "
-            f"{held['model_hits']} of the tracks they then played; popularity hits {held['popularity_hits']} "
+            f"{held['model_hits']} of the new tracks they then played; popularity hits {held['popularity_hits']} "
             f"(precision@20 {held['model_precision']:.4f} vs {held['popularity_precision']:.4f})",
             f"  burst: {burst['user_id']} played {len(burst['played'])} {burst['genre']} tracks; next song's "
             f"{burst['genre']} share went {burst['next_share_before']:.0%} -> {burst['next_share_after']:.0%} "

@@ -149,6 +149,7 @@ def run_demo(
         _record(result, "nightly", nightly)
         gate = nightly.gate
         result.model = {"version": gate.get("version"), "promoted": nightly.promoted, "reason": gate.get("reason")}
+        say(f"  gate: {'promoted' if nightly.promoted else 'not promoted'}: {gate.get('reason')}")
         if gate.get("model_data"):
             evaluation = read_report(gate["model_data"], config.region)["report"]
             result.model["home"] = evaluation.get("home", {})

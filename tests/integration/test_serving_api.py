@@ -329,7 +329,12 @@ def test_dynamodb_throttled_degrades_reads_and_answers_503_for_what_cannot_degra
     assert status == 503
     # The home page still answers, flagged: the profile read fails; a listener with a session vector in the
     # cache still reaches the model, and then the metadata read fails (charts are throttled too, so the
-    # trending list may be empty; what matters is a 200 with the reason, not a 500).
+    # trending list may be empty; what matters is a 200 with the reason, not a 500). No metadata is cached
+    # anywhere, so the answer needs the table.
+    api.deps.local_metadata.clear()
+    shared = redis.Redis.from_url(served["twin"].cache_url)
+    for key in shared.scan_iter(track_metadata_key("*")):
+        shared.delete(key)
     status, body = home(api, user, {"limit": "5", "max_per_artist": "2"})
     assert status == 200 and body["fallback"] is True
     assert body["fallback_reason"] in ("profiles_unavailable", "tracks_unavailable")
