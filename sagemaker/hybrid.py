@@ -29,6 +29,9 @@ META = "meta.json"
 RANKERS = ("home", "session", "next")
 POOL = 100  # candidates each source proposes
 TREND_POOL = 30
+NEW_POOL = 30
+NEW_RELEASE_DAYS = 30
+FRESH_EVERY = 10  # home: places 20, 30, ... go to new releases (``HybridModel._with_new_releases``)
 RECENT = 50  # the recent plays a listener's request carries (the profile keeps as many)
 CONTEXT = 3  # the plays before the current one that next song looks at
 RECENT_DECAY = 10.0  # a recent play's weight halves every this many plays back
@@ -38,7 +41,7 @@ HOME_FEATURES = (
     "als", "als_rank", "item", "item_rank", "recent_item", "recent_item_rank", "sequence", "sequence_rank",
     "recent_content", "popularity", "trend", "trend_ratio", "age_days", "artist_share", "artist_recent_share",
     "history_size", "cold", "in_session", "session_item", "session_item_rank", "session_content",
-    "session_artist",
+    "session_artist", "new_release",
 )  # fmt: skip
 NEXT_FEATURES = (
     "sequence", "sequence_rank", "context_sequence", "item", "item_rank", "cf_neighbour", "content", "same_artist",
@@ -138,6 +141,11 @@ class HybridModel:
         self._trend_ratio = np.log1p(trend) - np.log1p(self.popularity)
         self._age = self.age_days if self.age_days is not None else np.zeros(n)
         self._by_trend = top_k(trend, min(n, TREND_POOL + RECENT + 500))
+        self._new = np.flatnonzero(self._age <= NEW_RELEASE_DAYS)  # released lately
+        # What ALS may propose: tracks someone played, and new releases. A catalog track nobody played in the
+        # whole window is a poor guess whatever its regressed factors say, and a ranker shown many of them
+        # learns that every track without plays (new releases too) is one.
+        self._proposable = np.flatnonzero(self.warm | (self._age <= NEW_RELEASE_DAYS))
         self._artists = int(self._artist.max()) + 1 if n else 0
 
     @property
@@ -208,7 +216,13 @@ class HybridModel:
         pools = [self._top_sparse(s.copy(), POOL, banned) for s in scores.values()]
         if who.vector is not None:
             scores["als"] = self.cf_scores(who.vector)
-            pools.append(top_k(scores["als"], POOL, banned))
+            als = scores["als"][self._proposable]
+            if banned.size:
+                als[np.isin(self._proposable, banned)] = -np.inf
+            pools.append(self._proposable[top_k(als, POOL)])
+            # new releases compete among themselves: the other sources know too little of them
+            new = self._new[~np.isin(self._new, banned)] if banned.size else self._new
+            pools.append(new[top_k(scores["als"][new], NEW_POOL)])
         else:
             scores["als"] = np.zeros(n, dtype=np.float32)
         allowed = self._by_trend[~np.isin(self._by_trend, banned)] if banned.size else self._by_trend
@@ -236,6 +250,7 @@ class HybridModel:
                 *self._scaled(scores["session_item"], cand),
                 session_content,
                 np.isin(artists, self._artist[who.recent[:CONTEXT]]).astype(np.float64),
+                (self._age[cand] <= NEW_RELEASE_DAYS).astype(np.float64),
             ]
         )
         return cand, x
@@ -270,8 +285,28 @@ class HybridModel:
             return [self._item(i, float(scores[i]), float(cf[i]), None) for i in top_k(scores, k, banned)]
         cand, x = self.home_candidates(who, banned)
         ranked = trees.predict(x)
-        order = top_k(ranked, k)
+        order = self._with_new_releases(top_k(ranked, cand.size), cand, k)
         return [self._item(cand[j], float(ranked[j]), float(x[j, 0]), None) for j in order]
+
+    def _with_new_releases(self, order: np.ndarray, cand: np.ndarray, k: int) -> np.ndarray:
+        """The first ``k`` of ``order``, where every ``FRESH_EVERY``-th place after the first ``FRESH_EVERY`` goes
+        to the best-ranked new release without plays yet. Ranked on their own they would rarely reach a page:
+        the ranker rightly finds a track nobody has played less likely than one many have, and new releases
+        would never get the plays that change that."""
+        fresh_mask = (~self.warm[cand] & (self._age[cand] <= NEW_RELEASE_DAYS))[order]
+        fresh, rest = order[fresh_mask], order[~fresh_mask]
+        out: list[int] = []
+        f = r = 0
+        while len(out) < min(k, order.size):
+            slot = len(out) + 1
+            take_fresh = slot > FRESH_EVERY and slot % FRESH_EVERY == 0 and f < fresh.size
+            if (take_fresh or r >= rest.size) and f < fresh.size:
+                out.append(int(fresh[f]))
+                f += 1
+            else:
+                out.append(int(rest[r]))
+                r += 1
+        return np.array(out, dtype=np.int64)
 
     def _item(self, i: int, score: float, cf: float | None, content: float | None) -> dict:
         return {"track_id": self.track_ids[i], "artist_id": self.artist_ids[i], "score": score, "cf": cf,

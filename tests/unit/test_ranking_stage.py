@@ -171,3 +171,22 @@ def test_a_new_listener_with_only_a_session_gets_a_home(ranked_model: HybridMode
 def test_malformed_listener_state_is_refused(ranked_model: HybridModel, body: dict[str, Any], fragment: str) -> None:
     with pytest.raises(inference.RequestError, match=fragment):
         inference.predict_fn(inference.input_fn(json.dumps(body)), ranked_model)
+
+
+def test_every_tenth_place_after_the_first_ten_goes_to_a_new_release() -> None:
+    n = 60
+    model = HybridModel(
+        version="v-fresh",
+        track_ids=np.array([f"t{i}" for i in range(n)]),
+        artist_ids=np.array([f"a{i}" for i in range(n)]),
+        item_cf=np.ones((n, 2), dtype=np.float32),
+        content=np.ones((n, 2), dtype=np.float32) / np.sqrt(2),
+        popularity=np.ones(n),
+        warm=np.arange(n) < 50,  # t50..t59 have no plays yet ...
+        age_days=np.where(np.arange(n) < 55, 400.0, 3.0),  # ... and t55..t59 are new releases
+    )
+    order = np.arange(n)  # the ranker's order: every new release last
+    placed = model._with_new_releases(order, np.arange(n), 40).tolist()
+    assert placed[:19] == list(range(19)) and placed[19] == 55 and placed[29] == 56 and placed[39] == 57
+    assert len(placed) == 40 and len(set(placed)) == 40 and not {50, 51, 52, 53, 54} & set(placed)
+    assert model._with_new_releases(order, np.arange(n), 5).tolist() == [0, 1, 2, 3, 4]
