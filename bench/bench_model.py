@@ -82,21 +82,14 @@ class Split:
     def __init__(self, inter: pd.DataFrame, items: dict[str, int], cutoff: int, seed: int) -> None:
         inter = inter[inter["track_id"].isin(items)]
         train_df = inter[inter["first_ts"] < cutoff]
-        test_df = inter[(inter["first_ts"] >= cutoff) & (inter["rating"] > 0)]
         self.users = {u: i for i, u in enumerate(sorted(train_df["user_id"].unique()))}
         pos = train_df[train_df["rating"] > 0]
         self.ratings = sp.csr_matrix(
             (pos["rating"].to_numpy(), (pos["user_id"].map(self.users), pos["track_id"].map(items))),
             shape=(len(self.users), len(items)),
         )
-        self.seen = {
-            u: np.array([items[t] for t in g], dtype=np.int64) for u, g in train_df.groupby("user_id")["track_id"]
-        }
-        truth = {}
-        for u, g in test_df.groupby("user_id")["track_id"]:
-            if u in self.users:
-                truth[u] = {items[t] for t in g} - set(self.seen.get(u, np.empty(0)).tolist())
-        truth = {u: t for u, t in truth.items() if t}
+        _, self.seen = train.listener_state(train_df, items, cutoff)
+        truth = train.new_tracks(inter, items, self.seen, cutoff, int(inter["last_ts"].max()) + 1)
         self.truth = {u: truth[u] for u in train.sample(sorted(truth), train.MAX_EVAL_USERS, seed)}
         self.popularity = np.asarray(self.ratings.getnnz(axis=0), dtype=np.float64)
 
@@ -197,7 +190,7 @@ def quality(root: Path, source: str, params: SimulationParams) -> dict[str, Any]
         >= 1.05 * nxt["sequence"]["hit_rate@10"],
         "session-aware home >= 1.1 x long-term only, shifted listeners": shifted >= 1.1,
     }
-    print(f"\n{source}: {report['train_pairs']:,} training pairs, {len(others['popularity']) and ''}"
+    print(f"\n{source}: {report['train_pairs']:,} training pairs, {home['hybrid']['users']:.0f} listeners, "
           f"held-out week from {report['holdout_days']:.1f} days before the end")  # fmt: skip
     print(f"  {'home (NDCG@10 on each listener new tracks)':52} {'NDCG@10':>8} {'recall@10':>10}  chosen on validation")
     print(f"  {'Encore, served ranking':52} {served:8.4f} {home['hybrid']['recall@10']:10.4f}  "
@@ -231,7 +224,8 @@ def quality(root: Path, source: str, params: SimulationParams) -> dict[str, Any]
 
 def _latency_model(size: int, rng: np.random.Generator) -> tuple[HybridModel, HybridModel]:
     """At ``size`` tracks: the single-source model (ALS and content, no ranker: what served before the ranking
-    stage) and the full one (item-item and sequence rows of 100, three rankers of the shipped shape)."""
+    stage) and the full one (item-item and sequence rows of 100, three rankers with the shipped parameters,
+    fit on random lists: as many trees as early stopping keeps there, printed)."""
     ids, artists = np.array([f"t{i}" for i in range(size)]), np.array([f"a{i // 8}" for i in range(size)])
     cf, content = rng.normal(size=(size, 64)).astype(np.float32), np.eye(size, 64, dtype=np.float32)
     single = HybridModel("single", ids, artists, cf, content, rng.random(size), np.ones(size, dtype=bool))
@@ -248,6 +242,8 @@ def _latency_model(size: int, rng: np.random.Generator) -> tuple[HybridModel, Hy
         x = rng.random((20_000, len(features)))
         labels = (x[:, 0] + rng.random(20_000) > 1.2).astype(int)
         full.rankers[name] = train.fit_ranker(x, labels, np.full(100, 200), features, seed=7)
+    trees = ", ".join(f"{name} {t.feature.shape[0]} trees" for name, t in full.rankers.items())
+    print(f"  {size:,} tracks: rankers of {trees}")
     return single, full
 
 

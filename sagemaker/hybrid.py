@@ -186,7 +186,8 @@ class HybridModel:
     @staticmethod
     def _top_sparse(scores: np.ndarray, k: int, banned: np.ndarray) -> np.ndarray:
         """``top_k`` of a source that scores few tracks (the rest 0): only its non-zero scores are ranked."""
-        scores[banned] = 0.0  # a fresh array from _rows: safe to change
+        scores = scores.copy()
+        scores[banned] = 0.0
         nz = np.flatnonzero(scores)
         return nz[top_k(scores[nz], k)]
 
@@ -213,7 +214,7 @@ class HybridModel:
             "sequence": self._rows(self.sequence, who.recent[:CONTEXT], recent_w[:CONTEXT]),
             "session_item": self._rows(self.item_item, who.recent[:CONTEXT], recent_w[:CONTEXT]),
         }
-        pools = [self._top_sparse(s.copy(), POOL, banned) for s in scores.values()]
+        pools = [self._top_sparse(s, POOL, banned) for s in scores.values()]
         if who.vector is not None:
             scores["als"] = self.cf_scores(who.vector)
             als = scores["als"][self._proposable]
@@ -325,7 +326,7 @@ class HybridModel:
             "cf_neighbour": self.cf_neighbour_scores(seed),
             "content": self.content_scores(seed),
         }
-        pools = [self._top_sparse(scores[name].copy(), POOL, banned) for name in ("sequence", "item")]
+        pools = [self._top_sparse(scores[name], POOL, banned) for name in ("sequence", "item")]
         pools += [top_k(scores[name], POOL, banned) for name in ("cf_neighbour", "content")]
         cand = np.unique(np.concatenate(pools))
         seq, seq_rank = self._scaled(scores["sequence"], cand)

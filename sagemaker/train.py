@@ -304,17 +304,22 @@ def fit_window(tracks: pd.DataFrame, inter: pd.DataFrame, transitions: pd.DataFr
     return Fitted(model, user_f, users, state, seen)
 
 
-def held_out(inter: pd.DataFrame, fitted: Fitted, start_ms: int, end_ms: int) -> dict[str, set[int]]:
-    """Each known listener's tracks first played in [start, end) that they had not played before."""
-    index = fitted.model.index
+def new_tracks(inter: pd.DataFrame, index: dict[str, int], seen: dict[str, np.ndarray], start_ms: int,
+               end_ms: int) -> dict[str, set[int]]:  # fmt: skip
+    """Each known listener's (``seen``) tracks first played and liked in [start, end) that they had not played
+    before: what home is scored on."""
     window = inter[(inter["first_ts"] >= start_ms) & (inter["first_ts"] < end_ms) & (inter["rating"] > 0)]
     truth: dict[str, set[int]] = {}
     for u, g in window.groupby("user_id")["track_id"]:
-        if u in fitted.listeners and fitted.listeners[u].vector is not None:
-            new = {index[t] for t in g if t in index} - set(fitted.seen[u].tolist())
+        if u in seen:
+            new = {index[t] for t in g if t in index} - set(seen[u].tolist())
             if new:
                 truth[u] = new
     return truth
+
+
+def held_out(inter: pd.DataFrame, fitted: Fitted, start_ms: int, end_ms: int) -> dict[str, set[int]]:
+    return new_tracks(inter, fitted.model.index, fitted.seen, start_ms, end_ms)
 
 
 def sample(keys: list, n: int, seed: int) -> list:
@@ -468,13 +473,7 @@ def tune_als(tracks: pd.DataFrame, inter: pd.DataFrame, args: argparse.Namespace
     before = inter[(inter["first_ts"] < start_ms) & inter["track_id"].isin(items)]
     users = {u: i for i, u in enumerate(sorted(before["user_id"].unique().tolist()))}
     _, seen = listener_state(before, items, start_ms)
-    later = inter[(inter["first_ts"] >= start_ms) & (inter["first_ts"] < end_ms) & (inter["rating"] > 0)]
-    truth = {}
-    for u, g in later.groupby("user_id")["track_id"]:
-        if u in users:
-            new = {items[t] for t in g if t in items} - set(seen[u].tolist())
-            if new:
-                truth[u] = new
+    truth = new_tracks(inter, items, seen, start_ms, end_ms)
     chosen = sample(sorted(truth), MAX_EVAL_USERS, args.seed)
     results, fits = [], []
     for alpha, reg in ALS_GRID:
@@ -494,6 +493,20 @@ def tune_als(tracks: pd.DataFrame, inter: pd.DataFrame, args: argparse.Namespace
     return chosen_fit, fits[best]
 
 
+class Laps:
+    """Seconds per step of the evaluation, printed as each ends (SageMaker's log) and kept for the report."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def __call__(self, step: str) -> None:
+        now = time.perf_counter()
+        self.seconds[step] = now - self._clock
+        self._clock = now
+        print(f"[step] {step} {self.seconds[step]:.1f} s", flush=True)
+
+
 # -- evaluation on the test week ------------------------------------------------------------------------------
 
 
@@ -508,22 +521,19 @@ def evaluate(tracks: pd.DataFrame, inter: pd.DataFrame, transitions: pd.DataFram
     val_cutoff = int(cutoff - holdout_ms)
     report: dict = {"version": args.version, "cutoff_ms": cutoff, "validation_cutoff_ms": val_cutoff,
                     "holdout_days": holdout_ms / MS_PER_DAY}  # fmt: skip
-    clock = time.perf_counter()
+    lap = Laps()
     tuned, val_als = tune_als(tracks, inter, args, val_cutoff, cutoff)
     args.alpha, args.regularization = tuned["alpha"], tuned["regularization"]
     report["tuning"] = {"als": tuned}
     val = fit_window(tracks, inter[inter["first_ts"] < val_cutoff], transitions, content, args, "validation",
                      val_cutoff, val_als)  # fmt: skip
-    print(f"[time] tune_als+fit_val {time.perf_counter() - clock:.1f} s", flush=True)
-    clock = time.perf_counter()
+    lap("tune_als_and_validation_fit")
     report["tuning"]["ranker"] = train_rankers(inter, transitions, val, val_cutoff, cutoff, args)
-    print(f"[time] rankers {time.perf_counter() - clock:.1f} s", flush=True)
-    clock = time.perf_counter()
+    lap("rankers")
     train_part = inter[inter["first_ts"] < cutoff]
     test = fit_window(tracks, train_part, transitions, content, args, f"{args.version}-holdout", cutoff)
     test.model.rankers, test.model.home_source = val.model.rankers, val.model.home_source
-    print(f"[time] fit_test {time.perf_counter() - clock:.1f} s", flush=True)
-    clock = time.perf_counter()
+    lap("fit_test")
     report["train_pairs"] = len(train_part)
     report["test_pairs"] = int(((inter["first_ts"] >= cutoff) & (inter["rating"] > 0)).sum())
     truth = held_out(inter, test, cutoff, end + 1)
@@ -545,8 +555,7 @@ def evaluate(tracks: pd.DataFrame, inter: pd.DataFrame, transitions: pd.DataFram
     report["home"] = home
     # the gate holds the served ranking against every source alone that it is not itself
     report["single_sources"] = [s for s in SINGLE_SOURCES if s in home and s != model.home_source]
-    print(f"[time] home_eval {time.perf_counter() - clock:.1f} s", flush=True)
-    clock = time.perf_counter()
+    lap("home_eval")
     cold = set(np.flatnonzero(~model.warm).tolist())
     warm_items = set(np.flatnonzero(model.warm).tolist())
     report["cold_start"] = {
@@ -577,9 +586,10 @@ def evaluate(tracks: pd.DataFrame, inter: pd.DataFrame, transitions: pd.DataFram
             name: next_track_metrics(pairs, fn)
             for name, fn in (("hybrid", served), ("sequence", sequence), ("simplest", simplest), ("item_cf", item_cf))
         }
-    print(f"[time] next_eval {time.perf_counter() - clock:.1f} s", flush=True)
-    clock = time.perf_counter()
+    lap("next_eval")
     report["session"] = session_effect(transitions, test, cutoff, end + 1, args)
+    lap("session_eval")
+    report["step_seconds"] = lap.seconds
     if truth_path is not None:
         report["oracle"] = oracle_fractions(truth_path, recs, truth, test.seen, model, home)
     rec_pop = {name: [float(model.popularity[i]) for u in r for i in r[u][:10]] for name, r in recs.items()}

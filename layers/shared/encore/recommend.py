@@ -34,6 +34,7 @@ METADATA_TTL_S = 3600
 # for it at all, and a catalog change shows within LOCAL_METADATA_TTL_S.
 LOCAL_METADATA_TTL_S = 300
 LOCAL_METADATA_ITEMS = 50_000
+CAP_HEADROOM = 100
 
 
 @dataclass
@@ -252,7 +253,9 @@ def recommend(
         exclude=sorted(exclude)[:5000],
         history=history[:1000],
         recent=recent[:100],
-        k=min(opts.limit * 3, 500),  # headroom for the artist cap
+        # Headroom for the artist cap, applied here after the model: a ranker that weighs artist affinity can fill
+        # a short list with few artists, so never ask for fewer than CAP_HEADROOM.
+        k=min(max(opts.limit * 3, CAP_HEADROOM), 500),
         weights=InferenceWeights(cf=w.cf, content=w.content, long_term=w.long_term, short_term=w.short_term),
     )
     try:
