@@ -24,7 +24,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,26 +46,64 @@ from hybrid import HOME_FEATURES, NEXT_FEATURES, HybridModel, top_k  # noqa: E40
 from encore.clients import get_client  # noqa: E402
 from encore.config import EncoreConfig  # noqa: E402
 from encore_local.jobs import run_job  # noqa: E402
-from encore_local.lake import import_simulation  # noqa: E402
+from encore_local.lake import import_playlists, import_simulation  # noqa: E402
+from encore_local.playlists import PlaylistParams, generate_mpd  # noqa: E402
 from encore_local.simulator import SimulationParams, simulate  # noqa: E402
 from encore_local.twin.services import TwinServices  # noqa: E402
 
 DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class Simulated:
+    """Listening from Encore's simulator: sessions of a listener's taste (genre, style, mood) among tracks
+    offered by popularity, artist and style; the simulator's choice model is known (``--truth``)."""
+
+    params: SimulationParams
+
+    def land(self, config: EncoreConfig, root: Path) -> tuple[date, Path | None]:
+        simulate(self.params, root / "sim", progress=False)
+        import_simulation(config, root / "sim", progress=False)
+        return self.params.start + timedelta(days=self.params.days), root / "sim"
+
+
+@dataclass(frozen=True)
+class Playlists:
+    """Playlists in the Million Playlist Dataset's format, from a generative process of its own (latent themes,
+    album runs, each theme's flow, drifting themes), mapped onto plays by the import mapping (``encore.playlists``);
+    no choice model is known."""
+
+    params: PlaylistParams
+
+    def land(self, config: EncoreConfig, root: Path) -> tuple[date, Path | None]:
+        generate_mpd(self.params, root / "mpd")
+        import_playlists(config, root / "mpd")
+        return self.params.start + timedelta(days=self.params.days), None
+
+
 # The data the model is measured on, each through the real Glue jobs on the twin.
-DATA_SOURCES = {"simulator": SimulationParams()}
+DATA_SOURCES: dict[str, Simulated | Playlists] = {
+    "simulator": Simulated(SimulationParams()),
+    "playlists (MPD format)": Playlists(PlaylistParams(playlists=10_000, tracks=8_000)),
+}
 
 
-def features_for(params: SimulationParams, root: Path) -> Path:
-    """Simulate, then run load_catalog, curate_events and build_features on the twin; download the features."""
-    simulate(params, root / "sim", progress=False)
-    run_time = (params.start + timedelta(days=params.days)).isoformat()
+def features_for(source: Simulated | Playlists, root: Path) -> tuple[Path, Path | None]:
+    """Land the source's data in the twin's lake, run load_catalog, curate_events and build_features on it and
+    download the features; (features, the simulator's truth if any). Kept under ``root``: a second call with
+    the same root reuses them (``--keep``)."""
+    done = root / "features.json"
+    if done.exists():
+        kept = json.loads(done.read_text())
+        return Path(kept["features"]), Path(kept["truth"]) if kept["truth"] else None
     twin = TwinServices(EncoreConfig.for_stage("local"))
     with twin:
         config = twin.config
-        import_simulation(config, root / "sim", progress=False)
+        end, truth = source.land(config, root)
+        run_time = f"{end.isoformat()}T00:00:00Z"
         run_job("load_catalog", config)
-        run_job("curate_events", config, run_time=f"{run_time}T00:00:00Z", lookback_days=0)
-        run_job("build_features", config, run_time=f"{run_time}T00:00:00Z")
+        run_job("curate_events", config, run_time=run_time, lookback_days=0)
+        run_job("build_features", config, run_time=run_time)
         s3 = get_client("s3")
         for table in ("interactions", "tracks", "transitions"):
             prefix = f"{config.lake.features}{table}/"
@@ -72,7 +111,9 @@ def features_for(params: SimulationParams, root: Path) -> Path:
                 target = root / "features" / obj["Key"]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 s3.download_file(config.resources.lake_bucket, obj["Key"], str(target))
-    return root / "features" / config.lake.features
+    features = root / "features" / config.lake.features
+    done.write_text(json.dumps({"features": str(features), "truth": str(truth) if truth else None}))
+    return features, truth
 
 
 class Split:
@@ -173,11 +214,11 @@ def peers(features: Path, report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def quality(root: Path, source: str, params: SimulationParams) -> dict[str, Any]:
-    features = features_for(params, root)
+def quality(root: Path, source_name: str, source: Simulated | Playlists) -> dict[str, Any]:
+    features, truth = features_for(source, root)
     args = train.parse_args(["--interactions", str(features / "interactions"), "--tracks", str(features / "tracks"),
-                             "--transitions", str(features / "transitions"), "--truth", str(root / "sim"),
-                             "--model-dir", str(root / "model"), "--version", "bench"])  # fmt: skip
+                             "--transitions", str(features / "transitions"), "--model-dir", str(root / "model"),
+                             "--version", "bench", *(["--truth", str(truth)] if truth else [])])  # fmt: skip
     report = train.train(args)
     home, nxt, session, cold = report["home"], report["next"], report["session"], report["cold_start"]
     others = peers(features, report)
@@ -190,7 +231,7 @@ def quality(root: Path, source: str, params: SimulationParams) -> dict[str, Any]
         >= 1.05 * nxt["sequence"]["hit_rate@10"],
         "session-aware home >= 1.1 x long-term only, shifted listeners": shifted >= 1.1,
     }
-    print(f"\n{source}: {report['train_pairs']:,} training pairs, {home['hybrid']['users']:.0f} listeners, "
+    print(f"\n{source_name}: {report['train_pairs']:,} training pairs, {home['hybrid']['users']:.0f} listeners, "
           f"held-out week from {report['holdout_days']:.1f} days before the end")  # fmt: skip
     print(f"  {'home (NDCG@10 on each listener new tracks)':52} {'NDCG@10':>8} {'recall@10':>10}  chosen on validation")
     print(f"  {'Encore, served ranking':52} {served:8.4f} {home['hybrid']['recall@10']:10.4f}  "
@@ -305,8 +346,9 @@ def print_latency(latency: dict[str, dict[str, float]]) -> None:
 
 def speed(root: Path) -> dict[str, Any]:
     """1M interactions: the full training + evaluation beside a bare implicit fit; then serving latency."""
-    params = SimulationParams(users=12_000, tracks=30_000, days=30, seed=5)
-    features = features_for(params, root / "speed")
+    features, _ = features_for(
+        Simulated(SimulationParams(users=12_000, tracks=30_000, days=30, seed=5)), root / "speed"
+    )
     inter = train.read_table(features / "interactions")
     n = len(inter)
     args = train.parse_args(["--interactions", str(features / "interactions"), "--tracks", str(features / "tracks"),
@@ -340,6 +382,7 @@ def main() -> None:
     ap.add_argument("--quality-only", action="store_true")
     ap.add_argument("--speed-only", action="store_true")
     ap.add_argument("--latency-only", action="store_true", help="only predict_fn against the NumPy floor")
+    ap.add_argument("--keep", type=Path, help="keep each source's features here and reuse them on the next run")
     a = ap.parse_args()
     figures: dict[str, Any] = {}
     if a.latency_only:
@@ -348,12 +391,13 @@ def main() -> None:
         print(f"  figures written to {save('model_latency', figures)}")
         return
     with tempfile.TemporaryDirectory(prefix="encore-bench-model-") as tmp:
+        root = a.keep or Path(tmp)
         if not a.speed_only:
             figures["quality"] = {
-                name: quality(Path(tmp) / name, name, params) for name, params in DATA_SOURCES.items()
+                name: quality(root / name.split()[0], name, source) for name, source in DATA_SOURCES.items()
             }
         if not a.quality_only:
-            figures["speed"] = speed(Path(tmp))
+            figures["speed"] = speed(root)
     print(f"  figures written to {save('model', figures)}")
 
 

@@ -1,7 +1,8 @@
 """Glue job: the tracks CSV (``catalog/tracks.csv``) -> the Parquet catalog ``features/tracks/`` and the tracks table.
 
 Rows that cannot be read (no id, no name, a non-numeric audio feature) go to ``quarantine/catalog/`` with their
-reason. Each track's item is replaced by its catalog metadata (its vectors are items of their own, ``vec#<id>``).
+reason; a catalog with no audio columns at all (playlists in MPD format) loads without audio features. Each
+track's item is replaced by its catalog metadata (its vectors are items of their own, ``vec#<id>``).
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ def to_item(row: dict[str, Any]) -> dict[str, Any]:
         "release_date": row["release_date"],
         "duration_ms": int(row["duration_ms"]),
         "explicit": bool(row["explicit"]),
-        "audio": {k: decimal(row[k]) if isinstance(row[k], float) else row[k] for k in AUDIO_FIELDS},
         "popularity": int(row["popularity"] or 0),
     }
+    # A catalog without audio features (MPD's) stores none rather than a map of NULLs.
+    audio = {k: decimal(row[k]) if isinstance(row[k], float) else row[k] for k in AUDIO_FIELDS if row[k] is not None}
+    if audio:
+        attrs["audio"] = audio
     if row.get("image_url"):
         attrs["image_url"] = row["image_url"]
     return attrs

@@ -41,11 +41,13 @@ HOME_FEATURES = (
     "als", "als_rank", "item", "item_rank", "recent_item", "recent_item_rank", "sequence", "sequence_rank",
     "recent_content", "popularity", "trend", "trend_ratio", "age_days", "artist_share", "artist_recent_share",
     "history_size", "cold", "in_session", "session_item", "session_item_rank", "session_content",
-    "session_artist", "new_release",
+    "session_artist", "new_release", "album_recent_share", "genre_within", "genre_history_within",
+    "genre_recent_within", "style_within", "style_history_within", "style_recent_within", "sequence_2hop",
 )  # fmt: skip
 NEXT_FEATURES = (
     "sequence", "sequence_rank", "context_sequence", "item", "item_rank", "cf_neighbour", "content", "same_artist",
-    "popularity", "trend", "als", "has_listener", "artist_share",
+    "popularity", "trend", "als", "has_listener", "artist_share", "same_album", "sequence_2hop", "transition",
+    "transition_rank",
 )  # fmt: skip
 
 
@@ -59,12 +61,13 @@ def minmax(x: np.ndarray) -> np.ndarray:
 
 def top_k(scores: np.ndarray, k: int, banned: np.ndarray | None = None) -> np.ndarray:
     """Indices of the k best scores, best first, never a banned index (exact)."""
-    s, allowed = scores, scores.size
+    s, k = scores, min(k, scores.size)
     if banned is not None and banned.size:
         s = scores.copy()
         s[banned] = -np.inf
-        allowed -= np.unique(banned).size
-    k = int(min(k, allowed))
+        if k > scores.size - banned.size:  # only near exhaustion is it worth counting the distinct banned
+            k = min(k, scores.size - np.unique(banned).size)
+    k = int(k)
     if k <= 0:
         return np.empty(0, dtype=np.int64)
     part = np.argpartition(-s, k - 1)[:k]
@@ -123,11 +126,14 @@ class HybridModel:
     item_item: sp.csr_matrix | None = None  # row i: tracks that go with track i (EASE or item-kNN)
     item_item_kind: str = "none"
     sequence: sp.csr_matrix | None = None  # row i: tracks played after or around track i in sessions
+    transitions: sp.csr_matrix | None = None  # row i: tracks played right after track i (the directed part)
     # "home" (from the long-term state), "session" (home while a session goes on), "next"
     rankers: dict[str, Trees] = field(default_factory=dict)
     # What home serves: "ranker", or one source alone where the ranker did not beat it on validation
     # ("item_item", "simplest")
     home_source: str = "ranker"
+    album: np.ndarray | None = None  # (n,) the track's album (an index; -1: none known)
+    tags: np.ndarray | None = None  # (n, 2) its first two genre tags, genre and style (indices; -1: none)
 
     def __post_init__(self) -> None:
         n = self.track_ids.size
@@ -145,8 +151,20 @@ class HybridModel:
         # What ALS may propose: tracks someone played, and new releases. A catalog track nobody played in the
         # whole window is a poor guess whatever its regressed factors say, and a ranker shown many of them
         # learns that every track without plays (new releases too) is one.
-        self._proposable = np.flatnonzero(self.warm | (self._age <= NEW_RELEASE_DAYS))
+        self._unproposable = np.flatnonzero(~(self.warm | (self._age <= NEW_RELEASE_DAYS)))
         self._artists = int(self._artist.max()) + 1 if n else 0
+        self._album = self.album if self.album is not None else np.full(n, -1, dtype=np.int64)
+        tags = self.tags if self.tags is not None else np.full((n, 2), -1, dtype=np.int64)
+        # per tag column: the tag shifted by one (0: none), and the track's share of its tag's listeners (a
+        # popularity model per genre and per style: what a listener who picks the genre is likely to play)
+        self._tag = [tags[:, j].astype(np.int64) + 1 for j in range(2)]
+        self._slots = {"album": int(self._album.max()) + 2 if n else 1}
+        self._slots.update({f"tag{j}": int(t.max()) + 1 if n else 1 for j, t in enumerate(self._tag)})
+        self._within = []
+        for tag in self._tag:
+            totals = np.bincount(tag, weights=self.popularity)
+            share = self.popularity / np.maximum(totals[tag], 1e-12)
+            self._within.append(np.where(tag > 0, share, 0.0))
 
     @property
     def factors(self) -> int:
@@ -185,10 +203,11 @@ class HybridModel:
 
     @staticmethod
     def _top_sparse(scores: np.ndarray, k: int, banned: np.ndarray) -> np.ndarray:
-        """``top_k`` of a source that scores few tracks (the rest 0): only its non-zero scores are ranked."""
-        scores = scores.copy()
-        scores[banned] = 0.0
-        nz = np.flatnonzero(scores)
+        """``top_k`` of a source that scores few tracks (the rest 0): only its positive scores are ranked (a
+        boolean mask finds them several times faster than a search for non-zero floats)."""
+        scored = scores > 0
+        scored[banned] = False
+        nz = np.flatnonzero(scored)
         return nz[top_k(scores[nz], k)]
 
     def item_scores(self, history: np.ndarray) -> np.ndarray:
@@ -215,19 +234,17 @@ class HybridModel:
             "session_item": self._rows(self.item_item, who.recent[:CONTEXT], recent_w[:CONTEXT]),
         }
         pools = [self._top_sparse(s, POOL, banned) for s in scores.values()]
+        is_banned = np.zeros(n, dtype=bool)
+        is_banned[banned] = True
         if who.vector is not None:
             scores["als"] = self.cf_scores(who.vector)
-            als = scores["als"][self._proposable]
-            if banned.size:
-                als[np.isin(self._proposable, banned)] = -np.inf
-            pools.append(self._proposable[top_k(als, POOL)])
+            pools.append(top_k(scores["als"], POOL, np.concatenate([self._unproposable, banned])))
             # new releases compete among themselves: the other sources know too little of them
-            new = self._new[~np.isin(self._new, banned)] if banned.size else self._new
+            new = self._new[~is_banned[self._new]]
             pools.append(new[top_k(scores["als"][new], NEW_POOL)])
         else:
             scores["als"] = np.zeros(n, dtype=np.float32)
-        allowed = self._by_trend[~np.isin(self._by_trend, banned)] if banned.size else self._by_trend
-        pools.append(allowed[:TREND_POOL])
+        pools.append(self._by_trend[~is_banned[self._by_trend]][:TREND_POOL])
         cand = np.unique(np.concatenate(pools))
         feats = [self._scaled(scores[name], cand) for name in ("als", "item", "recent_item", "sequence")]
         recent_content = self._content_affinity(who.recent, recent_w, cand)
@@ -252,9 +269,32 @@ class HybridModel:
                 session_content,
                 np.isin(artists, self._artist[who.recent[:CONTEXT]]).astype(np.float64),
                 (self._age[cand] <= NEW_RELEASE_DAYS).astype(np.float64),
+                self._share(self._album + 1, self._slots["album"], who.recent, recent_w, cand),
+                *self._tag_features(who, recent_w, cand),
+                self._scaled(self._two_steps(who.recent[:CONTEXT], recent_w[:CONTEXT]), cand)[0],
             ]
         )
         return cand, x
+
+    def _share(self, groups: np.ndarray, slots: int, plays: np.ndarray, weights: np.ndarray,
+               cand: np.ndarray) -> np.ndarray:  # fmt: skip
+        """The (weighted) share of ``plays`` in each candidate's group (groups shifted by one: 0 is none)."""
+        if plays.size == 0:
+            return np.zeros(cand.size)
+        counts = np.bincount(groups[plays], weights=weights, minlength=slots)
+        counts[0] = 0.0
+        return counts[groups[cand]] / max(float(weights.sum()), 1e-12)
+
+    def _tag_features(self, who: Listener, recent_w: np.ndarray, cand: np.ndarray) -> list[np.ndarray]:
+        """Per tag (genre, style): the candidate's share of its tag's listeners, and that times the listener's
+        share of history and of recent plays in the tag."""
+        out = []
+        ones = np.ones(who.history.size)
+        for j, (tag, within) in enumerate(zip(self._tag, self._within)):
+            w, slots = within[cand], self._slots[f"tag{j}"]
+            out += [w, w * self._share(tag, slots, who.history, ones, cand),
+                    w * self._share(tag, slots, who.recent, recent_w, cand)]  # fmt: skip
+        return out
 
     def _content_affinity(self, plays: np.ndarray, weights: np.ndarray, cand: np.ndarray) -> np.ndarray:
         """Cosine of each candidate's content vector with the weighted mean of ``plays``'."""
@@ -296,18 +336,13 @@ class HybridModel:
         would never get the plays that change that."""
         fresh_mask = (~self.warm[cand] & (self._age[cand] <= NEW_RELEASE_DAYS))[order]
         fresh, rest = order[fresh_mask], order[~fresh_mask]
-        out: list[int] = []
-        f = r = 0
-        while len(out) < min(k, order.size):
-            slot = len(out) + 1
-            take_fresh = slot > FRESH_EVERY and slot % FRESH_EVERY == 0 and f < fresh.size
-            if (take_fresh or r >= rest.size) and f < fresh.size:
-                out.append(int(fresh[f]))
-                f += 1
-            else:
-                out.append(int(rest[r]))
-                r += 1
-        return np.array(out, dtype=np.int64)
+        places = np.arange(1, min(k, order.size) + 1)
+        is_fresh = np.zeros(places.size, dtype=bool)
+        is_fresh[np.flatnonzero((places > FRESH_EVERY) & (places % FRESH_EVERY == 0))[: fresh.size]] = True
+        is_fresh[np.flatnonzero(~is_fresh)[rest.size :]] = True  # the rest ran out: new releases fill the page
+        out = np.empty(places.size, dtype=np.int64)
+        out[is_fresh], out[~is_fresh] = fresh[: int(is_fresh.sum())], rest[: int((~is_fresh).sum())]
+        return out
 
     def _item(self, i: int, score: float, cf: float | None, content: float | None) -> dict:
         return {"track_id": self.track_ids[i], "artist_id": self.artist_ids[i], "score": score, "cf": cf,
@@ -321,17 +356,22 @@ class HybridModel:
         context = who.recent[who.recent != seed][:CONTEXT]
         scores = {
             "sequence": self._rows(self.sequence, np.array([seed])),
+            "transition": self._rows(self.transitions, np.array([seed])),
             "context": self._rows(self.sequence, context, self.recent_weights(context)),
             "item": self._rows(self.item_item, np.array([seed])),
             "cf_neighbour": self.cf_neighbour_scores(seed),
             "content": self.content_scores(seed),
         }
-        pools = [self._top_sparse(scores[name], POOL, banned) for name in ("sequence", "item")]
+        pools = [self._top_sparse(scores[name], POOL, banned) for name in ("sequence", "transition", "item")]
         pools += [top_k(scores[name], POOL, banned) for name in ("cf_neighbour", "content")]
+        listener = self.cf_scores(who.vector) if who.vector is not None else None
+        if listener is not None:  # the listener's own taste proposes too: not every next track follows the seed
+            pools.append(top_k(listener, POOL, np.concatenate([self._unproposable, banned])))
         cand = np.unique(np.concatenate(pools))
+        two_hop = self._two_steps(np.array([seed]))
         seq, seq_rank = self._scaled(scores["sequence"], cand)
         item, item_rank = self._scaled(scores["item"], cand)
-        als = self._scaled(self.cf_scores(who.vector), cand)[0] if who.vector is not None else np.zeros(cand.size)
+        als = self._scaled(listener, cand)[0] if listener is not None else np.zeros(cand.size)
         hist_artists = np.bincount(self._artist[who.history], minlength=self._artists)
         x = np.column_stack(
             [
@@ -348,9 +388,24 @@ class HybridModel:
                 als,
                 np.full(cand.size, float(who.vector is not None)),
                 hist_artists[self._artist[cand]] / max(who.history.size, 1),
+                ((self._album[cand] == self._album[seed]) & (self._album[seed] >= 0)).astype(np.float64),
+                self._scaled(two_hop, cand)[0],
+                *self._scaled(scores["transition"], cand),
             ]
         )
         return cand, x
+
+    def _two_steps(self, plays: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """Two steps along the transitions from ``plays`` (the sequence model where there are none): what follows
+        what follows them."""
+        m = self.transitions if self.transitions is not None else self.sequence
+        if m is None or plays.size == 0:
+            return np.zeros(self.track_ids.size)
+        starts, ends = m.indptr[plays], m.indptr[plays + 1]
+        counts = ends - starts
+        at = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+        w = m.data[at] * (np.repeat(weights, counts) if weights is not None else 1.0)
+        return self._rows(m, m.indices[at].astype(np.int64), w)
 
     def next(self, seed: int, vector: np.ndarray | None, k: int, banned: np.ndarray, w_cf: float,
              w_content: float, history: np.ndarray = EMPTY, recent: np.ndarray = EMPTY) -> list[dict]:  # fmt: skip
@@ -394,7 +449,12 @@ class HybridModel:
             arrays["trend"] = self.trend.astype(np.float32)
         if self.age_days is not None:
             arrays["age_days"] = self.age_days.astype(np.float32)
-        for name, matrix in (("item_item", self.item_item), ("sequence", self.sequence)):
+        if self.album is not None:
+            arrays["album"] = self.album.astype(np.int32)
+        if self.tags is not None:
+            arrays["tags"] = self.tags.astype(np.int32)
+        for name, matrix in (("item_item", self.item_item), ("sequence", self.sequence),
+                             ("transitions", self.transitions)):  # fmt: skip
             if matrix is not None:
                 m = sp.csr_matrix(matrix, dtype=np.float32)
                 arrays.update({f"{name}_data": m.data, f"{name}_indices": m.indices, f"{name}_indptr": m.indptr})
@@ -434,5 +494,8 @@ class HybridModel:
                 item_item_kind=str(meta.get("item_item", "none")),
                 home_source=str(meta.get("home_source", "ranker")),
                 sequence=_csr(z, "sequence", n),
+                transitions=_csr(z, "transitions", n),
+                album=z["album"].astype(np.int64) if "album" in z else None,
+                tags=z["tags"].astype(np.int64) if "tags" in z else None,
                 rankers={r: Trees.from_arrays(z, f"ranker_{r}") for r in RANKERS if f"ranker_{r}_feature" in z},
             )

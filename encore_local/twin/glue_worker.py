@@ -125,7 +125,9 @@ class S3Mirror:
             key = str(path.relative_to(self.root / bucket))
             if key not in listed:
                 path.unlink()
+                path.with_name(f".{path.name}.crc").unlink(missing_ok=True)
                 self.etags.pop((bucket, key), None)
+        self._prune(bucket, prefix)
         stale = [k for k, etag in listed.items() if self.etags.get((bucket, k)) != etag
                  or not (self.root / bucket / k).exists()]  # fmt: skip
 
@@ -161,6 +163,15 @@ class S3Mirror:
 
     def forget(self, bucket: str) -> None:
         self.etags = {k: v for k, v in self.etags.items() if k[0] != bucket}
+
+    def _prune(self, bucket: str, prefix: str) -> None:
+        """Remove the folders left empty (deepest first): S3 has no empty folders, and Spark, finding one where a
+        table was, cannot read it as a table that is not there."""
+        base = self.root / bucket
+        folders = [p for p in base.glob(prefix + "**/") if p.is_dir()] if prefix.endswith("/") else []
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            if not any(folder.iterdir()):
+                folder.rmdir()
 
     def _files(self, bucket: str, prefix: str) -> list[Path]:
         base = self.root / bucket

@@ -268,25 +268,37 @@ def trending(events: DataFrame, run_ms: int, size: int, qualifying_ms: int, prio
 
 
 def catalog_tracks(csv: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """The tracks CSV (public dataset's columns, plus ours where present) -> typed catalog rows, rejects."""
+    """The tracks CSV (public dataset's columns, plus ours where present) -> typed catalog rows, rejects.
+
+    Audio features come all or none: a catalog without any audio column (playlists in MPD format have none)
+    loads with null features; one with some checks them all, so a non-numeric value or a missing column rejects
+    the row rather than passing as an unknown. A blank genre is no genre; a blank release date is unknown.
+    """
     cols = set(csv.columns)
 
     def opt(name: str) -> Column:
         return F.col(name) if name in cols else F.lit(None).cast("string")
 
+    def given(name: str) -> Column:
+        """The value, or null where the column is absent or the cell blank."""
+        return F.when(F.trim(opt(name)) != "", opt(name))
+
     numeric = [f for f in AUDIO_FIELDS if f not in AUDIO_INTEGERS]
+    has_audio = any(f in cols for f in AUDIO_FIELDS)
+    missing_audio = [F.lit(f"{c}: no such column") for c in AUDIO_FIELDS if has_audio and c not in cols]
+    audio_checks = [F.when(F.col(c).isNull(), F.lit(f"{c}: not a number")) for c in numeric if c in cols]
     typed = csv.select(
         F.col("track_id"),
         F.col("track_name").alias("name"),
         F.coalesce(opt("artist_id"), F.sha2(F.col("artists"), 256).substr(1, 22)).alias("artist_id"),
         F.col("artists").alias("artist_name"),
         F.coalesce(F.col("album_name"), F.lit("")).alias("album"),
-        F.array_compact(F.array(F.col("track_genre"), opt("sub_genre"))).alias("genres"),
-        F.coalesce(opt("release_date"), F.lit("1970-01-01")).alias("release_date"),
+        F.array_compact(F.array(given("track_genre"), given("sub_genre"))).alias("genres"),
+        F.coalesce(given("release_date"), F.lit("1970-01-01")).alias("release_date"),
         F.col("duration_ms").cast("long").alias("duration_ms"),
         (F.lower(F.col("explicit").cast("string")) == "true").alias("explicit"),
-        *[F.col(c).cast("double").alias(c) for c in numeric],
-        *[F.col(c).cast("int").alias(c) for c in AUDIO_INTEGERS],
+        *[opt(c).cast("double").alias(c) for c in numeric],
+        *[opt(c).cast("int").alias(c) for c in AUDIO_INTEGERS],
         F.col("popularity").cast("int").alias("popularity"),
         F.coalesce(opt("lyrics"), F.lit("")).alias("lyrics"),
         opt("image_url").alias("image_url"),
@@ -297,7 +309,8 @@ def catalog_tracks(csv: DataFrame) -> tuple[DataFrame, DataFrame]:
         F.when(F.col("name").isNull() | (F.col("name") == ""), F.lit("track_name: missing")),
         F.when(F.col("artist_name").isNull(), F.lit("artists: missing")),
         F.when(F.col("duration_ms").isNull() | (F.col("duration_ms") <= 0), F.lit("duration_ms: not positive")),
-        *[F.when(F.col(c).isNull(), F.lit(f"{c}: not a number")) for c in numeric],
+        *missing_audio,
+        *audio_checks,
     )
     checked = typed.withColumn("reason", problems)
     good = checked.where(F.col("reason") == "").drop("reason").dropDuplicates(["track_id"])

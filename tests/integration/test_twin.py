@@ -168,3 +168,20 @@ def test_the_glue_mirror_fetches_only_what_it_has_not_seen(twin: TwinEndpoints, 
     assert listed == {"curated/b.parquet", "curated/d.parquet"}
     mirror.pull(s3, bucket, "curated/")
     assert s3.fetched == 4  # what it uploaded itself it does not fetch back
+
+
+def test_a_prefix_emptied_in_s3_leaves_no_folder_in_the_glue_mirror(twin: TwinEndpoints, tmp_path: Path) -> None:
+    """S3 has no empty folders: a table whose objects were all deleted must not be left as a folder (with Spark's
+    checksum files) that Spark would try to read as a table."""
+    s3 = get_client("s3")
+    bucket = "mirror-prune-test"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="curated/dt=2026-09-01/part-0.parquet", Body=b"x")
+    s3.put_object(Bucket=bucket, Key="curated/keep.parquet", Body=b"k")
+    mirror = S3Mirror(tmp_path / "mirror")
+    mirror.pull(s3, bucket, "curated/")
+    partition = tmp_path / "mirror" / bucket / "curated" / "dt=2026-09-01"
+    (partition / ".part-0.parquet.crc").write_bytes(b"crc")  # as Spark leaves beside what it wrote
+    s3.delete_object(Bucket=bucket, Key="curated/dt=2026-09-01/part-0.parquet")
+    mirror.pull(s3, bucket, "curated/")
+    assert not partition.exists() and (tmp_path / "mirror" / bucket / "curated" / "keep.parquet").exists()

@@ -18,6 +18,7 @@ import ranker
 import sources
 import train
 from hybrid import HOME_FEATURES, NEXT_FEATURES, HybridModel, Listener, session_blend
+from sources import Sessions
 
 pytestmark = pytest.mark.unit
 
@@ -36,10 +37,69 @@ def test_ease_is_the_closed_form_regression() -> None:
 
 
 def test_sequence_model_counts_transitions_and_neighbours() -> None:
-    m = sources.sequence_model([[0, 1, 2], [0, 1]], n_items=4, window=1, co_weight=0.5).toarray()
+    m = sources.sequence_model(Sessions.from_lists([[0, 1, 2], [0, 1]]), n_items=4, window=1, co_weight=0.5).toarray()
     assert np.allclose(m.sum(axis=1)[:3], 1.0) and m[3].sum() == 0  # rows normalised; an unplayed track has none
     assert m[0, 1] > 0 and m[0, 2] == 0  # 0 -> 1 twice; 2 is two plays away, outside the window
     assert m[1, 2] > m[1, 0]  # after 1 came 2 (a transition); 0 came before it (a neighbour only)
+
+
+def test_a_play_the_catalog_lacks_breaks_only_its_own_pairs() -> None:
+    m = sources.sequence_model(Sessions.from_lists([[0, -1, 2, 3]]), n_items=4, window=2, co_weight=0.3).toarray()
+    # 2 -> 3 is a transition (1) and neighbours (0.3); 0 and 2, two plays apart, are neighbours (0.3 / 2) only:
+    # never a transition through the unknown play
+    assert np.isclose(m[2, 3] / m[2, 0], 1.3 / 0.15) and m[0, 2] > 0
+
+
+def test_keep_top_of_a_sparse_matrix_keeps_each_rows_largest() -> None:
+    rng = np.random.default_rng(3)
+    dense = rng.random((40, 30)) * (rng.random((40, 30)) < 0.5)
+    kept = sources.keep_top(sp.csr_matrix(dense), 4).toarray()
+    for row, out in zip(dense, kept, strict=True):
+        expected = np.sort(row[row > 0])[::-1][:4]
+        assert np.allclose(np.sort(out[out > 0])[::-1], expected, atol=1e-6)
+
+
+def transitions_table(rows: list[tuple[str, str, str, str, int]]) -> Any:
+    import pandas as pd  # noqa: PLC0415
+
+    return pd.DataFrame(rows, columns=["session_id", "user_id", "prev_track_id", "track_id", "timestamp"])
+
+
+def test_sessions_are_read_in_order_and_cut_by_time() -> None:
+    items = {"a": 0, "b": 1, "c": 2, "d": 3}
+    table = transitions_table([  # shuffled on purpose; "x" is not in the catalog
+        ("s2", "u2", "c", "d", 50), ("s1", "u1", "b", "c", 20), ("s1", "u1", "a", "b", 10), ("s1", "u1", "c", "x", 30),
+    ])  # fmt: skip
+    sessions = train.read_sessions(table, items)
+    assert sessions.tracks.tolist() == [0, 1, 2, -1, 2, 3] and sessions.offsets.tolist() == [0, 4, 6]
+    assert sessions.users.tolist() == ["u1", "u2"]
+    # the plays reached in [15, 40): b -> c -> x, with a play before the first (b, reached at 10)
+    window = train.sessions_between(sessions, 15, 40)
+    assert window.tracks.tolist() == [1, 2, -1] and window.users.tolist() == ["u1"]
+
+
+def test_held_out_transitions_skip_unknown_tracks_and_carry_what_came_before() -> None:
+    items = {t: i for i, t in enumerate("abcde")}
+    table = transitions_table([("s", "u", "a", "b", 10), ("s", "u", "b", "x", 20), ("s", "u", "x", "c", 30),
+                               ("s", "u", "c", "d", 40), ("s", "u", "d", "e", 50)])  # fmt: skip
+    sessions = train.read_sessions(table, items)
+    fitted = train.Fitted(None, np.zeros((0, 1)), {}, {}, {})  # type: ignore[arg-type]
+    pairs = train.held_out_transitions(sessions, fitted, 0, 100, 10, seed=1)
+    assert [(p, n, u) for p, n, u, _ in pairs] == [(0, 1, "u"), (2, 3, "u"), (3, 4, "u")]
+    assert pairs[2][3].tolist() == [2, 1, 0]  # before d: c, b, a (newest first; the unknown play left out)
+
+
+def test_item_knn_block_by_block_is_the_whole_matrix_pruned(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sources, "KNN_BLOCK_CELLS", 64 * 500)  # 64 tracks a block: eight blocks
+    rng = np.random.default_rng(2)
+    x = sp.csr_matrix((rng.random((300, 500)) < 0.05).astype(np.float32))
+    got = sources.item_knn(x, neighbours=10, shrink=10.0).toarray()
+    co = (x.T @ x).toarray()
+    np.fill_diagonal(co, 0.0)
+    norms = np.sqrt(np.diag((x.T @ x).toarray()))
+    sim = co / (norms[:, None] * norms[None, :] + 1e-12) * (co / (co + 10.0))
+    for expected, row in zip(sim, got, strict=True):
+        assert np.allclose(np.sort(row[row > 0])[::-1], np.sort(expected[expected > 0])[::-1][:10], atol=1e-5)
 
 
 def test_item_item_falls_back_to_knn_beyond_the_dense_limit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,7 +170,7 @@ def ranked_model(tmp_path: Path) -> HybridModel:
         age_days=rng.integers(0, 900, n).astype(float),
         item_item=sources.item_item(x)[1],
         item_item_kind="ease",
-        sequence=sources.sequence_model(sessions, n),
+        sequence=sources.sequence_model(Sessions.from_lists(sessions), n),
     )
     lists: dict[str, list[Any]] = {"home": [], "session": [], "next": []}
     for _ in range(40):
@@ -190,3 +250,5 @@ def test_every_tenth_place_after_the_first_ten_goes_to_a_new_release() -> None:
     assert placed[:19] == list(range(19)) and placed[19] == 55 and placed[29] == 56 and placed[39] == 57
     assert len(placed) == 40 and len(set(placed)) == 40 and not {50, 51, 52, 53, 54} & set(placed)
     assert model._with_new_releases(order, np.arange(n), 5).tolist() == [0, 1, 2, 3, 4]
+    # when the other tracks run out, new releases fill the rest of the page
+    assert model._with_new_releases(np.array([55, 0, 56, 1, 57]), np.arange(n), 5).tolist() == [0, 1, 55, 56, 57]

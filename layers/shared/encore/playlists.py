@@ -1,0 +1,229 @@
+"""Playlists in the Spotify Million Playlist Dataset (MPD) format, mapped onto Encore's contracts.
+
+Pure (standard library and the event contract's enums), so the command line and a Glue job can share it. MPD
+has playlists, not plays; the mapping reads each playlist as its owner's listening, spread over its edits:
+
+- **Listener.** A playlist is one listener, ``user_id = "mpd-<pid>"``.
+- **Edits.** Its tracks, in ``pos`` order, form ``n = min(max(num_edits, 1), tracks)`` contiguous, near-equal
+  blocks: the i-th of ``L`` tracks belongs to edit ``i * n // L``. Edit ``j`` ends ``n - 1 - j`` days before
+  ``modified_at``, so the last one ends at ``modified_at``. Each edit is one session
+  (``session_id = "mpd-<pid>-<j>"``).
+- **Plays.** Within an edit the tracks play back to back for their ``duration_ms``. One ``complete`` event per
+  track, its ``timestamp`` the moment the play ended (as the player posts it, and as the simulator writes it):
+  the edit's last event is at the edit's end. ``played_ms = track_duration_ms = duration_ms``.
+- **Contract values.** ``source`` is ``import``; ``context`` is ``other`` (the contract has no playlist
+  context); MPD has no country, so ``region`` is the caller's, by default ``US`` (``DEFAULT_REGION``).
+- **Idempotency.** ``event_id`` is a UUID5 of (pid, pos, track URI) in a fixed namespace: importing a slice
+  again yields the same ids, which the curate job keeps once.
+- **Catalog.** One row per distinct track (first seen wins, in reading order) in the tracks-CSV columns the
+  load_catalog job reads (``CATALOG_COLUMNS``): the 22-character ids after ``spotify:track:`` and
+  ``spotify:artist:``, ``popularity`` the number of playlists holding the track, no genre (MPD has none), no
+  audio features, ``explicit`` false, and ``release_date`` from a release-date file (``{track_uri: date}``, such
+  as the generator's ``catalog_extra.json``) when one is given, else empty.
+
+A track without a positive duration (of at most six hours) has no play to map: it yields no event and no row.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from encore.models import MAX_TRACK_DURATION_MS, Action, Context, Source
+
+DEFAULT_REGION = "US"
+MS_PER_DAY = 86_400_000
+# Fixed forever: event ids derive from it, so a re-import finds the ids of the first one.
+EVENT_NAMESPACE = uuid.UUID("c3ebf10f-864a-4a2a-9a2a-6c2a5e89a025")
+CATALOG_COLUMNS = [
+    "track_id",
+    "artists",
+    "artist_id",
+    "album_name",
+    "track_name",
+    "duration_ms",
+    "explicit",
+    "popularity",
+    "track_genre",
+    "release_date",
+]
+PLAYLIST_KEYS = ("pid", "modified_at", "num_edits", "tracks")
+TRACK_KEYS = ("pos", "artist_name", "track_uri", "artist_uri", "track_name", "duration_ms", "album_name")
+_INTEGER_KEYS = ("pid", "modified_at", "num_edits")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+_SLICE = re.compile(r"^mpd\.slice\.(\d+)-(\d+)\.json$")
+
+
+def uri_id(uri: str) -> str:
+    """``spotify:track:6rqhFgbbKwnb9MLmUQDhG6`` -> ``6rqhFgbbKwnb9MLmUQDhG6`` (the part after the last colon)."""
+    return uri.rsplit(":", 1)[-1]
+
+
+def slice_files(directory: Path) -> list[Path]:
+    """The directory's ``mpd.slice.<start>-<end>.json`` files in playlist order (by start, not by name)."""
+    found = [(int(m.group(1)), p) for p in directory.glob("mpd.slice.*.json") if (m := _SLICE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def _check_playlist(playlist: Any, where: str) -> None:
+    if not isinstance(playlist, dict):
+        raise ValueError(f"{where}: not a JSON object")
+    missing = [k for k in PLAYLIST_KEYS if k not in playlist]
+    if missing:
+        raise ValueError(f"{where}: missing {', '.join(missing)}")
+    for key in _INTEGER_KEYS:
+        if not isinstance(playlist[key], int) or isinstance(playlist[key], bool):
+            raise ValueError(f"{where}: {key} is not an integer")
+    if not isinstance(playlist["tracks"], list):
+        raise ValueError(f"{where}: tracks is not a list")
+    for i, track in enumerate(playlist["tracks"]):
+        at = f"{where}, track {i}"
+        if not isinstance(track, dict):
+            raise ValueError(f"{at}: not a JSON object")
+        missing = [k for k in TRACK_KEYS if k not in track]
+        if missing:
+            raise ValueError(f"{at}: missing {', '.join(missing)}")
+        for key in ("pos", "duration_ms"):
+            if not isinstance(track[key], int) or isinstance(track[key], bool):
+                raise ValueError(f"{at}: {key} is not an integer")
+        for key in ("track_uri", "artist_uri"):
+            if not isinstance(track[key], str) or not _ID.match(uri_id(track[key])):
+                raise ValueError(f"{at}: {key} {track[key]!r} does not end in an id")
+
+
+def read_slice(path: Path) -> list[dict[str, Any]]:
+    """The playlists of one MPD slice file, checked for the keys the mapping reads; a ``ValueError`` naming the
+    file (and the playlist) says what is wrong, so a truncated download is caught before anything is written."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a valid MPD slice (bad JSON: {exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("playlists"), list):
+        raise ValueError(f"{path}: not a valid MPD slice (no 'playlists' list at the top level)")
+    playlists: list[dict[str, Any]] = data["playlists"]
+    for i, playlist in enumerate(playlists):
+        pid = playlist.get("pid", "?") if isinstance(playlist, dict) else "?"
+        _check_playlist(playlist, f"{path}: playlist {i} (pid {pid})")
+    return playlists
+
+
+def read_release_dates(path: Path) -> dict[str, str]:
+    """A release-date file, ``{track_uri: "YYYY-MM-DD"}``; a ``ValueError`` naming the file if it is not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return {str(uri): date.fromisoformat(day).isoformat() for uri, day in data.items()}
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not a release-date file ({{track_uri: YYYY-MM-DD}}): {exc}") from exc
+
+
+def _playable(track: Mapping[str, Any]) -> bool:
+    return 0 < int(track["duration_ms"]) <= MAX_TRACK_DURATION_MS
+
+
+def ordered_tracks(playlist: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The playlist's playable tracks in ``pos`` order."""
+    return sorted((t for t in playlist["tracks"] if _playable(t)), key=lambda t: int(t["pos"]))
+
+
+def edit_count(num_edits: int, n_tracks: int) -> int:
+    """Edits the plays are spread over: MPD's ``num_edits``, at least one, at most one per track."""
+    return max(1, min(num_edits, n_tracks))
+
+
+def edit_of(index: int, n_tracks: int, n_edits: int) -> int:
+    """The edit of the ``index``-th track: contiguous blocks whose sizes differ by at most one."""
+    return index * n_edits // n_tracks
+
+
+def event_id(pid: int, pos: int, track_uri: str) -> str:
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{pid}:{pos}:{track_uri}"))
+
+
+def playlist_events(playlist: Mapping[str, Any], region: str = DEFAULT_REGION) -> list[dict[str, Any]]:
+    """One ``complete`` event per playable track, in the listening-event contract, oldest first."""
+    tracks = ordered_tracks(playlist)
+    if not tracks:
+        return []
+    pid = int(playlist["pid"])
+    n_edits = edit_count(int(playlist["num_edits"]), len(tracks))
+    modified_ms = int(playlist["modified_at"]) * 1000
+    user_id = f"mpd-{pid}"
+    events: list[dict[str, Any]] = []
+    # Backwards from each edit's end: a play ends where the next one of its edit starts.
+    clock, edit = 0, n_edits
+    for i in range(len(tracks) - 1, -1, -1):
+        track = tracks[i]
+        j = edit_of(i, len(tracks), n_edits)
+        if j != edit:
+            edit, clock = j, modified_ms - (n_edits - 1 - j) * MS_PER_DAY
+        else:
+            clock -= int(tracks[i + 1]["duration_ms"])
+        duration = int(track["duration_ms"])
+        events.append(
+            {
+                "event_id": event_id(pid, int(track["pos"]), track["track_uri"]),
+                "user_id": user_id,
+                "track_id": uri_id(track["track_uri"]),
+                "action": Action.COMPLETE.value,
+                "timestamp": clock,
+                "played_ms": duration,
+                "track_duration_ms": duration,
+                "session_id": f"{user_id}-{j}",
+                "region": region,
+                "source": Source.IMPORT.value,
+                "context": Context.OTHER.value,
+            }
+        )
+    events.reverse()
+    return events
+
+
+class CatalogRows:
+    """Catalog rows accumulated playlist by playlist, so a million playlists need not be held at once."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, dict[str, Any]] = {}
+        self._playlists: dict[str, int] = {}
+
+    def add(self, playlist: Mapping[str, Any]) -> None:
+        tracks = ordered_tracks(playlist)
+        for track in tracks:
+            self._first.setdefault(track["track_uri"], track)
+        for uri in {t["track_uri"] for t in tracks}:
+            self._playlists[uri] = self._playlists.get(uri, 0) + 1
+
+    def rows(self, release_dates: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        dates = release_dates or {}
+        return [
+            {
+                "track_id": uri_id(uri),
+                "artists": track["artist_name"],
+                "artist_id": uri_id(track["artist_uri"]),
+                "album_name": track["album_name"],
+                "track_name": track["track_name"],
+                "duration_ms": int(track["duration_ms"]),
+                "explicit": False,
+                "popularity": self._playlists[uri],
+                "track_genre": "",
+                "release_date": dates.get(uri, ""),
+            }
+            for uri, track in self._first.items()
+        ]
+
+
+def catalog_rows(
+    playlists: Iterable[Mapping[str, Any]], release_dates: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """One row per distinct track of ``playlists`` (first seen wins), in ``CATALOG_COLUMNS``."""
+    acc = CatalogRows()
+    for playlist in playlists:
+        acc.add(playlist)
+    return acc.rows(release_dates)
