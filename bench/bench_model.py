@@ -29,6 +29,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -42,6 +43,7 @@ import sources  # noqa: E402
 import train  # noqa: E402
 from evaluation import ranking_metrics  # noqa: E402
 from hybrid import HOME_FEATURES, NEXT_FEATURES, HybridModel, top_k  # noqa: E402
+from ranker import Trees  # noqa: E402
 
 from encore.clients import get_client  # noqa: E402
 from encore.config import EncoreConfig  # noqa: E402
@@ -265,8 +267,8 @@ def quality(root: Path, source_name: str, source: Simulated | Playlists) -> dict
 
 def _latency_model(size: int, rng: np.random.Generator) -> tuple[HybridModel, HybridModel]:
     """At ``size`` tracks: the single-source model (ALS and content, no ranker: what served before the ranking
-    stage) and the full one (item-item and sequence rows of 100, three rankers with the shipped parameters,
-    fit on random lists: as many trees as early stopping keeps there, printed)."""
+    stage) and the full one (item-item, sequence and transition rows of 100, three rankers with the shipped
+    parameters and as many trees as they allow, the worst case: early stopping keeps fewer)."""
     ids, artists = np.array([f"t{i}" for i in range(size)]), np.array([f"a{i // 8}" for i in range(size)])
     cf, content = rng.normal(size=(size, 64)).astype(np.float32), np.eye(size, 64, dtype=np.float32)
     single = HybridModel("single", ids, artists, cf, content, rng.random(size), np.ones(size, dtype=bool))
@@ -278,11 +280,15 @@ def _latency_model(size: int, rng: np.random.Generator) -> tuple[HybridModel, Hy
 
     full = HybridModel("full", ids, artists, cf, content, rng.random(size) * 100, np.ones(size, dtype=bool),
                        trend=rng.random(size) * 10, age_days=rng.random(size) * 900, item_item=rows(),
-                       item_item_kind="ease", sequence=rows())  # fmt: skip
+                       item_item_kind="ease", sequence=rows(), transitions=rows(),
+                       album=np.arange(size) // 10,
+                       tags=np.column_stack([np.arange(size) % 12, np.arange(size) % 90]))  # fmt: skip
     for name, features in (("home", HOME_FEATURES), ("session", HOME_FEATURES), ("next", NEXT_FEATURES)):
         x = rng.random((20_000, len(features)))
         labels = (x[:, 0] + rng.random(20_000) > 1.2).astype(int)
-        full.rankers[name] = train.fit_ranker(x, labels, np.full(100, 200), features, seed=7)
+        ranker = lgb.LGBMRanker(**train.RANKER_PARAMS, random_state=7, n_jobs=2, verbose=-1)
+        ranker.fit(x, labels, group=np.full(100, 200))
+        full.rankers[name] = Trees.from_lightgbm(ranker.booster_.dump_model(), features)
     trees = ", ".join(f"{name} {t.feature.shape[0]} trees" for name, t in full.rankers.items())
     print(f"  {size:,} tracks: rankers of {trees}")
     return single, full

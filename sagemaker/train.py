@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,11 +74,12 @@ OBSERVED = 3  # plays of a session serving has seen when home is asked mid-sessi
 # n_estimators) is decided by early stopping on a fifth of the lists, so a small service gets a small model. Its
 # patience matters: NDCG@10 of lists with one positive (next song) is noisy, and 25 rounds stopped the next-song
 # ranker of the MPD-format playlists at 3 trees (hit@10 0.417); 50 rounds at a learning rate of 0.1 kept 87
-# (0.426), as many rounds at 0.05 as 300 would have.
+# (0.426), as many rounds at 0.05 as 300 would have. At most 150 trees: none of the rankers measured kept more
+# than 156 at half this rate, and serving walks every tree of every candidate.
 STOP_PATIENCE = 50
 RANKER_PARAMS: dict[str, Any] = {
     "objective": "lambdarank",
-    "n_estimators": 300,
+    "n_estimators": 150,
     "learning_rate": 0.1,
     "num_leaves": 15,
     "max_depth": 4,
@@ -600,7 +603,39 @@ def evaluate(tracks: pd.DataFrame, inter: pd.DataFrame, sessions: Sessions, cont
     truth = held_out(inter, test, cutoff, end + 1)
     truth = {u: truth[u] for u in sample(sorted(truth), MAX_EVAL_USERS, args.seed)}
     model = test.model
-    k = max(KS)
+    pairs = held_out_transitions(sessions, test, cutoff, end + 1, MAX_TRANSITIONS, args.seed)
+    recs, next_song, session = in_parallel(
+        lambda: home_recommendations(test, truth),
+        lambda: next_song_metrics(test, pairs),
+        lambda: session_effect(sessions, test, cutoff, end + 1, args),
+    )
+    n = len(model.track_ids)
+    home = {name: ranking_metrics(r, truth, n, model.popularity) for name, r in recs.items()}
+    report["home"] = home
+    # the gate holds the served ranking against every source alone that it is not itself
+    report["single_sources"] = [s for s in SINGLE_SOURCES if s in home and s != model.home_source]
+    cold = set(np.flatnonzero(~model.warm).tolist())
+    warm_items = set(np.flatnonzero(model.warm).tolist())
+    report["cold_start"] = {
+        "cold_tracks": float(len(cold)),
+        "hybrid_recall@50_cold": recall_on(recs["hybrid"], truth, cold, 50),
+        "hybrid_recall@50_warm": recall_on(recs["hybrid"], truth, warm_items, 50),
+        "als_recall@50_cold": recall_on(recs["als"], truth, cold, 50),
+    }
+    if next_song:
+        report["next"] = next_song
+    report["session"] = session
+    lap("evaluation")
+    report["step_seconds"] = lap.seconds
+    if truth_path is not None:
+        report["oracle"] = oracle_fractions(truth_path, recs, truth, test.seen, model, home)
+    rec_pop = {name: [float(model.popularity[i]) for u in r for i in r[u][:10]] for name, r in recs.items()}
+    return report, rec_pop, (model.rankers, model.home_source)
+
+
+def home_recommendations(test: Fitted, truth: dict[str, set[int]]) -> dict[str, dict[str, list[int]]]:
+    """Each evaluated listener's top 50 from the served ranking and from each source alone."""
+    model, k = test.model, max(KS)
     recs: dict[str, dict[str, list[int]]] = {name: {} for name in HOME_MODELS}
     for u in truth:
         who, banned = test.listeners[u], test.seen[u]
@@ -611,50 +646,56 @@ def evaluate(tracks: pd.DataFrame, inter: pd.DataFrame, sessions: Sessions, cont
         recs["item_item"][u] = top_k(model.item_scores(who.history), k, banned).tolist()
         recs["popularity"][u] = top_k(model.popularity, k, banned).tolist()
         recs["simplest"][u] = top_k(model.home_scores(who.vector, cf), k, banned).tolist()
-    n = len(model.track_ids)
-    home = {name: ranking_metrics(r, truth, n, model.popularity) for name, r in recs.items()}
-    report["home"] = home
-    # the gate holds the served ranking against every source alone that it is not itself
-    report["single_sources"] = [s for s in SINGLE_SOURCES if s in home and s != model.home_source]
-    lap("home_eval")
-    cold = set(np.flatnonzero(~model.warm).tolist())
-    warm_items = set(np.flatnonzero(model.warm).tolist())
-    report["cold_start"] = {
-        "cold_tracks": float(len(cold)),
-        "hybrid_recall@50_cold": recall_on(recs["hybrid"], truth, cold, 50),
-        "hybrid_recall@50_warm": recall_on(recs["hybrid"], truth, warm_items, 50),
-        "als_recall@50_cold": recall_on(recs["als"], truth, cold, 50),
-    }
-    pairs = held_out_transitions(sessions, test, cutoff, end + 1, MAX_TRANSITIONS, args.seed)
-    if pairs:
-        none = np.empty(0, np.int64)
+    return recs
 
-        def served(p: tuple) -> list[int]:
-            who = next_listener(test, p[2], p[3])
-            return [model.index[r["track_id"]] for r in model.next(p[0], who.vector, 10, none, 0.6, 0.4,
-                                                                   who.history, who.recent)]  # fmt: skip
 
-        def sequence(p: tuple) -> list[int]:
-            return top_k(model._rows(model.sequence, np.array([p[0]])), 10, np.array([p[0]])).tolist()
+def next_song_metrics(test: Fitted, pairs: list[tuple[int, int, str, np.ndarray]]) -> dict:
+    """Hit rate and MRR at 10 on held-out transitions: the served ranking, the sequence source alone (the baseline
+    to beat), the simplest configuration's blend and ALS neighbours."""
+    if not pairs:
+        return {}
+    model, none = test.model, np.empty(0, np.int64)
 
-        def simplest(p: tuple) -> list[int]:
-            return [model.index[r["track_id"]] for r in model.similar(p[0], 10, none, 0.6, 0.4)]
+    def served(p: tuple) -> list[int]:
+        who = next_listener(test, p[2], p[3])
+        return [model.index[r["track_id"]] for r in model.next(p[0], who.vector, 10, none, 0.6, 0.4, who.history,
+                                                               who.recent)]  # fmt: skip
 
-        def item_cf(p: tuple) -> list[int]:
-            return top_k(model.cf_neighbour_scores(p[0]), 10, np.array([p[0]])).tolist()
+    def sequence(p: tuple) -> list[int]:
+        return top_k(model._rows(model.sequence, np.array([p[0]])), 10, np.array([p[0]])).tolist()
 
-        report["next"] = {
-            name: next_track_metrics(pairs, fn)
-            for name, fn in (("hybrid", served), ("sequence", sequence), ("simplest", simplest), ("item_cf", item_cf))
-        }
-    lap("next_eval")
-    report["session"] = session_effect(sessions, test, cutoff, end + 1, args)
-    lap("session_eval")
-    report["step_seconds"] = lap.seconds
-    if truth_path is not None:
-        report["oracle"] = oracle_fractions(truth_path, recs, truth, test.seen, model, home)
-    rec_pop = {name: [float(model.popularity[i]) for u in r for i in r[u][:10]] for name, r in recs.items()}
-    return report, rec_pop, (model.rankers, model.home_source)
+    def simplest(p: tuple) -> list[int]:
+        return [model.index[r["track_id"]] for r in model.similar(p[0], 10, none, 0.6, 0.4)]
+
+    def item_cf(p: tuple) -> list[int]:
+        return top_k(model.cf_neighbour_scores(p[0]), 10, np.array([p[0]])).tolist()
+
+    models = (("hybrid", served), ("sequence", sequence), ("simplest", simplest), ("item_cf", item_cf))
+    return {name: next_track_metrics(pairs, fn) for name, fn in models}
+
+
+_FORKED: list[Callable[[], Any]] = []
+
+
+def _run_forked(i: int) -> Any:
+    with threadpool_limits(1):  # one core a worker: BLAS threads beside another worker only contend
+        return _FORKED[i]()
+
+
+def in_parallel(*steps: Callable[[], Any]) -> list[Any]:
+    """Independent steps at once, one a core, in forked workers that read what this process holds
+    (copy-on-write) and send back their results: the evaluation's parts took a third of the training's time on
+    one core. One after another where there is one core or no fork. (No worker enters an OpenMP region, which
+    is not fork-safe: the evaluation calls NumPy and SciPy only.)"""
+    workers = min(len(steps), os.cpu_count() or 1)
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [step() for step in steps]
+    _FORKED[:] = steps
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(pool.map(_run_forked, range(len(steps))))
+    finally:
+        _FORKED.clear()
 
 
 def session_effect(sessions: Sessions, fitted: Fitted, start_ms: int, end_ms: int,
