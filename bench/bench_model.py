@@ -49,7 +49,7 @@ from encore.clients import get_client  # noqa: E402
 from encore.config import EncoreConfig  # noqa: E402
 from encore_local.jobs import run_job  # noqa: E402
 from encore_local.lake import import_playlists, import_simulation  # noqa: E402
-from encore_local.playlists import PlaylistParams, generate_mpd  # noqa: E402
+from encore_local.playlists import GROUND_TRUTH, PlaylistParams, continuation_scores, generate_mpd  # noqa: E402
 from encore_local.simulator import SimulationParams, simulate  # noqa: E402
 from encore_local.twin.services import TwinServices  # noqa: E402
 
@@ -73,14 +73,14 @@ class Simulated:
 class Playlists:
     """Playlists in the Million Playlist Dataset's format, from a generative process of its own (latent themes,
     album runs, each theme's flow, drifting themes), mapped onto plays by the import mapping (``encore.playlists``);
-    no choice model is known."""
+    the generator's latent state is known (``ground_truth.npz``: the continuation oracle, ``playlist_oracle``)."""
 
     params: PlaylistParams
 
     def land(self, config: EncoreConfig, root: Path) -> tuple[date, Path | None]:
         generate_mpd(self.params, root / "mpd")
         import_playlists(config, root / "mpd")
-        return self.params.start + timedelta(days=self.params.days), None
+        return self.params.start + timedelta(days=self.params.days), root / "mpd" / GROUND_TRUTH
 
 
 # The data the model is measured on, each through the real Glue jobs on the twin.
@@ -92,7 +92,7 @@ DATA_SOURCES: dict[str, Simulated | Playlists] = {
 
 def features_for(source: Simulated | Playlists, root: Path) -> tuple[Path, Path | None]:
     """Land the source's data in the twin's lake, run load_catalog, curate_events and build_features on it and
-    download the features; (features, the simulator's truth if any). Kept under ``root``: a second call with
+    download the features; (features, the source's ground truth if any). Kept under ``root``: a second call with
     the same root reuses them (``--keep``)."""
     done = root / "features.json"
     if done.exists():
@@ -124,6 +124,7 @@ class Split:
 
     def __init__(self, inter: pd.DataFrame, items: dict[str, int], cutoff: int, seed: int) -> None:
         inter = inter[inter["track_id"].isin(items)]
+        self.items = items
         train_df = inter[inter["first_ts"] < cutoff]
         self.users = {u: i for i, u in enumerate(sorted(train_df["user_id"].unique()))}
         pos = train_df[train_df["rating"] > 0]
@@ -186,9 +187,9 @@ def lightfm_peer(split: Split, tracks: pd.DataFrame) -> Callable[[np.ndarray], n
     return lambda rows: np.stack([model.predict(int(r), items, item_features=features, num_threads=2) for r in rows])
 
 
-def peers(features: Path, report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def peers(features: Path, report: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], Split]:
     """The strongest simple peers on the report's own split and listeners, each setting chosen on the
-    validation week before it (never the test week)."""
+    validation week before it (never the test week); and that test split."""
     tracks = train.read_table(features / "tracks").drop_duplicates("track_id").reset_index(drop=True)
     inter = train.read_table(features / "interactions")
     items = {t: i for i, t in enumerate(tracks["track_id"])}
@@ -213,19 +214,51 @@ def peers(features: Path, report: dict[str, Any]) -> dict[str, dict[str, Any]]:
         out["LightFM WARP"]["chosen"] = "64 factors, 20 epochs, genre and artist features"
     except ImportError:
         out["LightFM WARP"] = {"skipped": "lightfm-next is not installed (requirements-bench.txt)"}
-    return out
+    return out, test
+
+
+def playlist_oracle(truth: Path, test: Split, rollouts: int = 200) -> dict[str, Any]:
+    """The generator's continuation oracle on the test split's listeners, scored as the peers are: each playlist
+    (listener ``mpd-<pid>``) rolled forward ``rollouts`` times from the tracks it held at the cutoff
+    (``continuation_scores``), the rest of the catalog ranked by the chance of being added."""
+    started = time.perf_counter()
+    listeners = list(test.truth)
+    pids = np.array([int(u.removeprefix("mpd-")) for u in listeners])
+    prefix = np.array([test.seen[u].size for u in listeners])
+    with np.load(truth) as z:
+        track_ids, chosen = z["track_ids"], z["chosen"]
+    column = np.array([test.items.get(t, -1) for t in track_ids.tolist()])
+    # Plays come in pos order, so what a listener played before the cutoff is its playlist's first tracks; if
+    # not, the features come from another world than this ground truth.
+    for u, pid, k in zip(listeners, pids.tolist(), prefix.tolist(), strict=True):
+        if set(column[chosen[pid, :k]].tolist()) != set(test.seen[u].tolist()):
+            raise SystemExit(f"{truth} is not the ground truth of these features: {u}'s plays are not its start")
+    scores = continuation_scores(truth, pids, prefix, rollouts, seed=7)
+    ranked = np.zeros((len(listeners), len(test.items)))
+    known = column >= 0
+    ranked[:, column[known]] = scores[:, known]
+    row_of = {test.users[u]: i for i, u in enumerate(listeners)}
+    m = test.score(lambda rows: ranked[[row_of[int(r)] for r in rows]])
+    return {"oracle_ndcg@10": m["ndcg@10"], "oracle_recall@10": m["recall@10"], "playlists": len(listeners),
+            "rollouts": rollouts, "seconds": time.perf_counter() - started}  # fmt: skip
 
 
 def quality(root: Path, source_name: str, source: Simulated | Playlists) -> dict[str, Any]:
     features, truth = features_for(source, root)
+    # train.py's oracle reads the simulator's ground truth; the playlists' is scored here (playlist_oracle).
+    sim_truth = truth if isinstance(source, Simulated) else None
     args = train.parse_args(["--interactions", str(features / "interactions"), "--tracks", str(features / "tracks"),
                              "--transitions", str(features / "transitions"), "--model-dir", str(root / "model"),
-                             "--version", "bench", *(["--truth", str(truth)] if truth else [])])  # fmt: skip
+                             "--version", "bench", *(["--truth", str(sim_truth)] if sim_truth else [])])  # fmt: skip
     report = train.train(args)
     home, nxt, session, cold = report["home"], report["next"], report["session"], report["cold_start"]
-    others = peers(features, report)
+    others, test = peers(features, report)
     served = home["hybrid"]["ndcg@10"]
     best_name, best = max(((n, m["ndcg@10"]) for n, m in others.items() if "ndcg@10" in m), key=lambda x: x[1])
+    oracle = playlist_oracle(truth, test) if isinstance(source, Playlists) and truth else None
+    if oracle is not None:
+        oracle["hybrid_fraction_of_oracle"] = served / max(oracle["oracle_ndcg@10"], 1e-12)
+        oracle["best_peer_fraction_of_oracle"] = best / max(oracle["oracle_ndcg@10"], 1e-12)
     shifted = session["shifted_with_session_ndcg@10"] / max(session["shifted_long_term_only_ndcg@10"], 1e-12)
     checks = {
         f"home >= 1.05 x the best peer ({best_name})": served >= 1.05 * best,
@@ -248,6 +281,13 @@ def quality(root: Path, source_name: str, source: Simulated | Playlists) -> dict
     if "oracle" in report:
         print(f"  the simulator's choice model ranks at NDCG@10 {report['oracle']['oracle_ndcg@10']:.4f}; served at "
               f"{report['oracle']['hybrid_fraction_of_oracle']:.1%} of it")  # fmt: skip
+    if oracle is not None:
+        print(f"  the generator's continuation oracle ranks at NDCG@10 {oracle['oracle_ndcg@10']:.4f}; served at "
+              f"{oracle['hybrid_fraction_of_oracle']:.1%} of it, the best peer at "
+              f"{oracle['best_peer_fraction_of_oracle']:.1%} ({best_name}; {oracle['playlists']} playlists, "
+              f"{oracle['rollouts']} rollouts, {oracle['seconds']:.0f} s)")  # fmt: skip
+    elif isinstance(source, Playlists):
+        print("  no continuation oracle: these kept features predate the generator's ground_truth.npz")
     print(f"  {'next song (held-out transitions)':52} {'hit@10':>8} {'MRR@10':>10}")
     for name, label in (("hybrid", "Encore, served ranking"), ("sequence", "transitions + co-occurrence"),
                         ("simplest", "0.6 CF / 0.4 content blend"), ("item_cf", "ALS neighbours")):  # fmt: skip
@@ -262,7 +302,7 @@ def quality(root: Path, source_name: str, source: Simulated | Playlists) -> dict
     for name, ok in checks.items():
         print(f"  [{'met' if ok else 'NOT met'}] {name}")
     return {"report": report, "peers": {n: dict(m.items()) for n, m in others.items()},
-            "checks": checks}  # fmt: skip
+            "checks": checks, **({"continuation_oracle": oracle} if oracle else {})}  # fmt: skip
 
 
 def _latency_model(size: int, rng: np.random.Generator) -> tuple[HybridModel, HybridModel]:

@@ -4,7 +4,9 @@ The listening simulator draws plays from listeners' genre, style and mood affini
 latent themes with their own track orderings, album runs and drift, so a model benchmarked on both is not tuned
 to one world. The output is MPD's layout (``mpd.slice.<start>-<end>.json``, 1,000 playlists each) plus
 ``catalog_extra.json``, this generator's own addition (MPD has no dates): ``{track_uri: release_date}``, which
-``encore.playlists`` uses when given. The process and its knobs are in docs/simulator.md.
+``encore.playlists`` uses when given; and ``ground_truth.npz``, the process's latent state, from which
+``continuation_scores`` rolls playlists forward (the continuation oracle). The process and its knobs are in
+docs/simulator.md.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +29,9 @@ from encore_local.simulator.world import COMMON_WORDS, MOOD_WORDS, NAME_WORDS, S
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 CATALOG_EXTRA = "catalog_extra.json"
+GROUND_TRUTH = "ground_truth.npz"
 SLICE_SIZE = 1000
 # An edit is one sitting: at most this many tracks, so even at the longest duration it lasts under a day and
 # the edits of a playlist (a day apart) never overlap in time.
@@ -35,6 +39,7 @@ EDIT_MAX_TRACKS = 100
 DURATION_MS = (60_000, 600_000)
 SECONDS_PER_DAY = 86_400
 _RETRIES = 30  # redraws of a track already in the playlist (or not yet released) before an exhaustive pick
+_ROLLOUT_CELLS = 1 << 26  # the oracle rolls playlists out in chunks whose bitmaps (rollouts x tracks) hold this many
 _THEME_WORDS = NAME_WORDS + tuple(w for mood in MOOD_WORDS for w in mood)
 
 
@@ -103,6 +108,10 @@ class PlaylistParams:
         out = dataclasses.asdict(self)
         out["start"] = self.start.isoformat()
         return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PlaylistParams:
+        return cls(**{**data, "start": date.fromisoformat(data["start"]), "theme_counts": tuple(data["theme_counts"])})
 
 
 @dataclass
@@ -232,6 +241,154 @@ class _Playlists:
     followers: IntArray
     dominant: IntArray  # the mix's heaviest theme (names the playlist)
     chosen: IntArray  # (playlists, max length) track indices, -1 past the end
+    mix: IntArray  # (playlists, 3) the mix's themes as drawn, before any drift
+    mix_weight: FloatArray  # (playlists, 3) their weights (0: a slot the mix does not use)
+    drift_pos: IntArray  # the position at which the playlist switches to its dominant theme's successor (-1: never)
+    successor: IntArray  # per theme, the theme its playlists drift to (-1: none)
+    theme_at: IntArray  # (playlists, max length) the current theme after each position, -1 past the end
+
+
+class _Held(Protocol):
+    """The tracks already in each row's playlist, which a track may not join twice."""
+
+    def holds(self, rows: IntArray, tracks: IntArray, step: int) -> BoolArray: ...
+
+    def add(self, rows: IntArray, tracks: IntArray, step: int) -> None: ...
+
+    def taken(self, row: int, step: int) -> IntArray: ...
+
+
+class _Chosen:
+    """Held tracks found by scanning each playlist's tracks so far: the generator's, as it keeps them anyway."""
+
+    def __init__(self, chosen: IntArray) -> None:
+        self.chosen = chosen
+
+    def holds(self, rows: IntArray, tracks: IntArray, step: int) -> BoolArray:
+        if not step:
+            return np.zeros(rows.size, dtype=bool)
+        return np.asarray((self.chosen[rows, :step] == tracks[:, None]).any(axis=1))
+
+    def add(self, rows: IntArray, tracks: IntArray, step: int) -> None:
+        self.chosen[rows, step] = tracks
+
+    def taken(self, row: int, step: int) -> IntArray:
+        return self.chosen[row, :step]
+
+
+class _Marks:
+    """Held tracks as a rows x tracks bitmap: the oracle's, whose many rollouts of a few playlists would scan long
+    prefixes at every step."""
+
+    def __init__(self, marks: BoolArray) -> None:
+        self.marks = marks
+
+    def holds(self, rows: IntArray, tracks: IntArray, step: int) -> BoolArray:
+        return self.marks[rows, tracks]
+
+    def add(self, rows: IntArray, tracks: IntArray, step: int) -> None:
+        self.marks[rows, tracks] = True
+
+    def taken(self, row: int, step: int) -> IntArray:
+        return np.flatnonzero(self.marks[row])
+
+
+@dataclass
+class _Walk:
+    """Playlists being drawn track by track, one per row (in the generator a playlist, in the oracle one rollout
+    of one): the state ``_step`` reads and advances."""
+
+    mix: IntArray  # (rows, 3) themes; after a drift, the successor three times
+    mix_cum: FloatArray  # (rows, 3) cumulative weights of the mix
+    current: IntArray  # the theme whose flow the next track may follow
+    prev: IntArray  # the last track added (-1: none yet)
+    dominant: IntArray
+    drift_pos: IntArray
+    length: IntArray
+    modified_at: IntArray
+    num_edits: IntArray
+    held: _Held
+
+
+def _out_by(walk: _Walk, rows: IntArray, step: int, start_s: int) -> IntArray:
+    """The last day a track must have been out by to be added at position ``step``: the day before its edit ends
+    (an edit lasts under a day, so every play of the edit comes after the release)."""
+    n = walk.num_edits[rows]
+    edit = step * n // walk.length[rows]
+    edit_end = walk.modified_at[rows] - (n - 1 - edit) * SECONDS_PER_DAY
+    return np.asarray((edit_end - start_s) // SECONDS_PER_DAY - 1)
+
+
+def _step(
+    p: PlaylistParams,
+    cat: _Catalog,
+    successor: IntArray,
+    draw: _Drawer,
+    walk: _Walk,
+    rows: IntArray,
+    step: int,
+    start_s: int,
+) -> None:
+    """Add the track at position ``step`` to each playlist of ``rows`` (all longer than ``step``): an album run,
+    a step along the current theme's flow, or a popular track of a theme drawn from the mix; redrawn while it is
+    already there or not yet out. The generator and the oracle's rollouts both advance by this."""
+    rng, mix, current = draw.rng, walk.mix, walk.current
+    switch = rows[walk.drift_pos[rows] == step]
+    mix[switch] = successor[walk.dominant[switch]][:, None]
+    current[switch] = mix[switch, 0]
+    prev = walk.prev[rows]
+    cand = np.full(rows.size, -1, dtype=np.int64)
+    r = rng.random(rows.size)
+
+    run = np.flatnonzero((prev >= 0) & (r < p.p_album_run))
+    if run.size:
+        t = prev[run]
+        nxt = np.minimum(t + 1, cat.size - 1)
+        lo, hi = cat.artist_lo[cat.artist[t]], cat.artist_hi[cat.artist[t]]
+        other = lo + (rng.random(run.size) * (hi - lo)).astype(np.int64)
+        cand[run] = np.where((nxt != t) & (cat.album[nxt] == cat.album[t]), nxt, other)
+
+    flow = np.flatnonzero((prev >= 0) & (r >= p.p_album_run) & (r < p.p_album_run + p.p_flow))
+    if flow.size:
+        t, th = prev[flow], current[rows[flow]]
+        fp = np.where(cat.theme1[t] == th, cat.flow_pos1[t], np.where(cat.theme2[t] == th, cat.flow_pos2[t], -1))
+        lo, size = cat.theme_lo[th], cat.theme_hi[th] - cat.theme_lo[th]
+        moved = lo + (fp - lo + rng.geometric(1.0 / p.flow_step_mean, flow.size)) % size
+        cand[flow] = np.where(fp >= 0, cat.flow_track[moved], -1)
+
+    out_by = _out_by(walk, rows, step, start_s)
+    for attempt in range(_RETRIES + 1):
+        todo = np.flatnonzero(cand < 0)
+        if todo.size:
+            # A popular track of a theme drawn from the mix; later attempts also from the whole catalog.
+            pr = rows[todo]
+            slot = (rng.random(todo.size)[:, None] > walk.mix_cum[pr]).sum(axis=1)
+            theme = mix[pr, np.minimum(slot, 2)]
+            cand[todo] = draw.anywhere(todo.size) if attempt > _RETRIES // 2 else draw.in_theme(theme)
+            if attempt == 0:
+                current[pr] = theme
+        # A candidate that passed stays fit within the step: after the first attempt only the redrawn are checked.
+        check = np.arange(rows.size) if attempt == 0 else todo
+        bad = check[_unfit(walk.held, rows[check], step, cand[check], cat.release_day, out_by[check])]
+        if not bad.size:
+            break
+        cand[bad] = -1
+    else:
+        for i in np.flatnonzero(cand < 0).tolist():
+            fit = cat.release_day <= out_by[i]
+            fit[walk.held.taken(int(rows[i]), step)] = False
+            cand[i] = rng.choice(np.flatnonzero(fit))
+    walk.held.add(rows, cand, step)
+    walk.prev[rows] = cand
+
+
+def _unfit(
+    held: _Held, rows: IntArray, step: int, cand: IntArray, release_day: IntArray, out_by: IntArray
+) -> BoolArray:
+    """Candidates missing, already in their playlist or not yet released at their position (``out_by``, per row)."""
+    missing = cand < 0
+    safe = np.where(missing, 0, cand)
+    return np.asarray(missing | held.holds(rows, safe, step) | (release_day[safe] > out_by))
 
 
 def _playlists(p: PlaylistParams, cat: _Catalog, rng: np.random.Generator, start_s: int) -> _Playlists:
@@ -241,7 +398,7 @@ def _playlists(p: PlaylistParams, cat: _Catalog, rng: np.random.Generator, start
     mix = rng.choice(k, (n_pl, 3), p=cat.theme_share)
     w = rng.dirichlet(np.full(3, p.mix_concentration), n_pl) * (np.arange(3) < n_mix[:, None])
     w = np.maximum(w, 1e-12 * (np.arange(3) == 0))  # a mix always has its first theme
-    mix_cum = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
+    mix_weight = w / w.sum(axis=1, keepdims=True)
     dominant = mix[np.arange(n_pl), np.argmax(w, axis=1)]
 
     length = np.clip(np.rint(rng.lognormal(np.log(p.length_median), p.length_sigma, n_pl)), p.length_min, p.length_max)
@@ -261,75 +418,29 @@ def _playlists(p: PlaylistParams, cat: _Catalog, rng: np.random.Generator, start
         -1,
     )
 
-    # The last day a track must have been out by to be added at a position: the day before its edit ends (an
-    # edit lasts under a day, so every play of the edit comes after the release).
     lmax = int(length.max())
-    pos = np.arange(lmax)
-    edit = pos[None, :] * num_edits[:, None] // length[:, None]
-    edit_end = modified_at[:, None] - (num_edits[:, None] - 1 - edit) * SECONDS_PER_DAY
-    out_by = (edit_end - start_s) // SECONDS_PER_DAY - 1
-
-    draw = _Drawer(cat, rng)
     chosen = np.full((n_pl, lmax), -1, dtype=np.int64)
-    current = mix[:, 0].copy()
-    geometric_p = 1.0 / p.flow_step_mean
+    theme_at = np.full((n_pl, lmax), -1, dtype=np.int64)
+    walk = _Walk(
+        mix=mix.copy(),
+        mix_cum=np.cumsum(mix_weight, axis=1),
+        current=mix[:, 0].copy(),
+        prev=np.full(n_pl, -1, dtype=np.int64),
+        dominant=dominant,
+        drift_pos=drift_pos,
+        length=length,
+        modified_at=modified_at,
+        num_edits=num_edits,
+        held=_Chosen(chosen),
+    )
+    draw = _Drawer(cat, rng)
     for step in range(lmax):
         rows = np.flatnonzero(length > step)
-        switch = rows[drift_pos[rows] == step]
-        mix[switch] = successor[dominant[switch]][:, None]
-        current[switch] = mix[switch, 0]
-        prev = chosen[rows, step - 1] if step else np.full(rows.size, -1, dtype=np.int64)
-        cand = np.full(rows.size, -1, dtype=np.int64)
-        r = rng.random(rows.size)
-
-        run = np.flatnonzero((prev >= 0) & (r < p.p_album_run))
-        if run.size:
-            t = prev[run]
-            nxt = np.minimum(t + 1, cat.size - 1)
-            lo, hi = cat.artist_lo[cat.artist[t]], cat.artist_hi[cat.artist[t]]
-            other = lo + (rng.random(run.size) * (hi - lo)).astype(np.int64)
-            cand[run] = np.where((nxt != t) & (cat.album[nxt] == cat.album[t]), nxt, other)
-
-        flow = np.flatnonzero((prev >= 0) & (r >= p.p_album_run) & (r < p.p_album_run + p.p_flow))
-        if flow.size:
-            t, th = prev[flow], current[rows[flow]]
-            fp = np.where(cat.theme1[t] == th, cat.flow_pos1[t], np.where(cat.theme2[t] == th, cat.flow_pos2[t], -1))
-            lo, size = cat.theme_lo[th], cat.theme_hi[th] - cat.theme_lo[th]
-            moved = lo + (fp - lo + rng.geometric(geometric_p, flow.size)) % size
-            cand[flow] = np.where(fp >= 0, cat.flow_track[moved], -1)
-
-        for attempt in range(_RETRIES + 1):
-            todo = np.flatnonzero(cand < 0)
-            if todo.size:
-                # A popular track of a theme drawn from the mix; later attempts also from the whole catalog.
-                pr = rows[todo]
-                slot = (rng.random(todo.size)[:, None] > mix_cum[pr]).sum(axis=1)
-                theme = mix[pr, np.minimum(slot, 2)]
-                cand[todo] = draw.anywhere(todo.size) if attempt > _RETRIES // 2 else draw.in_theme(theme)
-                if attempt == 0:
-                    current[pr] = theme
-            bad = _unfit(chosen, rows, step, cand, cat.release_day, out_by)
-            if not bad.any():
-                break
-            cand[bad] = -1
-        else:
-            for i in np.flatnonzero(cand < 0).tolist():
-                row = rows[i]
-                fit = cat.release_day <= out_by[row, step]
-                fit[chosen[row, :step]] = False
-                cand[i] = rng.choice(np.flatnonzero(fit))
-        chosen[rows, step] = cand
-    return _Playlists(length, modified_at, num_edits, followers, dominant, chosen)
-
-
-def _unfit(
-    chosen: IntArray, rows: IntArray, step: int, cand: IntArray, release_day: IntArray, out_by: IntArray
-) -> npt.NDArray[np.bool_]:
-    """Candidates already in their playlist, not yet released at their position, or missing."""
-    missing = cand < 0
-    safe = np.where(missing, 0, cand)
-    twice = (chosen[rows, :step] == safe[:, None]).any(axis=1) if step else np.zeros(rows.size, dtype=bool)
-    return np.asarray(missing | twice | (release_day[safe] > out_by[rows, step]))
+        _step(p, cat, successor, draw, walk, rows, step, start_s)
+        theme_at[rows, step] = walk.current[rows]
+    return _Playlists(
+        length, modified_at, num_edits, followers, dominant, chosen, mix, mix_weight, drift_pos, successor, theme_at
+    )
 
 
 def _words(rng: np.random.Generator, vocab: tuple[str, ...], n: int, most: int) -> list[str]:
@@ -356,8 +467,8 @@ def _names(p: PlaylistParams, cat: _Catalog, rng: np.random.Generator) -> dict[s
 
 
 def generate_mpd(params: PlaylistParams, out_dir: Path, progress: bool = False) -> dict[str, Any]:
-    """Write ``mpd.slice.*.json`` (1,000 playlists each) and ``catalog_extra.json`` under ``out_dir``; return
-    counts (playlists, tracks, plays, new releases, ...)."""
+    """Write ``mpd.slice.*.json`` (1,000 playlists each), ``catalog_extra.json`` and the latent state
+    (``ground_truth.npz``) under ``out_dir``; return counts (playlists, tracks, plays, new releases, ...)."""
     rng = np.random.default_rng(params.seed)
     start_s = int(datetime(params.start.year, params.start.month, params.start.day, tzinfo=UTC).timestamp())
     cat = _catalog(params, np.random.default_rng(rng.integers(2**63)))
@@ -416,6 +527,7 @@ def generate_mpd(params: PlaylistParams, out_dir: Path, progress: bool = False) 
     released = [(params.start + timedelta(days=d)).isoformat() for d in cat.release_day.tolist()]
     extra = {f"spotify:track:{tid}": day for tid, day in zip(names["track_id"], released, strict=True)}
     (out_dir / CATALOG_EXTRA).write_text(json.dumps(extra), encoding="utf-8")
+    _save_ground_truth(out_dir / GROUND_TRUTH, params, start_s, cat, pls, names["track_id"])
 
     used = np.concatenate([pls.chosen[i, : pls.length[i]] for i in range(params.playlists)])
     new = cat.release_day >= 0
@@ -432,3 +544,90 @@ def generate_mpd(params: PlaylistParams, out_dir: Path, progress: bool = False) 
         "new_release_plays": int(new[used].sum()),
         "files": files,
     }
+
+
+def _save_ground_truth(
+    path: Path, params: PlaylistParams, start_s: int, cat: _Catalog, pls: _Playlists, track_ids: list[str]
+) -> None:
+    """The latent state, arrays only (no pickle): the catalog's fields under their own names, per track in the
+    generator's order with its id (``track_ids``, the part after ``spotify:track:``); per theme ``successor``;
+    per playlist (row = pid) its mix, length, drift, edits, tracks (``chosen``) and current theme (``theme_at``)."""
+    np.savez_compressed(
+        path,
+        params=np.array(json.dumps(params.to_json())),
+        start_s=np.array(start_s),
+        track_ids=np.array(track_ids),
+        **{f.name: getattr(cat, f.name) for f in dataclasses.fields(_Catalog)},
+        successor=pls.successor,
+        pid=np.arange(params.playlists),
+        mix=pls.mix,
+        mix_weight=pls.mix_weight,
+        dominant=pls.dominant,
+        length=pls.length,
+        drift_pos=pls.drift_pos,
+        num_edits=pls.num_edits,
+        modified_at=pls.modified_at,
+        chosen=pls.chosen,
+        theme_at=pls.theme_at,
+    )
+
+
+def continuation_scores(
+    truth_path: Path, pids: npt.ArrayLike, prefix_lengths: npt.ArrayLike, rollouts: int = 200, seed: int = 0
+) -> FloatArray:
+    """The generator's continuation oracle: for playlist ``pids[i]`` in the state the generator was in after its
+    first ``prefix_lengths[i]`` tracks (those tracks, the current theme, the mix, the drift to come, the release
+    days against each later position), the share of ``rollouts`` runs of the same process (``_step``) to the
+    playlist's true length in which each track is added. Rows follow ``pids``, columns the ground truth's
+    ``track_ids``; a row sums to the tracks left. Ranking by it is the Bayes-optimal order for "which tracks
+    come next", up to Monte Carlo noise. ``truth_path``: ``ground_truth.npz`` or the directory holding it."""
+    path = truth_path / GROUND_TRUTH if truth_path.is_dir() else truth_path
+    with np.load(path) as z:
+        p = PlaylistParams.from_json(json.loads(str(z["params"])))
+        start_s = int(z["start_s"])
+        cat = _Catalog(**{f.name: z[f.name] for f in dataclasses.fields(_Catalog)})
+        pl = {key: z[key] for key in ("successor", "mix", "mix_weight", "dominant", "length", "drift_pos",
+                                      "num_edits", "modified_at", "chosen", "theme_at")}  # fmt: skip
+    pid, prefix = np.asarray(pids, dtype=np.int64), np.asarray(prefix_lengths, dtype=np.int64)
+    if pid.shape != prefix.shape or pid.ndim != 1:
+        raise ValueError("pids and prefix_lengths must be 1-D and of one length")
+    if ((pid < 0) | (pid >= p.playlists)).any() or rollouts < 1:
+        raise ValueError(f"pids must be in [0, {p.playlists}) and rollouts at least 1")
+    if ((prefix < 0) | (prefix > pl["length"][pid])).any():
+        raise ValueError("a prefix length must be in [0, the playlist's length]")
+
+    draw = _Drawer(cat, np.random.default_rng(seed))
+    scores = np.zeros((pid.size, cat.size))
+    # Playlists with similar spans [prefix, length) share a chunk, so fewer steps run with few rows.
+    order = np.lexsort((pl["length"][pid], prefix))
+    per_chunk = max(1, _ROLLOUT_CELLS // (rollouts * cat.size))
+    for lo in range(0, order.size, per_chunk):
+        sel = order[lo : lo + per_chunk]
+        g, k0 = np.repeat(pid[sel], rollouts), np.repeat(prefix[sel], rollouts)
+        lmax = pl["chosen"].shape[1]
+        before = pl["chosen"][pid[sel]]
+        in_prefix = np.zeros((sel.size, cat.size), dtype=bool)
+        rows, cols = np.nonzero((np.arange(lmax) < prefix[sel, None]) & (before >= 0))
+        in_prefix[rows, before[rows, cols]] = True
+        last, held = np.maximum(k0 - 1, 0), _Marks(np.repeat(in_prefix, rollouts, axis=0))
+        drifted = (pl["drift_pos"][g] >= 0) & (pl["drift_pos"][g] < k0)
+        mix = np.where(drifted[:, None], pl["successor"][pl["dominant"][g]][:, None], pl["mix"][g])
+        walk = _Walk(
+            mix=mix,
+            mix_cum=np.cumsum(pl["mix_weight"][g], axis=1),
+            current=np.where(k0 > 0, pl["theme_at"][g, last], mix[:, 0]),
+            prev=np.where(k0 > 0, pl["chosen"][g, last], -1),
+            dominant=pl["dominant"][g],
+            drift_pos=pl["drift_pos"][g],
+            length=pl["length"][g],
+            modified_at=pl["modified_at"][g],
+            num_edits=pl["num_edits"][g],
+            held=held,
+        )
+        for step in range(int(k0.min()), int(walk.length.max())):
+            active = np.flatnonzero((k0 <= step) & (walk.length > step))
+            if active.size:
+                _step(p, cat, pl["successor"], draw, walk, active, step, start_s)
+        added = held.marks.reshape(sel.size, rollouts, cat.size).sum(axis=1) - rollouts * in_prefix
+        scores[sel] = added / rollouts
+    return scores

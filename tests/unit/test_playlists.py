@@ -11,6 +11,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from encore.models import ListeningEvent
@@ -24,7 +25,14 @@ from encore.playlists import (
     slice_files,
 )
 from encore_local.errors import UsageError
-from encore_local.playlists import CATALOG_EXTRA, PlaylistParams, generate_mpd
+from encore_local.playlists import (
+    CATALOG_EXTRA,
+    GROUND_TRUTH,
+    SECONDS_PER_DAY,
+    PlaylistParams,
+    continuation_scores,
+    generate_mpd,
+)
 from encore_spark.transforms import UUID_PATTERN
 
 pytestmark = pytest.mark.unit
@@ -45,6 +53,7 @@ PLAYLIST_KEYS = {
 }
 TRACK_KEYS = {"pos", "artist_name", "track_uri", "artist_uri", "track_name", "album_uri", "duration_ms", "album_name"}
 Mpd = tuple[Path, dict[str, Any]]
+Truth = dict[str, np.ndarray]
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +65,11 @@ def mpd(tmp_path_factory: pytest.TempPathFactory) -> Mpd:
 @pytest.fixture(scope="module")
 def playlists(mpd: Mpd) -> list[dict[str, Any]]:
     return [p for path in slice_files(mpd[0]) for p in read_slice(path)]
+
+
+def _truth(path: Path) -> Truth:
+    with np.load(path) as z:  # allow_pickle is off: a pickled array would fail here
+        return {key: z[key] for key in z.files}
 
 
 def _window_ms(params: PlaylistParams) -> tuple[int, int]:
@@ -140,6 +154,8 @@ def test_same_seed_same_bytes(tmp_path: Path, mpd: Mpd) -> None:
     generate_mpd(PARAMS, tmp_path / "again")
     for name in [*mpd[1]["files"], CATALOG_EXTRA]:
         assert (tmp_path / "again" / name).read_bytes() == (mpd[0] / name).read_bytes()
+    again, first = _truth(tmp_path / "again" / GROUND_TRUTH), _truth(mpd[0] / GROUND_TRUTH)
+    assert again.keys() == first.keys() and all(np.array_equal(again[k], first[k]) for k in first)
     other = PlaylistParams(playlists=50, tracks=1000, days=20, themes=15, seed=4)
     generate_mpd(other, tmp_path / "other")
     first = (tmp_path / "other" / "mpd.slice.0-999.json").read_text()
@@ -164,6 +180,113 @@ def test_new_releases_only_in_playlists_edited_after_them(mpd: Mpd, playlists: l
                     >= _window_ms(PARAMS)[0] + (new[uri] - PARAMS.start).days * MS_PER_DAY
                 )
     assert seen == mpd[1]["new_release_plays"]
+
+
+def test_ground_truth_records_what_the_slices_hold(mpd: Mpd, playlists: list[dict[str, Any]]) -> None:
+    truth = _truth(mpd[0] / GROUND_TRUTH)
+    ids, chosen, theme_at = truth["track_ids"], truth["chosen"], truth["theme_at"]
+    assert ids.size == PARAMS.tracks and chosen.shape[0] == PARAMS.playlists
+    for p in playlists:
+        pid, n = p["pid"], p["num_tracks"]
+        assert ids[chosen[pid, :n]].tolist() == [t["track_uri"].removeprefix("spotify:track:") for t in p["tracks"]]
+        assert (chosen[pid, n:] == -1).all() and (theme_at[pid, n:] == -1).all()
+        assert [truth[key][pid] for key in ("length", "modified_at", "num_edits")] == [
+            n,
+            p["modified_at"],
+            p["num_edits"],
+        ]
+        # The current theme is one of the mix's until the drift, its dominant theme's successor from then on.
+        drift = truth["drift_pos"][pid]
+        before = theme_at[pid, : n if drift < 0 else min(drift, n)]
+        assert np.isin(before, truth["mix"][pid]).all()
+        if 0 <= drift < n:
+            assert (theme_at[pid, drift:n] == truth["successor"][truth["dominant"][pid]]).all()
+    released = read_release_dates(mpd[0] / CATALOG_EXTRA)
+    days = [(date.fromisoformat(released[f"spotify:track:{t}"]) - PARAMS.start).days for t in ids.tolist()]
+    assert days == truth["release_day"].tolist()
+    np.testing.assert_allclose(truth["mix_weight"].sum(axis=1), 1.0)
+    assert PlaylistParams.from_json(json.loads(str(truth["params"]))) == PARAMS
+
+
+def test_oracle_scores_are_chances_of_joining_the_rest(mpd: Mpd) -> None:
+    path = mpd[0] / GROUND_TRUTH
+    truth = _truth(path)
+    pids = np.arange(0, PARAMS.playlists, 7)
+    length = truth["length"][pids]
+    prefix = length * 2 // 3
+    scores = continuation_scores(path, pids, prefix, rollouts=100)
+    assert scores.shape == (pids.size, PARAMS.tracks)
+    assert ((scores >= 0) & (scores <= 1)).all()
+    # Each rollout adds exactly the tracks left, none of the prefix, none out after the playlist's last edit.
+    np.testing.assert_allclose(scores.sum(axis=1), length - prefix)
+    last_out_by = (truth["modified_at"][pids] - int(truth["start_s"])) // SECONDS_PER_DAY - 1
+    assert not scores[truth["release_day"][None, :] > last_out_by[:, None]].any()
+    true_share = []
+    for i, pid in enumerate(pids.tolist()):
+        assert not scores[i, truth["chosen"][pid, : prefix[i]]].any()
+        true_share.append(scores[i, truth["chosen"][pid, prefix[i] : length[i]]].mean())
+    # The tracks the playlist really went on with score far above a random track of the catalog.
+    assert np.mean(true_share) > 5 * np.mean((length - prefix) / PARAMS.tracks)
+    assert np.array_equal(scores, continuation_scores(path, pids, prefix, rollouts=100))
+    with pytest.raises(ValueError, match="prefix length"):
+        continuation_scores(path, pids[:1], length[:1] + 1)
+
+
+# Worlds where the next track is certain: one theme, each track followed by the next along its flow, or by the
+# next on its artist's one album.
+DETERMINED = {
+    "flow": {"p_album_run": 0.0, "p_flow": 1.0, "flow_step_mean": 1.0},
+    "album run": {"tracks_per_artist": 400.0, "album_size_mean": 1e9, "p_album_run": 1.0, "p_flow": 0.0},
+}
+
+
+@pytest.mark.parametrize("world", list(DETERMINED))
+def test_oracle_puts_all_mass_on_a_certain_continuation(world: str, tmp_path: Path) -> None:
+    params = PlaylistParams(playlists=60, tracks=400, days=10, themes=1, length_max=150, new_release_share=0.0,
+                            seed=2, **DETERMINED[world])  # fmt: skip
+    generate_mpd(params, tmp_path)
+    truth = _truth(tmp_path / GROUND_TRUTH)
+    flow_next = np.empty(params.tracks, dtype=np.int64)
+    flow_next[truth["flow_track"]] = np.roll(truth["flow_track"], -1)
+    # The track after each (the album's last has none: "params.tracks", past the catalog, where it stays).
+    follow = np.append(flow_next if world == "flow" else np.arange(1, params.tracks + 1), params.tracks)
+    pids, prefix, expected = [], [], []
+    for pid, n in enumerate(truth["length"].tolist()):
+        k, t, rest = n // 2, int(truth["chosen"][pid, n // 2 - 1]), []
+        for _ in range(n - k):
+            t = int(follow[t])
+            rest.append(t)
+        if max(rest) < params.tracks and not set(rest) & set(truth["chosen"][pid, :k].tolist()):
+            assert truth["chosen"][pid, k:n].tolist() == rest
+            pids.append(pid)
+            prefix.append(k)
+            expected.append(rest)
+    # A flow of 400 never comes round within a playlist; an album run may reach the album's end.
+    assert len(pids) == params.playlists if world == "flow" else len(pids) > 20
+    scores = continuation_scores(tmp_path, pids, prefix, rollouts=50)
+    certain = np.zeros_like(scores)
+    for i, rest in enumerate(expected):
+        certain[i, rest] = 1.0
+    assert np.array_equal(scores, certain)
+
+
+def test_oracle_rolls_out_from_before_or_after_the_drift(tmp_path: Path) -> None:
+    # Two themes of disjoint tracks, each drifting to the other halfway through every playlist; each track a
+    # popular one of the current theme (after 15 redraws of tracks already there, one of the whole catalog).
+    params = PlaylistParams(playlists=80, tracks=400, days=10, themes=2, length_max=40, theme_counts=(1.0, 0.0, 0.0),
+                            second_theme_share=0.0, drifting_themes=1.0, p_drift=1.0, drift_at=0.5, p_album_run=0.0,
+                            p_flow=0.0, new_release_share=0.0, seed=2)  # fmt: skip
+    generate_mpd(params, tmp_path)
+    truth = _truth(tmp_path / GROUND_TRUTH)
+    pids = np.arange(params.playlists)
+    drift, first = truth["drift_pos"], truth["dominant"]
+    assert (drift == np.ceil(truth["length"] / 2)).all() and (truth["successor"][first] == 1 - first).all()
+    in_first = truth["theme1"][None, :] == first[:, None]  # (playlists, tracks)
+    after = continuation_scores(tmp_path, pids, drift + 1, rollouts=100)
+    assert after[in_first].sum() < 0.01 * after.sum()
+    # From just before the drift, one more track of the first theme, then the second's.
+    before = continuation_scores(tmp_path, pids, drift - 1, rollouts=100)
+    assert np.mean(np.where(in_first, before, 0.0).sum(axis=1)) == pytest.approx(1.0, abs=0.02)
 
 
 @pytest.mark.parametrize(
