@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from cheroot import wsgi
+from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from encore.clients import reset_clients
@@ -115,6 +116,12 @@ def _freeze_after_full_collections(phase: str, info: dict[str, Any]) -> None:
         gc.freeze()
 
 
+# moto keeps each emulated account in module-level backends, which outlive its server: twins started one after
+# another in a process would share one account. The last twin of a process to stop empties it.
+_RUNNING_TWINS = [0]
+_RUNNING_LOCK = threading.Lock()
+
+
 class TwinServices:
     """Start moto (with the twin's own Glue, SageMaker training, Lambda and Step Functions behind it), redis and the
     model endpoint on free loopback ports, export their endpoints, and deploy the stage's synthesized stack."""
@@ -148,6 +155,8 @@ class TwinServices:
             self._moto.router.glue, self._moto.router.training = self.glue, self.training
             self._moto.router.lambda_, self._moto.router.deployment = self.lambda_, self.deployment
             aws_url = self._moto.start()
+            with _RUNNING_LOCK:
+                _RUNNING_TWINS[0] += 1
             self._previous_tasks = stepfunctions.enable(aws_url, self._state_machine_credentials)
             firehose.enable()
             sagemaker.enable()
@@ -276,6 +285,10 @@ class TwinServices:
             with contextlib.suppress(Exception):
                 self._moto.stop()
             self._moto = None
+            with _RUNNING_LOCK:
+                _RUNNING_TWINS[0] -= 1
+                if _RUNNING_TWINS[0] == 0:
+                    moto_api_backend.reset()
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -185,3 +186,25 @@ def test_a_prefix_emptied_in_s3_leaves_no_folder_in_the_glue_mirror(twin: TwinEn
     s3.delete_object(Bucket=bucket, Key="curated/dt=2026-09-01/part-0.parquet")
     mirror.pull(s3, bucket, "curated/")
     assert not partition.exists() and (tmp_path / "mirror" / bucket / "curated" / "keep.parquet").exists()
+
+
+def test_twins_one_after_another_in_a_process_do_not_share_an_account(tmp_path: Path) -> None:
+    """moto's backends outlive its server: the last twin of a process to stop leaves the next one an empty
+    account (the model benchmark builds each data source's features in a twin of its own). In a child process,
+    since this one's session twin is running."""
+    script = tmp_path / "twins.py"
+    script.write_text(
+        "from encore.clients import get_client\n"
+        "from encore.config import EncoreConfig\n"
+        "from encore_local.twin.services import TwinServices\n"
+        "with TwinServices(EncoreConfig.for_stage('local'), cache='fakeredis'):\n"
+        "    get_client('s3').create_bucket(Bucket='left-behind')\n"
+        "with TwinServices(EncoreConfig.for_stage('local'), cache='fakeredis'):\n"
+        "    names = [b['Name'] for b in get_client('s3').list_buckets()['Buckets']]\n"
+        "    print('left-behind' in names)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # not the session twin's endpoint
+    out = subprocess.run([sys.executable, str(script)], check=False, capture_output=True, text=True, timeout=300,
+                         env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"

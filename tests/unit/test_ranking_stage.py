@@ -17,7 +17,7 @@ import inference
 import ranker
 import sources
 import train
-from hybrid import HOME_FEATURES, NEXT_FEATURES, HybridModel, Listener, session_blend
+from hybrid import EMPTY, HOME_FEATURES, NEXT_FEATURES, HybridModel, Listener, session_blend
 from sources import Sessions
 
 pytestmark = pytest.mark.unit
@@ -252,3 +252,58 @@ def test_every_tenth_place_after_the_first_ten_goes_to_a_new_release() -> None:
     assert model._with_new_releases(order, np.arange(n), 5).tolist() == [0, 1, 2, 3, 4]
     # when the other tracks run out, new releases fill the rest of the page
     assert model._with_new_releases(np.array([55, 0, 56, 1, 57]), np.arange(n), 5).tolist() == [0, 1, 55, 56, 57]
+
+
+def chain_model(n: int = 8) -> HybridModel:
+    """Tracks 0 -> 1 -> 2 -> ... in every session: the transitions are a chain."""
+    sessions = Sessions.from_lists([list(range(n))] * 3)
+    return HybridModel(
+        version="v-chain",
+        track_ids=np.array([f"t{i}" for i in range(n)]),
+        artist_ids=np.array([f"a{i}" for i in range(n)]),
+        item_cf=np.ones((n, 2), dtype=np.float32),
+        content=np.ones((n, 2), dtype=np.float32) / np.sqrt(2),
+        popularity=np.ones(n),
+        warm=np.ones(n, dtype=bool),
+        sequence=sources.sequence_model(sessions, n),
+        transitions=sources.sequence_model(sessions, n, window=1, co_weight=0.0),
+        album=np.array([0, 0, 0, 1, 1, 1, -1, -1]),
+    )
+
+
+def test_the_walk_follows_the_transitions_beyond_the_next_track() -> None:
+    model = chain_model()
+    walk = model._walk(np.array([2]))
+    # 3 is one step away, 4 two, ... each step weighted 0.7 less; nothing behind the start
+    assert np.allclose(walk[3:], [0.7, 0.49, 0.343, 0.2401, 0.7**5]) and not walk[:3].any()
+    assert model._two_steps(np.array([2])).tolist() == [0, 0, 0, 0, 1, 0, 0, 0]
+
+
+def test_next_song_knows_the_seeds_album() -> None:
+    model = chain_model()
+    cand, x = model.next_candidates(1, Listener(), EMPTY)
+    same = dict(zip(cand.tolist(), x[:, NEXT_FEATURES.index("same_album")].tolist(), strict=True))
+    assert same[0] == 1.0 and same[2] == 1.0 and same[3] == 0.0 and same.get(6, 0.0) == 0.0  # 6 has no album
+
+
+def test_catalog_groups_key_albums_by_artist_and_leave_missing_tags_out() -> None:
+    import pandas as pd  # noqa: PLC0415
+
+    tracks = pd.DataFrame({
+        "artist_id": ["a", "a", "b", "b"],
+        "album": ["Live", "Live", "Live", ""],  # the same name by another artist is another album
+        "genres": [["rock", "punk"], ["rock"], [], None],
+    })  # fmt: skip
+    album, tags = train.catalog_groups(tracks)
+    assert album[0] == album[1] != album[2] and album[3] == -1
+    assert tags[0, 0] == tags[1, 0] >= 0 and tags[0, 1] >= 0 and tags[1, 1] == -1
+    assert (tags[2:] == -1).all()
+
+
+def test_independent_steps_run_at_once_and_answer_in_order() -> None:
+    import os  # noqa: PLC0415
+
+    pids = train.in_parallel(os.getpid, os.getpid, lambda: "third")
+    assert pids[2] == "third"
+    if (os.cpu_count() or 1) > 1:  # each in a worker of its own, not here
+        assert os.getpid() not in pids[:2]
