@@ -402,7 +402,7 @@ class HybridModel:
         """Where a playlist or a session is heading beyond its next track: a walk along the transitions from
         ``start``, each step keeping its ``POOL`` likeliest tracks (a beam: the exact walk spreads over the whole
         catalog), its steps summed with weight ``WALK_DECAY ** step``. On the MPD-format playlists it lifted the
-        home ranker's NDCG@10 from 0.309 to 0.325."""
+        home ranking's NDCG@10 from 0.309 to 0.322."""
         m = self.transitions if self.transitions is not None else self.sequence
         total = np.zeros(self.track_ids.size)
         if m is None or start.size == 0:
