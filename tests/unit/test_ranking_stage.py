@@ -233,15 +233,26 @@ def test_malformed_listener_state_is_refused(ranked_model: HybridModel, body: di
         inference.predict_fn(inference.input_fn(json.dumps(body)), ranked_model)
 
 
+def flat_model(n: int, **parts: Any) -> HybridModel:
+    """``n`` tracks alike in every vector, one artist each, played by one listener each, with ``parts`` over that."""
+    return HybridModel(
+        **{
+            "version": "v-flat",
+            "track_ids": np.array([f"t{i}" for i in range(n)]),
+            "artist_ids": np.array([f"a{i}" for i in range(n)]),
+            "item_cf": np.ones((n, 2), dtype=np.float32),
+            "content": np.ones((n, 2), dtype=np.float32) / np.sqrt(2),
+            "popularity": np.ones(n),
+            "warm": np.ones(n, dtype=bool),
+            **parts,
+        }
+    )
+
+
 def test_every_tenth_place_after_the_first_ten_goes_to_a_new_release() -> None:
     n = 60
-    model = HybridModel(
-        version="v-fresh",
-        track_ids=np.array([f"t{i}" for i in range(n)]),
-        artist_ids=np.array([f"a{i}" for i in range(n)]),
-        item_cf=np.ones((n, 2), dtype=np.float32),
-        content=np.ones((n, 2), dtype=np.float32) / np.sqrt(2),
-        popularity=np.ones(n),
+    model = flat_model(
+        n,
         warm=np.arange(n) < 50,  # t50..t59 have no plays yet ...
         age_days=np.where(np.arange(n) < 55, 400.0, 3.0),  # ... and t55..t59 are new releases
     )
@@ -257,14 +268,8 @@ def test_every_tenth_place_after_the_first_ten_goes_to_a_new_release() -> None:
 def chain_model(n: int = 8) -> HybridModel:
     """Tracks 0 -> 1 -> 2 -> ... in every session: the transitions are a chain."""
     sessions = Sessions.from_lists([list(range(n))] * 3)
-    return HybridModel(
-        version="v-chain",
-        track_ids=np.array([f"t{i}" for i in range(n)]),
-        artist_ids=np.array([f"a{i}" for i in range(n)]),
-        item_cf=np.ones((n, 2), dtype=np.float32),
-        content=np.ones((n, 2), dtype=np.float32) / np.sqrt(2),
-        popularity=np.ones(n),
-        warm=np.ones(n, dtype=bool),
+    return flat_model(
+        n,
         sequence=sources.sequence_model(sessions, n),
         transitions=sources.sequence_model(sessions, n, window=1, co_weight=0.0),
         album=np.array([0, 0, 0, 1, 1, 1, -1, -1]),
