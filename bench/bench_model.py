@@ -4,12 +4,16 @@ Quality, on each data source (``DATA_SOURCES``; features from the real Glue jobs
 split: home NDCG@10 of the served ranking (all played tracks excluded, as serving does) beside its own sources
 alone and beside popularity, ALS, EASE, item-kNN and LightFM WARP, each peer's setting chosen on the validation
 week before the test week; next-song hit@10 beside transitions + co-occurrence; home asked mid-session with the
-session against the long-term state alone, on the listeners whose session strays furthest from their history.
+session against the long-term state alone, on the listeners whose session strays furthest from their history;
+each model as a fraction of the source's oracle (the simulator's choice model; the playlist generator's
+continuation oracle). The sources: the listening simulator, and MPD-format playlists from a generator of its own.
 
 Speed: training + evaluation on ~1,000,000 interactions beside a bare ``implicit`` ALS fit of the same matrix;
 ``predict_fn`` p50/p99 (home, next song) at 10k and 100k tracks beside the single-source model in the same run.
 
-    python bench/bench_model.py [--quality-only | --speed-only | --latency-only]
+    python bench/bench_model.py [--quality-only | --speed-only | --latency-only] [--keep DIR]
+
+``--keep DIR`` keeps each source's features there and reuses them on the next run (they take minutes).
 
 Targets: home >= 1.05 x the best peer; next song >= 1.05 x transitions + co-occurrence; mid-session home on
 shifted listeners >= 1.1 x long-term only; training + evaluation of 1M interactions <= 90 s; p99 at 100k
