@@ -185,22 +185,26 @@ class HybridModel:
     def cf_neighbour_scores(self, seed: int) -> np.ndarray:
         return self._cf_unit @ self._cf_unit[seed]
 
-    def _rows(self, matrix: sp.csr_matrix | None, rows: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        """``sum_i w_i matrix[i]`` over the given rows (a listener's history, or a seed), dense. Straight from the
-        CSR arrays: SciPy's row slicing costs more than the sum itself at this size."""
-        n = self.track_ids.size
-        if matrix is None or rows.size == 0:
-            return np.zeros(n)
+    @staticmethod
+    def _entries(matrix: sp.csr_matrix, rows: np.ndarray,
+                 weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """The columns and (weighted) values of the given rows' entries, straight from the CSR arrays: SciPy's row
+        slicing costs more than the work itself at this size."""
         starts, ends = matrix.indptr[rows], matrix.indptr[rows + 1]
         counts = ends - starts
-        total = int(counts.sum())
-        if total == 0:
-            return np.zeros(n)
-        offsets = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(total)
+        offsets = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
         w = matrix.data[offsets]
         if weights is not None:
             w = w * np.repeat(weights, counts)
-        return np.bincount(matrix.indices[offsets], weights=w, minlength=n)
+        return matrix.indices[offsets], w
+
+    def _rows(self, matrix: sp.csr_matrix | None, rows: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """``sum_i w_i matrix[i]`` over the given rows (a listener's history, or a seed), dense."""
+        n = self.track_ids.size
+        if matrix is None or rows.size == 0:
+            return np.zeros(n)
+        columns, w = self._entries(matrix, rows, weights)
+        return np.bincount(columns, weights=w, minlength=n) if columns.size else np.zeros(n)
 
     @staticmethod
     def _top_sparse(scores: np.ndarray, k: int, banned: np.ndarray) -> np.ndarray:
@@ -411,8 +415,7 @@ class HybridModel:
         for step in range(1, WALK_STEPS + 1):
             reached = self._rows(m, at, weights)
             total += WALK_DECAY**step * reached
-            at = np.flatnonzero(reached > 0)
-            at = at[top_k(reached[at], POOL)]
+            at = self._top_sparse(reached, POOL, EMPTY)
             weights = reached[at]
             if at.size == 0:
                 break
@@ -424,11 +427,7 @@ class HybridModel:
         m = self.transitions if self.transitions is not None else self.sequence
         if m is None or plays.size == 0:
             return np.zeros(self.track_ids.size)
-        starts, ends = m.indptr[plays], m.indptr[plays + 1]
-        counts = ends - starts
-        at = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
-        w = m.data[at] * (np.repeat(weights, counts) if weights is not None else 1.0)
-        return self._rows(m, m.indices[at].astype(np.int64), w)
+        return self._rows(m, *self._entries(m, plays, weights))
 
     def next(self, seed: int, vector: np.ndarray | None, k: int, banned: np.ndarray, w_cf: float,
              w_content: float, history: np.ndarray = EMPTY, recent: np.ndarray = EMPTY) -> list[dict]:  # fmt: skip

@@ -53,9 +53,10 @@ def ease(matrix: sp.spmatrix, lam: float) -> np.ndarray:
 
 def item_knn(matrix: sp.spmatrix, neighbours: int = ROW_NEIGHBOURS, shrink: float = 10.0) -> sp.csr_matrix:
     """Cosine item-item similarity, shrunk towards zero for tracks with few co-listeners, ``neighbours`` kept.
-    Computed a block of tracks at a time as dense co-listener counts, each row's best found by ``argpartition``:
-    the whole co-occurrence matrix of a large catalog has tens of millions of entries, and pruning it as a sparse
-    matrix costs several times more than the counting."""
+    Computed a block of tracks at a time as dense co-listener counts, each row's best found by ``argpartition``,
+    on every core, in memory bounded by the block (the whole co-occurrence matrix of a large catalog has tens of
+    millions of entries). At 30,000 tracks and 1.1M interactions, under the profiler: 5.0 s a fit as one sparse
+    product pruned row by row on one core; block by block 7.9 s on one core, 4.4-4.7 s on two."""
     x = binarize(matrix)
     xt = x.T.tocsr()
     n = x.shape[1]
@@ -95,7 +96,8 @@ def item_item(matrix: sp.spmatrix, lam: float = 500.0) -> tuple[str, sp.csr_matr
 
 
 def keep_top(m: np.ndarray | sp.spmatrix, k: int) -> sp.csr_matrix:
-    """The ``k`` largest positive entries of each row, as CSR (float32); ties go to the lower column."""
+    """The ``k`` largest positive entries of each row, as CSR (float32); of a sparse matrix's ties, the lower
+    columns."""
     if not sp.issparse(m):
         dense = np.asarray(m, dtype=np.float32)
         k = min(k, dense.shape[1])
