@@ -51,8 +51,9 @@ from ranker import Trees  # noqa: E402
 
 from encore.clients import get_client  # noqa: E402
 from encore.config import EncoreConfig  # noqa: E402
+from encore_local.importer import run_import  # noqa: E402
 from encore_local.jobs import run_job  # noqa: E402
-from encore_local.lake import import_playlists, import_simulation  # noqa: E402
+from encore_local.lake import import_simulation  # noqa: E402
 from encore_local.playlists import GROUND_TRUTH, PlaylistParams, continuation_scores, generate_mpd  # noqa: E402
 from encore_local.simulator import SimulationParams, simulate  # noqa: E402
 from encore_local.twin.services import TwinServices  # noqa: E402
@@ -76,14 +77,15 @@ class Simulated:
 @dataclass(frozen=True)
 class Playlists:
     """Playlists in the Million Playlist Dataset's format, from a generative process of its own (latent themes,
-    album runs, each theme's flow, drifting themes), mapped onto plays by the import mapping (``encore.playlists``);
-    the generator's latent state is known (``ground_truth.npz``: the continuation oracle, ``playlist_oracle``)."""
+    album runs, each theme's flow, drifting themes), mapped onto plays by ``encore import mpd``
+    (``encore.imports.mpd``); the generator's latent state is known (``ground_truth.npz``: the continuation oracle,
+    ``playlist_oracle``)."""
 
     params: PlaylistParams
 
     def land(self, config: EncoreConfig, root: Path) -> tuple[date, Path | None]:
         generate_mpd(self.params, root / "mpd")
-        import_playlists(config, root / "mpd")
+        run_import(config, "mpd", [root / "mpd"])  # each play under its own day, as if it had streamed in
         return self.params.start + timedelta(days=self.params.days), root / "mpd" / GROUND_TRUTH
 
 

@@ -1,4 +1,4 @@
-"""The ``encore`` command line: simulate, twin, demo. Bad arguments give one line on stderr and exit 2."""
+"""The ``encore`` command line: simulate, twin, job, api, import, demo. Bad arguments: one line on stderr, exit 2."""
 
 from __future__ import annotations
 
@@ -126,6 +126,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--state-dir", type=Path, default=Path(".encore"), help="the running twin's state folder")
 
+    imp = sub.add_parser(
+        "import", help="check, convert and land a catalog or listening history (into the twin, or AWS with --aws)"
+    )
+    imp.add_argument("format", choices=["spotify-tracks", "mpd", "lastfm", "events"], help="the files' format")
+    imp.add_argument("paths", nargs="+", type=Path, help="files, or folders of them")
+    imp.add_argument("--stage", choices=["local", "dev", "prod"], default="local")
+    imp.add_argument("--dry-run", action="store_true", help="check and convert, report, write nothing")
+    imp.add_argument("--aws", action="store_true", help="land in the deployed stack's bucket (boto3's credentials)")
+    imp.add_argument("--region", dest="listener_region", default="US",
+                     help="listeners' region where the data has none (default: %(default)s)")  # fmt: skip
+    imp.add_argument("--arrived", type=_iso_date, help="the raw zone's arrival day (default: today)")
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    imp.add_argument("--json", action="store_true", help="print the report as JSON")
+    imp.add_argument("--state-dir", type=Path, default=Path(".encore"), help="the running twin's state folder")
+
     demo = sub.add_parser("demo", help="run what Encore has end to end on one machine and report")
     _add_scale_args(demo)
     demo.add_argument("--out", type=Path, default=Path("data/demo"), help="output folder (default: %(default)s)")
@@ -219,6 +234,32 @@ def _job(args: argparse.Namespace) -> None:
     print(f"{result.name} ({result.run_id}): {result.state} in {result.seconds:.1f} s: {result.result}")
 
 
+def _import(args: argparse.Namespace) -> None:
+    from datetime import UTC, datetime
+
+    from encore.regions import ISO_3166_ALPHA2
+    from encore_local.importer import render, run_import
+
+    if args.listener_region not in ISO_3166_ALPHA2:
+        raise UsageError(f"--region: '{args.listener_region}' is not an ISO 3166-1 alpha-2 country code (e.g. US)")
+    if args.aws:
+        config: EncoreConfig | None = EncoreConfig.for_stage(args.stage)
+    elif args.dry_run and daemon_state(args.state_dir) is None:
+        config = None  # nothing to write, and no lake to match against
+    else:
+        config = _use_twin(args.state_dir, args.stage)
+    arrived = (args.arrived or datetime.now(UTC).date()).isoformat()
+    report = run_import(config, args.format, args.paths, dry_run=args.dry_run, progress=not args.quiet,
+                        region=args.listener_region, arrived=arrived)  # fmt: skip
+    print(json.dumps(report.to_json(), indent=2) if args.json else render(report))
+
+
+def daemon_state(state_dir: Path) -> dict[str, object] | None:
+    from encore_local.twin import daemon
+
+    return daemon.read_state(state_dir)
+
+
 class DemoFailed(Exception):
     """The demo ran, but what it checked did not hold."""
 
@@ -235,7 +276,7 @@ def _demo(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"simulate": _simulate, "twin": _twin, "job": _job, "api": _api, "demo": _demo}
+    handlers = {"simulate": _simulate, "twin": _twin, "job": _job, "api": _api, "import": _import, "demo": _demo}
     try:
         handlers[args.command](args)
     except UsageError as exc:

@@ -1,36 +1,16 @@
-"""Moving simulator output and MPD playlists into the data lake, in the layout the pipeline reads."""
+"""Moving simulator output into the data lake, in the layout the pipeline reads (outside data: ``importer``)."""
 
 from __future__ import annotations
 
-import csv
 import gzip
-import io
-import json
-from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 from tqdm import tqdm
 
 from encore.clients import get_client
 from encore.config import EncoreConfig
-from encore.playlists import (
-    CATALOG_COLUMNS,
-    DEFAULT_REGION,
-    CatalogRows,
-    playlist_events,
-    read_release_dates,
-    read_slice,
-    slice_files,
-)
-from encore_local.errors import UsageError
-from encore_local.playlists import CATALOG_EXTRA
 from encore_local.simulator.run import CATALOG_CSV, EVENTS_DIR, LISTENERS_CSV
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -70,58 +50,4 @@ def import_simulation(
         result.event_objects += 1
         result.events += raw.count(b"\n")
         result.bytes += len(body)
-    return result
-
-
-def _checked(read: Callable[[Path], T], path: Path) -> T:
-    """A reader's ``ValueError`` (bad JSON, a missing key) as the one-line error the command line reports."""
-    try:
-        return read(path)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
-
-
-def import_playlists(
-    config: EncoreConfig,
-    mpd_dir: Path,
-    *,
-    progress: bool = False,
-    arrived: str | None = None,
-    region: str = DEFAULT_REGION,
-) -> ImportResult:
-    """Map MPD slices (``mpd.slice.*.json``, and ``catalog_extra.json`` release dates if present) onto the
-    contracts (``encore.playlists``) and upload them as ``import_simulation`` does: the catalog of these slices
-    to ``catalog/tracks.csv``, the events gzipped to the raw zone, under ``arrived`` (``YYYY-MM-DD``) for a bulk
-    import, else under each event's own day. Each slice is checked whole before its events are uploaded, and
-    object names follow the slice, so importing again after a bad slice replaces, never duplicates."""
-    paths = slice_files(mpd_dir)
-    if not paths:
-        raise UsageError(f"no mpd.slice.<start>-<end>.json files in {mpd_dir}")
-    extra = mpd_dir / CATALOG_EXTRA
-    release_dates = _checked(read_release_dates, extra) if extra.exists() else None
-    s3 = get_client("s3", config.region)
-    bucket = config.resources.lake_bucket
-    result = ImportResult()
-    catalog = CatalogRows()
-    for path in tqdm(paths, desc="importing playlists", unit="slice", disable=not progress, leave=False):
-        by_day: dict[str, list[str]] = defaultdict(list)
-        for playlist in _checked(read_slice, path):
-            catalog.add(playlist)
-            for event in playlist_events(playlist, region):
-                day = arrived or datetime.fromtimestamp(event["timestamp"] / 1000, UTC).date().isoformat()
-                by_day[day].append(json.dumps(event, separators=(",", ":")) + "\n")
-        stem = path.name.removesuffix(".json").replace(".", "-")
-        for day, lines in sorted(by_day.items()):
-            body = gzip.compress("".join(lines).encode(), compresslevel=5)
-            name = f"encore-import-{stem}.gz" if arrived else f"encore-import-{stem}-{day}.gz"
-            s3.put_object(Bucket=bucket, Key=raw_key(config, day, name), Body=body)
-            result.event_objects += 1
-            result.events += len(lines)
-            result.bytes += len(body)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, CATALOG_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(catalog.rows(release_dates))
-    s3.put_object(Bucket=bucket, Key=f"{config.lake.catalog}tracks.csv", Body=text.getvalue().encode())
-    result.catalog_objects += 1
     return result

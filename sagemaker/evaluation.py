@@ -64,6 +64,37 @@ def ranking_metrics(
     return out
 
 
+CONTINUATION_DEPTH = 500
+CONTINUATION_MODELS = ("hybrid", "als", "popularity")  # the served ranking, CF only, popularity
+
+
+def continuation_metrics(
+    recs: Mapping[str, Sequence[int]], truth: Mapping[str, set[int]], depth: int = CONTINUATION_DEPTH
+) -> dict[str, float]:
+    """R-precision and NDCG of ``depth`` recommendations as the RecSys Challenge 2018 defined them for playlist
+    continuation, averaged over listeners (for a playlist: its held-out last tracks are ``truth``).
+
+    R-precision is the share of the held-out tracks G found among the first |G| recommended. NDCG is the
+    challenge's: DCG = rel_1 + sum_{i>=2} rel_i / log2(i) over the ``depth`` recommended, divided by the ideal
+    DCG of as many relevant tracks as were found, IDCG = 1 + sum_{i=2}^{|G ∩ R|} 1 / log2(i) (0 when none).
+    """
+    users = [u for u in truth if truth[u] and u in recs]
+    if not users:
+        return {"users": 0.0}
+    discount = np.ones(depth)
+    discount[1:] = 1.0 / np.log2(np.arange(2, depth + 1))
+    ideal = np.cumsum(discount)
+    r_precision = ndcg = 0.0
+    for u in users:
+        top, held = list(recs[u])[:depth], truth[u]
+        r_precision += len(held.intersection(top[: len(held)])) / len(held)
+        rel = np.array([item in held for item in top], dtype=float)
+        found = int(rel.sum())
+        ndcg += float((rel * discount[: rel.size]).sum() / ideal[found - 1]) if found else 0.0
+    return {"users": float(len(users)), "r_precision": r_precision / len(users),
+            f"ndcg@{depth}": ndcg / len(users)}  # fmt: skip
+
+
 def next_track_metrics(
     pairs: Sequence[tuple], recommend: Callable[[tuple], Sequence[int]], k: int = 10
 ) -> dict[str, float]:
@@ -153,6 +184,18 @@ def markdown(report: dict) -> str:
         ]
         for name, m in nxt.items():
             lines.append(f"| {name} | {m.get('hit_rate@10', float('nan')):.4f} | {m.get('mrr@10', float('nan')):.4f} |")
+    continuation = report.get("continuation", {})
+    if continuation:
+        depth = f"ndcg@{CONTINUATION_DEPTH}"
+        lines += [
+            "",
+            f"## Continuation ({CONTINUATION_DEPTH} recommendations, RecSys Challenge 2018 metrics)",
+            "",
+            f"| model | r_precision | {depth} |",
+            "| --- | --- | --- |",
+        ]
+        for name, m in continuation.items():
+            lines.append(f"| {name} | {m.get('r_precision', float('nan')):.4f} | {m.get(depth, float('nan')):.4f} |")
     cold = report.get("cold_start", {})
     if cold:
         lines += ["", "## Cold start", ""] + [f"- {k}: {v:.4f}" for k, v in cold.items()]

@@ -42,7 +42,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # script mode runs us 
 
 import ranker
 import sources
-from evaluation import KS, next_track_metrics, ranking_metrics, recall_on, write_report
+from evaluation import (
+    CONTINUATION_DEPTH,
+    CONTINUATION_MODELS,
+    KS,
+    continuation_metrics,
+    next_track_metrics,
+    ranking_metrics,
+    recall_on,
+    write_report,
+)
 from hybrid import CONTEXT, EMPTY, HOME_FEATURES, NEXT_FEATURES, RECENT, HybridModel, Listener, session_blend, top_k
 from sources import Sessions
 
@@ -615,6 +624,7 @@ def evaluate(tracks: pd.DataFrame, inter: pd.DataFrame, sessions: Sessions, cont
     n = len(model.track_ids)
     home = {name: ranking_metrics(r, truth, n, model.popularity) for name, r in recs.items()}
     report["home"] = home
+    report["continuation"] = {name: continuation_metrics(recs[name], truth) for name in CONTINUATION_MODELS}
     # the gate holds the served ranking against every source alone that it is not itself
     report["single_sources"] = [s for s in SINGLE_SOURCES if s in home and s != model.home_source]
     cold = set(np.flatnonzero(~model.warm).tolist())
@@ -637,17 +647,22 @@ def evaluate(tracks: pd.DataFrame, inter: pd.DataFrame, sessions: Sessions, cont
 
 
 def home_recommendations(test: Fitted, truth: dict[str, set[int]]) -> dict[str, dict[str, list[int]]]:
-    """Each evaluated listener's top 50 from the served ranking and from each source alone."""
+    """Each evaluated listener's top 50 from the served ranking and from each source alone; the served ranking,
+    ALS and popularity go on to ``CONTINUATION_DEPTH`` for the continuation metrics (the served ranking past
+    its candidates in the order of ALS, the first stage's own)."""
     model, k = test.model, max(KS)
     recs: dict[str, dict[str, list[int]]] = {name: {} for name in HOME_MODELS}
     for u in truth:
         who, banned = test.listeners[u], test.seen[u]
-        recs["hybrid"][u] = [model.index[r["track_id"]] for r in model.home(who.vector, k, banned, who.history,
-                                                                           who.recent)]  # fmt: skip
+        served = [model.index[r["track_id"]] for r in model.home(who.vector, CONTINUATION_DEPTH, banned, who.history,
+                                                                 who.recent)]  # fmt: skip
         cf = model.cf_scores(who.vector)
-        recs["als"][u] = top_k(cf, k, banned).tolist()
+        als = top_k(cf, CONTINUATION_DEPTH + len(served), banned).tolist()
+        taken = set(served)
+        recs["hybrid"][u] = served + [i for i in als if i not in taken][: CONTINUATION_DEPTH - len(served)]
+        recs["als"][u] = als[:CONTINUATION_DEPTH]
         recs["item_item"][u] = top_k(model.item_scores(who.history), k, banned).tolist()
-        recs["popularity"][u] = top_k(model.popularity, k, banned).tolist()
+        recs["popularity"][u] = top_k(model.popularity, CONTINUATION_DEPTH, banned).tolist()
         recs["simplest"][u] = top_k(model.home_scores(who.vector, cf), k, banned).tolist()
     return recs
 

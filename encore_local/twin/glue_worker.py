@@ -104,6 +104,12 @@ def _run(request: dict[str, Any], mirror: S3Mirror) -> dict[str, Any]:
     except BaseException:
         mirror.forget(bucket)  # what the failed run left in the folder is not what S3 holds: fetch it all again
         raise
+    finally:
+        # Each Glue run has a session of its own: what one run cached must not answer the next. Spark matches a
+        # cached plan by its shape, and a folder read again at the same path has the same shape.
+        from pyspark.sql import SparkSession
+
+        SparkSession.builder.getOrCreate().catalog.clearCache()  # the worker's one session
     for prefix in writes:
         mirror.push(s3, bucket, prefix)
     return dict(result)

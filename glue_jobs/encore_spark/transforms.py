@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from encore.config import RatingWeights
+from encore.imports.tracks import GENRE_SEPARATOR, LISTED_AGAIN
 from encore.models import (
     MAX_FUTURE_SKEW_MS,
     MAX_TRACK_DURATION_MS,
@@ -270,9 +271,12 @@ def trending(events: DataFrame, run_ms: int, size: int, qualifying_ms: int, prio
 def catalog_tracks(csv: DataFrame) -> tuple[DataFrame, DataFrame]:
     """The tracks CSV (public dataset's columns, plus ours where present) -> typed catalog rows, rejects.
 
-    Audio features come all or none: a catalog without any audio column (playlists in MPD format have none)
-    loads with null features; one with some checks them all, so a non-numeric value or a missing column rejects
-    the row rather than passing as an unknown. A blank genre is no genre; a blank release date is unknown.
+    The rules are ``encore.imports.tracks``'s (the import's Python statement of them). Audio features come all
+    or none per row: a row without any (playlists in MPD format, Last.fm tracks) loads with null features; a row
+    with some needs every one to be a number, and a file with some audio columns needs them all. ``track_genre``
+    holds one genre or several separated by ``;``. A track listed twice merges: genres united in listing order,
+    the larger popularity, a blank filled from a later listing; a listing whose details differ from the first
+    listing's (where both have one) is rejected with ``LISTED_AGAIN``.
     """
     cols = set(csv.columns)
 
@@ -280,39 +284,88 @@ def catalog_tracks(csv: DataFrame) -> tuple[DataFrame, DataFrame]:
         return F.col(name) if name in cols else F.lit(None).cast("string")
 
     def given(name: str) -> Column:
-        """The value, or null where the column is absent or the cell blank."""
-        return F.when(F.trim(opt(name)) != "", opt(name))
+        """The trimmed value, or null where the column is absent or the cell blank."""
+        return F.when(F.trim(opt(name)) != "", F.trim(opt(name)))
 
     numeric = [f for f in AUDIO_FIELDS if f not in AUDIO_INTEGERS]
     has_audio = any(f in cols for f in AUDIO_FIELDS)
     missing_audio = [F.lit(f"{c}: no such column") for c in AUDIO_FIELDS if has_audio and c not in cols]
-    audio_checks = [F.when(F.col(c).isNull(), F.lit(f"{c}: not a number")) for c in numeric if c in cols]
+    row_has_audio = F.greatest(*[given(c).isNotNull() for c in AUDIO_FIELDS]) if has_audio else F.lit(False)
+    listed = F.transform(F.split(F.coalesce(given("track_genre"), F.lit("")), GENRE_SEPARATOR), F.trim)
+    genres = F.concat(listed, F.array(F.coalesce(given("sub_genre"), F.lit(""))))
     typed = csv.select(
-        F.col("track_id"),
-        F.col("track_name").alias("name"),
-        F.coalesce(opt("artist_id"), F.sha2(F.col("artists"), 256).substr(1, 22)).alias("artist_id"),
-        F.col("artists").alias("artist_name"),
-        F.coalesce(F.col("album_name"), F.lit("")).alias("album"),
-        F.array_compact(F.array(given("track_genre"), given("sub_genre"))).alias("genres"),
-        F.coalesce(given("release_date"), F.lit("1970-01-01")).alias("release_date"),
-        F.col("duration_ms").cast("long").alias("duration_ms"),
-        (F.lower(F.col("explicit").cast("string")) == "true").alias("explicit"),
-        *[opt(c).cast("double").alias(c) for c in numeric],
-        *[opt(c).cast("int").alias(c) for c in AUDIO_INTEGERS],
-        F.col("popularity").cast("int").alias("popularity"),
-        F.coalesce(opt("lyrics"), F.lit("")).alias("lyrics"),
-        opt("image_url").alias("image_url"),
+        F.monotonically_increasing_id().alias("_listed"),  # file order: the first listing of a track wins
+        given("track_id").alias("track_id"),
+        given("track_name").alias("name"),
+        F.coalesce(given("artist_id"), F.sha2(given("artists"), 256).substr(1, 22)).alias("artist_id"),
+        given("artists").alias("artist_name"),
+        given("album_name").alias("album"),
+        F.array_distinct(F.filter(genres, lambda g: g != "")).alias("genres"),
+        given("release_date").alias("release_date"),
+        given("duration_ms").cast("double").cast("long").alias("duration_ms"),
+        F.when(given("explicit").isNotNull(), F.lower(given("explicit")) == "true").alias("explicit"),
+        *[given(c).cast("double").alias(c) for c in numeric],
+        *[given(c).cast("double").cast("int").alias(c) for c in AUDIO_INTEGERS],
+        given("popularity").cast("double").cast("int").alias("popularity"),
+        given("lyrics").alias("lyrics"),
+        given("image_url").alias("image_url"),
+        *[given(c).alias(f"_raw_{c}") for c in AUDIO_FIELDS],
+        row_has_audio.alias("_has_audio"),
     )
+    not_numbers = [
+        F.when(F.col("_has_audio") & F.col(f"_raw_{c}").cast("double").isNull(), F.lit(f"{c}: not a number"))
+        for c in AUDIO_FIELDS
+        if c in cols
+    ]
     problems = F.concat_ws(
         "; ",
         F.when(~F.coalesce(F.col("track_id").rlike(ID_PATTERN), F.lit(False)), F.lit("track_id: missing or not an id")),
-        F.when(F.col("name").isNull() | (F.col("name") == ""), F.lit("track_name: missing")),
+        F.when(F.col("name").isNull(), F.lit("track_name: missing")),
         F.when(F.col("artist_name").isNull(), F.lit("artists: missing")),
         F.when(F.col("duration_ms").isNull() | (F.col("duration_ms") <= 0), F.lit("duration_ms: not positive")),
         *missing_audio,
-        *audio_checks,
+        *not_numbers,
     )
-    checked = typed.withColumn("reason", problems)
-    good = checked.where(F.col("reason") == "").drop("reason").dropDuplicates(["track_id"])
-    bad = checked.where(F.col("reason") != "").select(F.to_json(F.struct(*typed.columns)).alias("record"), "reason")
+    record = F.to_json(F.struct(*[c for c in typed.columns if not c.startswith("_")]))
+    checked = typed.withColumn("reason", problems).withColumn("record", record)
+    valid = checked.where(F.col("reason") == "")
+    # A later listing conflicts when a detail it has differs from the first listing's.
+    first = Window.partitionBy("track_id").orderBy("_listed")
+    whole = first.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+    identity = ["name", "artist_name", "album", "duration_ms", "explicit", "release_date", *AUDIO_FIELDS]
+    differs = [F.coalesce(F.col(c) != F.first(c).over(whole), F.lit(False)) for c in identity]
+    flagged = valid.withColumn("_conflict", F.greatest(F.lit(False), *differs))
+    kept = flagged.where(~F.col("_conflict"))
+    filled = ["name", "artist_id", "artist_name", "album", "release_date", "duration_ms", "explicit", *AUDIO_FIELDS]
+    merged = kept.select(
+        "_listed",
+        "track_id",
+        *[F.first(c, ignorenulls=True).over(whole).alias(c) for c in [*filled, "lyrics", "image_url"]],
+        F.array_distinct(F.flatten(F.collect_list("genres").over(whole))).alias("genres"),
+        F.max("popularity").over(whole).alias("popularity"),
+    )
+    good = (
+        merged.withColumn("_n", F.row_number().over(first))
+        .where(F.col("_n") == 1)
+        .select(
+            "track_id",
+            "name",
+            "artist_id",
+            "artist_name",
+            F.coalesce("album", F.lit("")).alias("album"),
+            "genres",
+            F.coalesce("release_date", F.lit("1970-01-01")).alias("release_date"),
+            "duration_ms",
+            F.coalesce("explicit", F.lit(False)).alias("explicit"),
+            *AUDIO_FIELDS,
+            "popularity",
+            F.coalesce("lyrics", F.lit("")).alias("lyrics"),
+            "image_url",
+        )
+    )
+    bad = (
+        checked.where(F.col("reason") != "")
+        .select("record", "reason")
+        .unionByName(flagged.where(F.col("_conflict")).select("record", F.lit(LISTED_AGAIN).alias("reason")))
+    )
     return good, bad

@@ -37,6 +37,17 @@ def test_ranking_metrics_worked_example() -> None:
     assert m["coverage@10"] == pytest.approx(9 / 10)
 
 
+def test_continuation_metrics_as_the_recsys_challenge_2018_defined_them() -> None:
+    # a: G = {1, 3, 8}; R = 3, 9, 1, 5, 8 -> the first |G| = 3 hold 3 and 1; relevant at places 1, 3 and 5.
+    # b: nothing found: both 0. c: no held-out tracks, not counted.
+    recs = {"a": [3, 9, 1, 5, 8], "b": [1, 2], "c": [1]}
+    m = evaluation.continuation_metrics(recs, {"a": {1, 3, 8}, "b": {7}, "c": set()}, depth=5)
+    dcg = 1 + 1 / np.log2(3) + 1 / np.log2(5)
+    idcg = 1 + 1 / np.log2(2) + 1 / np.log2(3)  # as many ideal places as tracks were found (3)
+    assert m == pytest.approx({"users": 2.0, "r_precision": (2 / 3 + 0) / 2, "ndcg@5": (dcg / idcg + 0) / 2})
+    assert evaluation.continuation_metrics({"a": [1]}, {"a": {1}}, depth=5)["ndcg@5"] == 1.0
+
+
 def test_next_track_metrics_and_restricted_recall() -> None:
     m = evaluation.next_track_metrics([(0, 1), (0, 2), (3, 4)], lambda case: [1, 9, 2] if case[0] == 0 else [5])
     assert m["hit_rate@10"] == pytest.approx(2 / 3) and m["mrr@10"] == pytest.approx((1 + 1 / 3) / 3)

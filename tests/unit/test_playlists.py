@@ -14,9 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from encore.models import ListeningEvent
-from encore.playlists import (
-    CATALOG_COLUMNS,
+from encore.imports.mpd import (
     DEFAULT_REGION,
     catalog_rows,
     playlist_events,
@@ -24,6 +22,8 @@ from encore.playlists import (
     read_slice,
     slice_files,
 )
+from encore.imports.tracks import CATALOG_COLUMNS
+from encore.models import ListeningEvent
 from encore_local.errors import UsageError
 from encore_local.playlists import (
     CATALOG_EXTRA,
@@ -64,7 +64,7 @@ def mpd(tmp_path_factory: pytest.TempPathFactory) -> Mpd:
 
 @pytest.fixture(scope="module")
 def playlists(mpd: Mpd) -> list[dict[str, Any]]:
-    return [p for path in slice_files(mpd[0]) for p in read_slice(path)]
+    return [p for path in slice_files(mpd[0]) for p in read_slice(path)[0]]
 
 
 def _truth(path: Path) -> Truth:
@@ -372,7 +372,7 @@ def test_catalog_rows_one_per_track(mpd: Mpd, playlists: list[dict[str, Any]]) -
         uri = f"spotify:track:{row['track_id']}"
         assert row["popularity"] == counts[uri]
         assert row["release_date"] == released[uri]
-        assert row["track_genre"] == "" and row["explicit"] is False
+        assert row["track_genre"] == "" and row["explicit"] == ""
     assert catalog_rows(playlists) == catalog_rows(playlists)
     assert {r["release_date"] for r in catalog_rows(playlists[:5])} == {""}
 
@@ -385,7 +385,7 @@ def test_catalog_first_seen_wins() -> None:
     assert [r["popularity"] for r in rows] == [2, 1]
 
 
-def test_a_truncated_slice_is_named_in_the_error(mpd: Mpd, tmp_path: Path) -> None:
+def test_a_truncated_slice_is_named_in_the_error_and_a_bad_playlist_is_rejected_whole(mpd: Mpd, tmp_path: Path) -> None:
     text = (mpd[0] / "mpd.slice.0-999.json").read_text()
     bad = tmp_path / "mpd.slice.0-999.json"
     bad.write_text(text[: len(text) // 2])
@@ -394,8 +394,11 @@ def test_a_truncated_slice_is_named_in_the_error(mpd: Mpd, tmp_path: Path) -> No
     data = json.loads(text)
     del data["playlists"][3]["tracks"][2]["track_uri"]
     bad.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match=r"playlist 3 \(pid 3\), track 2: missing track_uri"):
-        read_slice(bad)
+    playlists, rejected = read_slice(bad)
+    assert len(playlists) == len(data["playlists"]) - 1 and 3 not in {p["pid"] for p in playlists}
+    assert rejected.summary() == {
+        "track: missing track_uri": {"count": 1, "examples": ["mpd.slice.0-999.json: playlist 3 (pid 3), track 2"]}
+    }
     bad.write_text(json.dumps({"info": {}}))
     with pytest.raises(ValueError, match="no 'playlists' list"):
         read_slice(bad)

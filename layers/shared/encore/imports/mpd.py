@@ -13,45 +13,32 @@ has playlists, not plays; the mapping reads each playlist as its owner's listeni
   the edit's last event is at the edit's end. ``played_ms = track_duration_ms = duration_ms``.
 - **Contract values.** ``source`` is ``import``; ``context`` is ``other`` (the contract has no playlist
   context); MPD has no country, so ``region`` is the caller's, by default ``US`` (``DEFAULT_REGION``).
-- **Idempotency.** ``event_id`` is a UUID5 of (pid, pos, track URI) in a fixed namespace: importing a slice
-  again yields the same ids, which the curate job keeps once.
+- **Idempotency.** ``event_id`` is a UUID5 of (pid, pos, track URI) (``encore.imports.stable_id``): importing
+  a slice again yields the same ids, which the curate job keeps once.
 - **Catalog.** One row per distinct track (first seen wins, in reading order) in the tracks-CSV columns the
-  load_catalog job reads (``CATALOG_COLUMNS``): the 22-character ids after ``spotify:track:`` and
+  load_catalog job reads (``tracks.CATALOG_COLUMNS``): the 22-character ids after ``spotify:track:`` and
   ``spotify:artist:``, ``popularity`` the number of playlists holding the track, no genre (MPD has none), no
-  audio features, ``explicit`` false, and ``release_date`` from a release-date file (``{track_uri: date}``, such
-  as the generator's ``catalog_extra.json``) when one is given, else empty.
+  audio features, ``explicit`` unknown (blank: loaded as false), and ``release_date`` from a release-date file
+  (``{track_uri: date}``, such as the generator's ``catalog_extra.json``) when one is given, else empty.
 
 A track without a positive duration (of at most six hours) has no play to map: it yields no event and no row.
+A playlist that lacks a key the mapping reads is rejected whole (``read_slice``).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from encore.imports import Rejections, stable_id
 from encore.models import MAX_TRACK_DURATION_MS, Action, Context, Source
 
 DEFAULT_REGION = "US"
 MS_PER_DAY = 86_400_000
-# Fixed forever: event ids derive from it, so a re-import finds the ids of the first one.
-EVENT_NAMESPACE = uuid.UUID("c3ebf10f-864a-4a2a-9a2a-6c2a5e89a025")
-CATALOG_COLUMNS = [
-    "track_id",
-    "artists",
-    "artist_id",
-    "album_name",
-    "track_name",
-    "duration_ms",
-    "explicit",
-    "popularity",
-    "track_genre",
-    "release_date",
-]
 PLAYLIST_KEYS = ("pid", "modified_at", "num_edits", "tracks")
 TRACK_KEYS = ("pos", "artist_name", "track_uri", "artist_uri", "track_name", "duration_ms", "album_name")
 _INTEGER_KEYS = ("pid", "modified_at", "num_edits")
@@ -70,35 +57,38 @@ def slice_files(directory: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def _check_playlist(playlist: Any, where: str) -> None:
+def _problem(playlist: Any) -> tuple[str, str] | None:  # noqa: PLR0911 - one return per check
+    """Where in the playlist (``""`` or ``track <i>``) and what is wrong with it, or None if it can be mapped."""
     if not isinstance(playlist, dict):
-        raise ValueError(f"{where}: not a JSON object")
+        return "", "not a JSON object"
     missing = [k for k in PLAYLIST_KEYS if k not in playlist]
     if missing:
-        raise ValueError(f"{where}: missing {', '.join(missing)}")
+        return "", f"missing {', '.join(missing)}"
     for key in _INTEGER_KEYS:
         if not isinstance(playlist[key], int) or isinstance(playlist[key], bool):
-            raise ValueError(f"{where}: {key} is not an integer")
+            return "", f"{key} is not an integer"
     if not isinstance(playlist["tracks"], list):
-        raise ValueError(f"{where}: tracks is not a list")
+        return "", "tracks is not a list"
     for i, track in enumerate(playlist["tracks"]):
-        at = f"{where}, track {i}"
+        at = f"track {i}"
         if not isinstance(track, dict):
-            raise ValueError(f"{at}: not a JSON object")
+            return at, "track: not a JSON object"
         missing = [k for k in TRACK_KEYS if k not in track]
         if missing:
-            raise ValueError(f"{at}: missing {', '.join(missing)}")
+            return at, f"track: missing {', '.join(missing)}"
         for key in ("pos", "duration_ms"):
             if not isinstance(track[key], int) or isinstance(track[key], bool):
-                raise ValueError(f"{at}: {key} is not an integer")
+                return at, f"track: {key} is not an integer"
         for key in ("track_uri", "artist_uri"):
             if not isinstance(track[key], str) or not _ID.match(uri_id(track[key])):
-                raise ValueError(f"{at}: {key} {track[key]!r} does not end in an id")
+                return at, f"track: {key} does not end in an id"
+    return None
 
 
-def read_slice(path: Path) -> list[dict[str, Any]]:
-    """The playlists of one MPD slice file, checked for the keys the mapping reads; a ``ValueError`` naming the
-    file (and the playlist) says what is wrong, so a truncated download is caught before anything is written."""
+def read_slice(path: Path) -> tuple[list[dict[str, Any]], Rejections]:
+    """The playlists of one MPD slice file that can be mapped, and the rest with their reasons (a playlist is
+    taken whole or not at all). A file that is not a slice (bad JSON, as a truncated download leaves it, or no
+    ``playlists`` list) is a ``ValueError`` naming it: nothing of it can be trusted."""
     try:
         with path.open(encoding="utf-8") as fh:
             data = json.load(fh)
@@ -106,11 +96,17 @@ def read_slice(path: Path) -> list[dict[str, Any]]:
         raise ValueError(f"{path}: not a valid MPD slice (bad JSON: {exc})") from exc
     if not isinstance(data, dict) or not isinstance(data.get("playlists"), list):
         raise ValueError(f"{path}: not a valid MPD slice (no 'playlists' list at the top level)")
-    playlists: list[dict[str, Any]] = data["playlists"]
-    for i, playlist in enumerate(playlists):
+    good: list[dict[str, Any]] = []
+    rejections = Rejections()
+    for i, playlist in enumerate(data["playlists"]):
+        problem = _problem(playlist)
+        if problem is None:
+            good.append(playlist)
+            continue
         pid = playlist.get("pid", "?") if isinstance(playlist, dict) else "?"
-        _check_playlist(playlist, f"{path}: playlist {i} (pid {pid})")
-    return playlists
+        where = ", ".join(filter(None, [f"{path.name}: playlist {i} (pid {pid})", problem[0]]))
+        rejections.add(where, problem[1], json.dumps(playlist, ensure_ascii=False))
+    return good, rejections
 
 
 def read_release_dates(path: Path) -> dict[str, str]:
@@ -144,7 +140,7 @@ def edit_of(index: int, n_tracks: int, n_edits: int) -> int:
 
 
 def event_id(pid: int, pos: int, track_uri: str) -> str:
-    return str(uuid.uuid5(EVENT_NAMESPACE, f"{pid}:{pos}:{track_uri}"))
+    return stable_id(f"{pid}:{pos}:{track_uri}")
 
 
 def playlist_events(playlist: Mapping[str, Any], region: str = DEFAULT_REGION) -> list[dict[str, Any]]:
@@ -210,7 +206,7 @@ class CatalogRows:
                 "album_name": track["album_name"],
                 "track_name": track["track_name"],
                 "duration_ms": int(track["duration_ms"]),
-                "explicit": False,
+                "explicit": "",
                 "popularity": self._playlists[uri],
                 "track_genre": "",
                 "release_date": dates.get(uri, ""),
