@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.add_argument("--port", type=_non_negative_int, default=8080, help="the API's loopback port (0: any free)")
     demo.add_argument("--exit", action="store_true", help="stop after the report instead of serving until Ctrl-C")
+    demo.add_argument(
+        "--data", metavar="FORMAT:PATH[,PATH]", help="run on imported data, not the simulator's (e.g. mpd:data/mpd)"
+    )
     return parser
 
 
@@ -265,10 +268,15 @@ class DemoFailed(Exception):
 
 
 def _demo(args: argparse.Namespace) -> None:
+    from encore_local.demo.imported import run_imported_demo
     from encore_local.demo.run import run_demo
 
-    result = run_demo(_params(args), args.out, scale=args.scale, progress=not args.quiet, port=args.port,
-                      keep_serving=not args.exit)  # fmt: skip
+    if args.data:
+        result = run_imported_demo(args.data, args.out, progress=not args.quiet, port=args.port,
+                                   keep_serving=not args.exit)  # fmt: skip
+    else:
+        result = run_demo(_params(args), args.out, scale=args.scale, progress=not args.quiet, port=args.port,
+                          keep_serving=not args.exit)  # fmt: skip
     failed = [name for name, ok in result.checks.items() if not ok]
     if failed:
         raise DemoFailed(f"{len(failed)} check(s) failed: {'; '.join(failed)}")

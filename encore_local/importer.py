@@ -57,6 +57,7 @@ class ImportReport:
     rows: int = 0
     events: int = 0
     tracks_in: int = 0
+    last_event_ms: int = 0
     catalog_tracks: int = 0
     listeners: int = 0
     objects: int = 0
@@ -346,21 +347,17 @@ def country_code(name: str) -> str | None:
         return None
 
 
-def run_import(
+def convert(
     config: EncoreConfig | None,
     fmt: str,
     paths: list[Path],
     *,
-    dry_run: bool = False,
     progress: bool = False,
     region: str = mpd.DEFAULT_REGION,
-    arrived: str | None = None,
     now_ms: int | None = None,
-) -> ImportReport:
-    """Convert ``paths`` of ``fmt`` and (unless ``dry_run``) land them in ``config``'s lake: the events under the
-    day they ``arrived`` (``YYYY-MM-DD``; the command line's default is today), or with None under each event's
-    own day, as if Firehose had delivered them as they happened. ``config`` None is a dry run with no lake to
-    read (the catalog to match against starts empty)."""
+) -> tuple[Converted, ImportReport]:
+    """Read and convert ``paths`` of ``fmt`` (matching against ``config``'s lake catalog when there is one);
+    nothing is written."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r} (one of: {', '.join(FORMATS)})")
     started = time.perf_counter()
@@ -382,13 +379,40 @@ def run_import(
     finally:
         tick.close()
     report.events = sum(len(e) for e in out.events.values())
+    report.last_event_ms = max((e["timestamp"] for events in out.events.values() for e in events), default=0)
     report.catalog_tracks = len(out.catalog) if out.catalog is not None else 0
     report.listeners = len(out.listeners)
+    report.seconds = time.perf_counter() - started
+    return out, report
+
+
+def run_import(
+    config: EncoreConfig | None,
+    fmt: str,
+    paths: list[Path],
+    *,
+    dry_run: bool = False,
+    progress: bool = False,
+    region: str = mpd.DEFAULT_REGION,
+    arrived: str | None = None,
+    now_ms: int | None = None,
+) -> ImportReport:
+    """Convert ``paths`` of ``fmt`` and (unless ``dry_run``) land them in ``config``'s lake: the events under the
+    day they ``arrived`` (``YYYY-MM-DD``; the command line's default is today), or with None under each event's
+    own day, as if Firehose had delivered them as they happened. ``config`` None is a dry run with no lake to
+    read (the catalog to match against starts empty)."""
+    started = time.perf_counter()
+    converted, report = convert(config, fmt, paths, progress=progress, region=region, now_ms=now_ms)
     if config is not None and not dry_run:
-        import_id = datetime.fromtimestamp(now / 1000, UTC).strftime("%Y%m%dT%H%M%SZ")
-        land(config, fmt, out, report, arrived, import_id)
+        land(config, fmt, converted, report, arrived, import_id(now_ms))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def import_id(now_ms: int | None = None) -> str:
+    """The import's name in the quarantine: when it ran, to the second (UTC)."""
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    return datetime.fromtimestamp(now / 1000, UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def render(report: ImportReport) -> str:

@@ -7,11 +7,13 @@ from typing import Any
 
 def _model_lines(model: dict[str, Any]) -> list[str]:
     lines = [f"Model {model.get('version')}: {model.get('reason')}"]
-    home = model.get("home", {})
-    for name in ("hybrid", "cf_only", "content_only", "popularity"):
-        if name in home:
-            m = home[name]
-            lines.append(f"  {name:<11} NDCG@10 {m.get('ndcg@10', 0):.4f}  recall@10 {m.get('recall@10', 0):.4f}")
+    home, continuation = model.get("home", {}), model.get("continuation", {})
+    for name, m in home.items():
+        line = f"  {name:<11} NDCG@10 {m.get('ndcg@10', 0):.4f}  recall@10 {m.get('recall@10', 0):.4f}"
+        if name in continuation:
+            c = continuation[name]
+            line += f"  continuation: R-precision {c.get('r_precision', 0):.4f}  NDCG@500 {c.get('ndcg@500', 0):.4f}"
+        lines.append(line)
     return lines
 
 
@@ -20,10 +22,12 @@ def render_demo(result: Any) -> str:
     live = result.live
     lines = [""]
     lines += _model_lines(result.model)
-    lines.append("Sample home pages (a listener's true taste from the simulator, then what Encore recommends):")
+    simulated = any(s["taste"] for s in result.samples)
+    lines.append("Sample home pages (" + ("a listener's true taste from the simulator, then " if simulated else "")
+                 + "what Encore recommends):")  # fmt: skip
     for s in result.samples:
         taste = ", ".join(f"{g} {w:.2f}" for g, w in s["taste"])
-        lines.append(f"  {s['user_id']} (taste: {taste}), model {s['model_version']}:")
+        lines.append(f"  {s['user_id']}{f' (taste: {taste})' if taste else ''}, model {s['model_version']}:")
         lines += [f"    {i['name']} - {i['artist']} [{i['genre']}]" for i in s["items"]]
     if live:
         held, burst = live["held_out"], live["burst"]
