@@ -91,6 +91,7 @@ check-deploy: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	$(PY) bench/bench_simulator.py
+	$(PY) bench/bench_import.py
 	$(PY) bench/bench_jobs.py
 	$(PY) bench/bench_model.py
 

@@ -47,7 +47,10 @@ FORMATS = ("spotify-tracks", "mpd", "lastfm", "events")
 EVENTS_PER_OBJECT = 500_000
 LISTENER_COLUMNS = ["user_id", "display_name", "region", "signup_date"]
 EVENT_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".csv", ".parquet")
-RELEASE_DATES = "catalog_extra.json"  # an MPD folder's optional {track_uri: release date}
+RELEASE_DATES = "catalog_extra.json"
+# Level 1: three times faster than 5 on event JSON for about a fifth more bytes; an import is written once.
+GZIP_LEVEL = 1
+_JSON_LINE = json.JSONEncoder(separators=(",", ":")).encode  # an MPD folder's optional {track_uri: release date}
 
 
 @dataclass
@@ -332,10 +335,10 @@ def land(config: EncoreConfig, fmt: str, converted: Converted, report: ImportRep
         for day, day_events in sorted(by_day.items()):
             for part, start in enumerate(range(0, len(day_events), EVENTS_PER_OBJECT)):
                 chunk = day_events[start : start + EVENTS_PER_OBJECT]
-                body = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in chunk).encode()
+                body = "".join(_JSON_LINE(e) + "\n" for e in chunk).encode()
                 name = "-".join(filter(None, ["encore-import", fmt, _stem(source), None if arrived else day,
                                               f"part{part}" if part else None]))  # fmt: skip
-                put(raw_key(config, day, f"{name}.gz"), gzip.compress(body, compresslevel=5))
+                put(raw_key(config, day, f"{name}.gz"), gzip.compress(body, compresslevel=GZIP_LEVEL))
     report.landed = True
 
 

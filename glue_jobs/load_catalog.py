@@ -1,5 +1,8 @@
 """Glue job: the tracks CSV (``catalog/tracks.csv``) -> the Parquet catalog ``features/tracks/`` and the tracks table.
 
+The catalog rows the import_playlists job wrote (``catalog/imports/``) follow the tracks CSV's, so a track both
+list merges as a track listed twice does (``catalog_tracks``): the tracks CSV's listing first.
+
 Rows that cannot be read (no id, no name, a non-numeric audio feature) go to ``quarantine/catalog/`` with their
 reason; a catalog with no audio columns at all (playlists in MPD format) loads without audio features. Each
 track's item is replaced by its catalog metadata (its vectors are items of their own, ``vec#<id>``).
@@ -40,18 +43,24 @@ def to_item(row: dict[str, Any]) -> dict[str, Any]:
 
 def io_prefixes(lake: LakePrefixes) -> tuple[list[str], list[str]]:
     """What the job reads and (over)writes, for mirroring a local run."""
-    return [f"{lake.catalog}tracks.csv"], [f"{lake.features}tracks/", f"{lake.quarantine}catalog/"]
+    reads = [f"{lake.catalog}tracks.csv", f"{lake.catalog}imports/"]
+    return reads, [f"{lake.features}tracks/", f"{lake.quarantine}catalog/"]
 
 
 def main(argv: Sequence[str]) -> dict[str, int]:
     args = parse_args(argv)
     spark = spark_session("encore-load-catalog")
     config = args.config
-    source = args.path(f"{config.lake.catalog}tracks.csv")
-    if not path_exists(spark, source):
-        print(f"load_catalog: no catalog at {source}; nothing to do")
+    sources = [args.path(f"{config.lake.catalog}{name}") for name in ("tracks.csv", "imports/")]
+    found = [s for s in sources if path_exists(spark, s)]
+    if not found:
+        print(f"load_catalog: no catalog at {' or '.join(sources)}; nothing to do")
         return {}
-    csv = spark.read.option("header", True).option("multiLine", True).option("escape", '"').csv(source)
+    frames = [
+        spark.read.options(header=True, multiLine=True, escape='"', recursiveFileLookup=s.endswith("/")).csv(s)
+        for s in found
+    ]
+    csv = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1], allowMissingColumns=True)
     good, bad = catalog_tracks(csv)
     good = good.cache()
     prefix = f"{config.lake.features}tracks/"

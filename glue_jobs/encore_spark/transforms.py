@@ -6,13 +6,17 @@ functions use); ``encore.scoring.event_rating`` is the NumPy statement of the ra
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark import RDD, StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from encore.config import RatingWeights
+from encore.imports import mpd
+from encore.imports import tracks as tracks_contract
 from encore.imports.tracks import GENRE_SEPARATOR, LISTED_AGAIN
 from encore.models import (
     MAX_FUTURE_SKEW_MS,
@@ -369,3 +373,68 @@ def catalog_tracks(csv: DataFrame) -> tuple[DataFrame, DataFrame]:
         .unionByName(flagged.where(F.col("_conflict")).select("record", F.lit(LISTED_AGAIN).alias("reason")))
     )
     return good, bad
+
+
+# --- import_playlists: MPD slices, converted by the command line's own mapping (encore.imports.mpd) ------------
+
+_LONGS = ("timestamp", "played_ms", "track_duration_ms", "duration_ms", "popularity")
+# The fields an MPD play has: the contract's but the last (recommendation_id).
+IMPORTED_EVENT_SCHEMA = T.StructType(
+    [T.StructField(n, T.LongType() if n in _LONGS else T.StringType()) for n in EVENT_FIELDS[:-1]]
+)
+IMPORTED_CATALOG_SCHEMA = T.StructType(
+    [T.StructField(n, T.LongType() if n in _LONGS else T.StringType()) for n in tracks_contract.CATALOG_COLUMNS]
+)
+REJECTED_SCHEMA = T.StructType([T.StructField(name, T.StringType()) for name in ("where", "reason", "record")])
+BAD_SLICE = "file: not a valid MPD slice (bad JSON or no playlists list)"
+
+
+def _slice_records(item: tuple[str, bytes], region: str) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """One slice file -> ("event", row), ("track", (uri, (pid, pos), listing)) and ("rejected", row) records."""
+    path, data = item
+    try:
+        playlists, rejections = mpd.parse_slice(data, path)
+    except ValueError as exc:
+        yield "rejected", (path, BAD_SLICE, str(exc))
+        return
+    for r in rejections.rows:
+        yield "rejected", (r.where, r.reason, r.record)
+    columns = IMPORTED_EVENT_SCHEMA.fieldNames()
+    for playlist in playlists:
+        for event in mpd.playlist_events(playlist, region):
+            yield "event", tuple(event[c] for c in columns)
+        first: dict[str, dict[str, Any]] = {}
+        for track in mpd.ordered_tracks(playlist):
+            first.setdefault(track["track_uri"], track)
+        for uri, track in first.items():
+            keep = {k: track[k] for k in ("track_uri", "artist_uri", "artist_name", "album_name", "track_name",
+                                          "duration_ms")}  # fmt: skip
+            yield "track", (uri, ((int(playlist["pid"]), int(track["pos"])), keep, 1))
+
+
+def playlist_import(
+    files: RDD[tuple[str, bytes]], region: str, release_dates: dict[str, str]
+) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """MPD slice files (path, bytes) -> events, catalog rows and rejected rows, exactly as ``encore import mpd``
+    maps them: one catalog row per track, its first listing (lowest pid, then pos) with the number of playlists
+    holding it as its popularity. The caller persists nothing: the records are cached here, read three times."""
+    spark = SparkSession.builder.getOrCreate()
+    records = files.flatMap(lambda item: _slice_records(item, region)).persist(StorageLevel.MEMORY_AND_DISK)
+
+    def of(kind: str) -> RDD[Any]:
+        return records.filter(lambda r: r[0] == kind).map(lambda r: r[1])
+
+    def earlier(a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:
+        first = a if a[0] <= b[0] else b
+        return first[0], first[1], a[2] + b[2]
+
+    rows = (
+        of("track")
+        .reduceByKey(earlier)
+        .map(lambda kv: tuple(mpd.catalog_row(kv[1][1], kv[1][2], release_dates.get(kv[0], "")).values()))
+    )
+    return (
+        spark.createDataFrame(of("event"), IMPORTED_EVENT_SCHEMA),
+        spark.createDataFrame(rows, IMPORTED_CATALOG_SCHEMA),
+        spark.createDataFrame(of("rejected"), REJECTED_SCHEMA),
+    )

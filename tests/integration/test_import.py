@@ -9,6 +9,7 @@ quarantines, and the other formats land where the pipeline reads them.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from encore.clients import get_client
 from encore.config import EncoreConfig
 from encore.imports.mpd import read_release_dates, slice_files
 from encore.imports.tracks import CATALOG_COLUMNS, LISTED_AGAIN
-from encore_local.importer import run_import
+from encore_local.importer import convert, run_import
 from encore_local.jobs import run_job
 from encore_local.playlists import CATALOG_EXTRA, PlaylistParams, generate_mpd
 from encore_local.twin.services import TwinServices
@@ -217,3 +218,36 @@ def test_the_catalog_job_rejects_a_bad_audio_value_and_merges_a_track_listed_twi
     assert any('"track_id":"bad1"' in r for r in bad["record"])
     item = get_client("dynamodb").get_item(TableName=config.resources.tracks_table, Key={"track_id": {"S": "good1"}})
     assert [g["S"] for g in item["Item"]["genres"]["L"]] == ["rock"]
+
+
+def test_the_glue_job_converts_the_full_dataset_as_the_command_line_does(mpd_lake: dict[str, Any]) -> None:
+    """import_playlists over slices uploaded to imports/mpd/ (one of them cut short): the same events and
+    catalog rows as ``encore import mpd``; curation finds nothing new, and load_catalog merges its rows."""
+    config, out = mpd_lake["config"], mpd_lake["out"]
+    s3, bucket = get_client("s3"), config.resources.lake_bucket
+    for path in [*slice_files(out), out / CATALOG_EXTRA]:
+        s3.upload_file(str(path), bucket, f"{config.lake.imports}mpd/{path.name}")
+    cut = (out / "mpd.slice.0-999.json").read_bytes()[:-100]
+    s3.put_object(Bucket=bucket, Key=f"{config.lake.imports}mpd/mpd.slice.9000-9999.json", Body=cut)
+    converted, report = convert(None, "mpd", [out])
+    curated_before = run_job("curate_events", config, run_time=RUN_TIME, lookback_days=0).result["curated"]
+
+    run = run_job("import_playlists", config, run_time=RUN_TIME)
+    assert run.result == {"slices": 2, "events": report.events, "tracks": report.catalog_tracks, "rejected": 1}
+    day = f"{config.lake.raw_events}{RUN_DAY:%Y/%m/%d}/00/"
+    written = [k for k in _keys(config, day) if k.rsplit("/", 1)[-1].startswith("part-")]
+    ids = {json.loads(line)["event_id"] for k in written for line in gzip.decompress(
+        s3.get_object(Bucket=bucket, Key=k)["Body"].read()).decode().splitlines()}  # fmt: skip
+    assert ids == {e["event_id"] for events in converted.events.values() for e in events}
+    catalog_keys = [k for k in _keys(config, f"{config.lake.catalog}imports/mpd/") if k.endswith(".csv")]
+    rows = {r["track_id"]: r for k in catalog_keys for r in csv.DictReader(io.StringIO(_read(config, k)))}
+    expected = {r["track_id"]: r for r in converted.catalog.rows()}  # type: ignore[union-attr]
+    assert rows.keys() == expected.keys()
+    for column in ("track_name", "artist_id", "duration_ms", "popularity", "release_date"):
+        assert {t: r[column] for t, r in rows.items()} == {t: expected[t][column] for t in rows}, column
+    assert _keys(config, f"{config.lake.quarantine}import/mpd/")
+
+    again = run_job("curate_events", config, run_time=RUN_TIME, lookback_days=0)
+    assert again.result["curated"] == curated_before  # the job's events were all there already
+    loaded = run_job("load_catalog", config)
+    assert loaded.result["tracks"] == 1 + report.catalog_tracks  # the tracks CSV's one track and the import's

@@ -62,6 +62,7 @@ class LakePrefixes(_Frozen):
     quarantine: str = "quarantine/"
     models: str = "models/"
     catalog: str = "catalog/"
+    imports: str = "imports/"  # files to convert in AWS (the import_playlists job reads imports/mpd/)
 
 
 class RecommendationWeights(_Frozen):

@@ -36,7 +36,12 @@ NIGHTLY: tuple[PipelineStep, ...] = (
     LOAD_VECTORS,
 )
 CHARTS_REFRESH: tuple[PipelineStep, ...] = (CURATE_EVENTS, BUILD_CHARTS)
-GLUE_JOBS: tuple[PipelineStep, ...] = tuple(s for s in NIGHTLY if s.kind == "glue")
+# Run when asked (``encore job run``, StartJobRun), not on a schedule.
+IMPORT_PLAYLISTS = PipelineStep(
+    "import_playlists", "glue", "MPD slices under imports/mpd/ -> raw events and catalog rows; rejects quarantined"
+)
+ON_DEMAND: tuple[PipelineStep, ...] = (IMPORT_PLAYLISTS,)
+GLUE_JOBS: tuple[PipelineStep, ...] = (*(s for s in NIGHTLY if s.kind == "glue"), *ON_DEMAND)
 
 
 def job_name(prefix: str, step: PipelineStep) -> str:

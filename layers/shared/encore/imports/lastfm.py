@@ -22,7 +22,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
@@ -39,8 +39,10 @@ PROFILE_DATE_FORMATS = ("%b %d, %Y", "%Y-%m-%d")
 
 def parse_time(text: str) -> int:
     """``2009-05-04T23:08:57Z`` -> epoch milliseconds; ``ValueError`` if it is not such a time."""
-    moment = datetime.strptime(text.strip(), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    text = text.strip()
+    if len(text) != 20 or text[10] != "T" or text[-1] != "Z":  # fromisoformat alone takes other spellings too
+        raise ValueError(f"not a time like 2009-05-04T23:08:57Z: {text!r}")
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
 
 
 def parse_row(line: str, now_ms: int) -> tuple[dict[str, Any] | None, str]:  # noqa: PLR0911 - one per check

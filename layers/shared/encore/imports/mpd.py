@@ -43,6 +43,9 @@ PLAYLIST_KEYS = ("pid", "modified_at", "num_edits", "tracks")
 TRACK_KEYS = ("pos", "artist_name", "track_uri", "artist_uri", "track_name", "duration_ms", "album_name")
 _INTEGER_KEYS = ("pid", "modified_at", "num_edits")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+_TRACK_KEY_SET = frozenset(TRACK_KEYS)
+_URI_TAIL = re.compile(r"(?:^|:)[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}\Z")  # the part after the last colon is an id
+_COMPLETE, _IMPORT, _OTHER = Action.COMPLETE.value, Source.IMPORT.value, Context.OTHER.value
 _SLICE = re.compile(r"^mpd\.slice\.(\d+)-(\d+)\.json$")
 
 
@@ -69,55 +72,63 @@ def _problem(playlist: Any) -> tuple[str, str] | None:  # noqa: PLR0911 - one re
             return "", f"{key} is not an integer"
     if not isinstance(playlist["tracks"], list):
         return "", "tracks is not a list"
-    for i, track in enumerate(playlist["tracks"]):
+    for i, track in enumerate(playlist["tracks"]):  # the hot loop of an import: cheap checks first
         at = f"track {i}"
-        if not isinstance(track, dict):
+        if type(track) is not dict:
             return at, "track: not a JSON object"
-        missing = [k for k in TRACK_KEYS if k not in track]
-        if missing:
-            return at, f"track: missing {', '.join(missing)}"
+        if not track.keys() >= _TRACK_KEY_SET:
+            return at, f"track: missing {', '.join(k for k in TRACK_KEYS if k not in track)}"
         for key in ("pos", "duration_ms"):
-            if not isinstance(track[key], int) or isinstance(track[key], bool):
+            if type(track[key]) is not int:  # not isinstance: a bool is not a position
                 return at, f"track: {key} is not an integer"
         for key in ("track_uri", "artist_uri"):
-            if not isinstance(track[key], str) or not _ID.match(uri_id(track[key])):
+            if type(track[key]) is not str or not _URI_TAIL.search(track[key]):
                 return at, f"track: {key} does not end in an id"
     return None
 
 
 def read_slice(path: Path) -> tuple[list[dict[str, Any]], Rejections]:
-    """The playlists of one MPD slice file that can be mapped, and the rest with their reasons (a playlist is
-    taken whole or not at all). A file that is not a slice (bad JSON, as a truncated download leaves it, or no
-    ``playlists`` list) is a ``ValueError`` naming it: nothing of it can be trusted."""
+    """The playlists of one MPD slice file that can be mapped, and the rest with their reasons (``parse_slice``)."""
+    return parse_slice(path.read_bytes(), str(path))
+
+
+def parse_slice(data: bytes | str, name: str) -> tuple[list[dict[str, Any]], Rejections]:
+    """The playlists of one MPD slice (its bytes, ``name`` for messages) that can be mapped, and the rest with
+    their reasons: a playlist is taken whole or not at all. A file that is not a slice (bad JSON, as a truncated
+    download leaves it, or no ``playlists`` list) is a ``ValueError`` naming it: nothing of it can be trusted."""
     try:
-        with path.open(encoding="utf-8") as fh:
-            data = json.load(fh)
+        parsed = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not a valid MPD slice (bad JSON: {exc})") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("playlists"), list):
-        raise ValueError(f"{path}: not a valid MPD slice (no 'playlists' list at the top level)")
+        raise ValueError(f"{name}: not a valid MPD slice (bad JSON: {exc})") from exc
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("playlists"), list):
+        raise ValueError(f"{name}: not a valid MPD slice (no 'playlists' list at the top level)")
     good: list[dict[str, Any]] = []
     rejections = Rejections()
-    for i, playlist in enumerate(data["playlists"]):
+    short = name.rsplit("/", 1)[-1]
+    for i, playlist in enumerate(parsed["playlists"]):
         problem = _problem(playlist)
         if problem is None:
             good.append(playlist)
             continue
         pid = playlist.get("pid", "?") if isinstance(playlist, dict) else "?"
-        where = ", ".join(filter(None, [f"{path.name}: playlist {i} (pid {pid})", problem[0]]))
+        where = ", ".join(filter(None, [f"{short}: playlist {i} (pid {pid})", problem[0]]))
         rejections.add(where, problem[1], json.dumps(playlist, ensure_ascii=False))
     return good, rejections
 
 
 def read_release_dates(path: Path) -> dict[str, str]:
     """A release-date file, ``{track_uri: "YYYY-MM-DD"}``; a ``ValueError`` naming the file if it is not one."""
+    return read_release_dates_text(path.read_text(encoding="utf-8"), str(path))
+
+
+def read_release_dates_text(text: str, name: str) -> dict[str, str]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         return {str(uri): date.fromisoformat(day).isoformat() for uri, day in data.items()}
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: not a release-date file ({{track_uri: YYYY-MM-DD}}): {exc}") from exc
+        raise ValueError(f"{name}: not a release-date file ({{track_uri: YYYY-MM-DD}}): {exc}") from exc
 
 
 def _playable(track: Mapping[str, Any]) -> bool:
@@ -168,18 +179,34 @@ def playlist_events(playlist: Mapping[str, Any], region: str = DEFAULT_REGION) -
                 "event_id": event_id(pid, int(track["pos"]), track["track_uri"]),
                 "user_id": user_id,
                 "track_id": uri_id(track["track_uri"]),
-                "action": Action.COMPLETE.value,
+                "action": _COMPLETE,
                 "timestamp": clock,
                 "played_ms": duration,
                 "track_duration_ms": duration,
                 "session_id": f"{user_id}-{j}",
                 "region": region,
-                "source": Source.IMPORT.value,
-                "context": Context.OTHER.value,
+                "source": _IMPORT,
+                "context": _OTHER,
             }
         )
     events.reverse()
     return events
+
+
+def catalog_row(track: Mapping[str, Any], playlists: int, release_date: str = "") -> dict[str, Any]:
+    """A track's catalog row (``tracks.CATALOG_COLUMNS``) from its first listing and the playlists holding it."""
+    return {
+        "track_id": uri_id(track["track_uri"]),
+        "artists": track["artist_name"],
+        "artist_id": uri_id(track["artist_uri"]),
+        "album_name": track["album_name"],
+        "track_name": track["track_name"],
+        "duration_ms": int(track["duration_ms"]),
+        "explicit": "",
+        "popularity": playlists,
+        "track_genre": "",
+        "release_date": release_date,
+    }
 
 
 class CatalogRows:
@@ -198,21 +225,7 @@ class CatalogRows:
 
     def rows(self, release_dates: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         dates = release_dates or {}
-        return [
-            {
-                "track_id": uri_id(uri),
-                "artists": track["artist_name"],
-                "artist_id": uri_id(track["artist_uri"]),
-                "album_name": track["album_name"],
-                "track_name": track["track_name"],
-                "duration_ms": int(track["duration_ms"]),
-                "explicit": "",
-                "popularity": self._playlists[uri],
-                "track_genre": "",
-                "release_date": dates.get(uri, ""),
-            }
-            for uri, track in self._first.items()
-        ]
+        return [catalog_row(track, self._playlists[uri], dates.get(uri, "")) for uri, track in self._first.items()]
 
 
 def catalog_rows(

@@ -16,6 +16,7 @@ two to the same answers.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -161,6 +162,7 @@ class Catalog:
         return out
 
 
+@functools.lru_cache(maxsize=1 << 18)  # names repeat: an artist's for each of their tracks, a hit's for each play
 def normalise(text: str) -> str:
     """Text for matching names across sources: case, accents, punctuation and spacing ignored."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
