@@ -18,13 +18,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from encore.config import EncoreConfig
-from encore.promotion import read_report
 from encore_local.demo.live import ApiClient
 from encore_local.demo.report import render_demo
-from encore_local.demo.run import DemoResult, _percentiles, _record, _start_api
+from encore_local.demo.run import DemoResult, _percentiles, _start_api, run_nightly
 from encore_local.errors import UsageError
 from encore_local.importer import FORMATS, convert, import_id, land, render
-from encore_local.pipeline import run_state_machine
 from encore_local.twin.apigateway import DEFAULT_API_KEY
 from encore_local.twin.services import TwinServices
 
@@ -66,15 +64,7 @@ def run_imported_demo(
         print(render(report))
 
         print(f"  nightly: Step Functions execution of {config.resources.state_machine} at {run_day} 00:00 UTC ...")
-        nightly = run_state_machine(config, config.resources.state_machine, name=f"demo-nightly-{run_day:%Y%m%d}",
-                                    at=datetime(run_day.year, run_day.month, run_day.day, tzinfo=UTC))  # fmt: skip
-        _record(result, "nightly", nightly)
-        gate = nightly.gate
-        result.model = {"version": gate.get("version"), "promoted": nightly.promoted, "reason": gate.get("reason")}
-        if gate.get("model_data"):
-            evaluation = read_report(gate["model_data"], config.region)["report"]
-            for key in ("home", "continuation", "next", "session"):
-                result.model[key] = evaluation.get(key, {})
+        nightly = run_nightly(config, result, run_day)
         result.volumes = {"format": fmt, "rows": report.rows, "events": report.events,
                           "catalog_tracks": report.catalog_tracks, "rejected": len(report.rejections),
                           "rejected_by_reason": report.rejections.summary()}  # fmt: skip

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -144,16 +144,8 @@ def run_demo(
         requests.post(endpoints.aws_endpoint + TRAINING_CHANNELS_PATH,
                       json={"truth": str(sim_dir / "ground_truth.npz")}, timeout=10).raise_for_status()  # fmt: skip
         say(f"  nightly: Step Functions execution of {config.resources.state_machine} ...")
-        nightly = run_state_machine(config, config.resources.state_machine, name=f"demo-nightly-{live_day:%Y%m%d}",
-                                    at=datetime(live_day.year, live_day.month, live_day.day, tzinfo=UTC))  # fmt: skip
-        _record(result, "nightly", nightly)
-        gate = nightly.gate
-        result.model = {"version": gate.get("version"), "promoted": nightly.promoted, "reason": gate.get("reason")}
-        say(f"  gate: {'promoted' if nightly.promoted else 'not promoted'}: {gate.get('reason')}")
-        if gate.get("model_data"):
-            evaluation = read_report(gate["model_data"], config.region)["report"]
-            result.model["home"] = evaluation.get("home", {})
-            result.model["oracle"] = evaluation.get("oracle", {})
+        nightly = run_nightly(config, result, live_day)
+        say(f"  gate: {'promoted' if nightly.promoted else 'not promoted'}: {result.model['reason']}")
 
         t = time.perf_counter()
         api = _start_api(twin, port)
@@ -182,6 +174,20 @@ def run_demo(
         finally:
             api.stop()
     return result
+
+
+def run_nightly(config: EncoreConfig, result: DemoResult, day: date) -> Execution:
+    """The nightly state machine at midnight (UTC) starting ``day``, recorded in ``result``: its states, the gate's
+    decision, and the promoted model's report (every section the demos show)."""
+    nightly = run_state_machine(config, config.resources.state_machine, name=f"demo-nightly-{day:%Y%m%d}",
+                                at=datetime(day.year, day.month, day.day, tzinfo=UTC))  # fmt: skip
+    _record(result, "nightly", nightly)
+    gate = nightly.gate
+    result.model = {"version": gate.get("version"), "promoted": nightly.promoted, "reason": gate.get("reason")}
+    if gate.get("model_data"):
+        evaluation = read_report(gate["model_data"], config.region)["report"]
+        result.model |= {key: evaluation.get(key, {}) for key in ("home", "continuation", "next", "session", "oracle")}
+    return nightly
 
 
 def _record(result: DemoResult, label: str, execution: Execution) -> None:

@@ -204,6 +204,12 @@ def test_dry_run_of_each_format_reports_and_writes_nothing(tmp_path: Path) -> No
     report = run_import(None, "events", [jsonl], dry_run=True, now_ms=NOW_MS)
     assert (report.rows, report.events, len(report.rejections)) == (4, 1, 2)
 
+    rows = [{k: str(v) for k, v in event(event_id=stable_id(i)).items()} for i in range(3)]
+    rows[2]["action"] = "pause"
+    events_csv = write_csv(tmp_path / "events.csv", rows)
+    report = run_import(None, "events", [events_csv], dry_run=True, now_ms=NOW_MS)
+    assert (report.events, list(report.rejections.counts)) == (2, ["action: Input should be 'listen', 'skip' or "
+                                                                   "'complete'"])  # fmt: skip
     pd.DataFrame([event(), event(event_id=stable_id("x"), played_ms=-1)]).to_parquet(tmp_path / "e.parquet")
     report = run_import(None, "events", [tmp_path / "e.parquet"], dry_run=True, now_ms=NOW_MS)
     assert (report.events, list(report.rejections.counts)) == (1, ["played_ms: Input should be greater than or "
