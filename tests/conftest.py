@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from encore.clients import get_client
 from encore.config import EncoreConfig
 from encore_local.lake import import_simulation
 from encore_local.pipeline import run_state_machine
@@ -69,3 +70,20 @@ def served_lake(
     run = run_state_machine(config, config.resources.state_machine, name="serving-test", at=at)
     assert run.status == "SUCCEEDED" and run.promoted, run.failure() or run.gate
     return {"config": config, "run": run, "sim": small_sim[0], "twin": twin, "services": twin_services}
+
+
+@pytest.fixture(scope="module")
+def dev_stage(twin_services: TwinServices) -> EncoreConfig:
+    """The dev stage, deployed beside local, with an empty lake and no tables in its Data Catalog database: the
+    modules that use it (the jobs, the imports) each start from nothing, whatever ran before them."""
+    config = twin_services.deploy("dev")
+    s3 = get_client("s3")
+    bucket = config.resources.lake_bucket
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+    glue, db = get_client("glue"), config.resources.glue_database
+    for table in glue.get_tables(DatabaseName=db)["TableList"]:
+        glue.delete_table(DatabaseName=db, Name=table["Name"])
+    return config

@@ -26,24 +26,11 @@ from encore.imports.tracks import CATALOG_COLUMNS, LISTED_AGAIN
 from encore_local.importer import convert, run_import
 from encore_local.jobs import run_job
 from encore_local.playlists import CATALOG_EXTRA, PlaylistParams, generate_mpd
-from encore_local.twin.services import TwinServices
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PARAMS = PlaylistParams(playlists=60, tracks=300, days=10, themes=8, length_max=120, seed=5)
 RUN_DAY = PARAMS.start + timedelta(days=PARAMS.days)
 RUN_TIME = f"{RUN_DAY.isoformat()}T00:00:00Z"
-
-
-def _empty_lake(config: EncoreConfig) -> None:
-    """The dev stage's lake may hold another module's data (test_jobs): start from nothing."""
-    s3 = get_client("s3")
-    bucket = config.resources.lake_bucket
-    lake = config.lake
-    for prefix in (lake.raw_events, lake.curated_events, lake.features, lake.quarantine, lake.catalog):
-        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
-        while keys:
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[:1000]]})
-            keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
 
 
 def _table(config: EncoreConfig, prefix: str, tmp: Path) -> pd.DataFrame:
@@ -58,9 +45,8 @@ def _table(config: EncoreConfig, prefix: str, tmp: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def mpd_lake(twin_services: TwinServices, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    config = twin_services.deploy("dev")
-    _empty_lake(config)
+def mpd_lake(dev_stage: EncoreConfig, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    config = dev_stage
     out = tmp_path_factory.mktemp("mpd")
     summary = generate_mpd(PARAMS, out)
     imported = run_import(config, "mpd", [out], arrived=(RUN_DAY - timedelta(days=1)).isoformat())

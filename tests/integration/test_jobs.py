@@ -17,7 +17,6 @@ from encore.scoring import MS_PER_DAY, event_rating
 from encore_local.jobs import JobRun, run_job
 from encore_local.lake import import_simulation, raw_key
 from encore_local.simulator import SimulationSummary
-from encore_local.twin.services import TwinServices
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RUN_TIME = "2026-09-11T06:00:00Z"
@@ -67,11 +66,11 @@ def _table(config: EncoreConfig, prefix: str, tmp: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def lake(
-    twin_services: TwinServices, small_sim: tuple[Path, SimulationSummary], tmp_path_factory: pytest.TempPathFactory
+    dev_stage: EncoreConfig, small_sim: tuple[Path, SimulationSummary], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     """A stack of its own (the dev stage, deployed beside local) with the small simulation, a duplicated day and
     some bad rows; every job run through the twin's Glue, from the jobs' script assets."""
-    config = twin_services.deploy("dev")
+    config = dev_stage
     sim_dir, _ = small_sim
     import_simulation(config, sim_dir, progress=False)
     s3 = get_client("s3")
