@@ -212,6 +212,7 @@ def _use_twin(state_dir: Path, stage: str) -> EncoreConfig:
 def _api(args: argparse.Namespace) -> None:
     from encore_local.twin import daemon
     from encore_local.twin.apigateway import DEFAULT_API_KEY
+    from encore_local.twin.site import TwinSite
 
     _use_twin(args.state_dir, args.stage)
     running = daemon.read_state(args.state_dir)
@@ -219,10 +220,14 @@ def _api(args: argparse.Namespace) -> None:
         raise UsageError(f"no twin is running from {args.state_dir} (encore twin up first)")
     server = daemon.api(running, args.state_dir, port=args.port, workers=args.workers)
     url = server.start()
-    print(f"API at {url}/v1 (key: x-api-key: {DEFAULT_API_KEY}); OpenAPI at {url}/v1/openapi.json; Ctrl-C stops")
+    site = TwinSite(server)
+    site.start()
+    print(f"API at {url}/v1 (key: x-api-key: {DEFAULT_API_KEY}); OpenAPI at {url}/v1/openapi.json")
+    print(f"Web app at {site.url}/ (its /v1 is the API, the key added as CloudFront adds it); Ctrl-C stops")
     try:
         server.thread.join()
     finally:
+        site.stop()
         server.stop()
 
 

@@ -3,7 +3,8 @@
 Each chart is stored under ``chart_key = kind#region#window#period`` with one item per rank; the newest
 period of each (kind, region, window) is also stored as ``...#latest`` so the API reads "now" in one query.
 Parquet gets every recomputed period; the table only those that can still change (the last hours and days:
-older ones were loaded when they were recent), unless ``--reload_all_periods true`` (a backfill).
+older ones were loaded when they were recent) and each chart's newest, unless ``--reload_all_periods true`` (a
+backfill).
 """
 
 from __future__ import annotations
@@ -68,16 +69,20 @@ def main(argv: Sequence[str]) -> dict[str, int]:
     )
 
     newest = F.max("period").over(Window.partitionBy("kind", "region", "window"))
-    latest = charts.withColumn("_newest", newest).where(F.col("period") == F.col("_newest")).drop("_newest")
+    flagged = charts.withColumn("_is_newest", F.col("period") == newest)
+    latest = flagged.where("_is_newest").drop("_is_newest")
     live = charts
     if not args.reload_all_periods:
         hour_from = _period(hour_start - (LIVE_HOURS - 1) * MS_PER_HOUR, "%Y-%m-%dT%H")
         day_from = _period(day_start - (LIVE_DAYS - 1) * MS_PER_DAY, "%Y-%m-%d")
-        live = charts.where(
-            (F.col("window") == "7d")
+        # The newest period is stored under its own key too, however old: asked for by date (the dashboard's
+        # history), a region's last active hour answers instead of coming back empty.
+        live = flagged.where(
+            F.col("_is_newest")
+            | (F.col("window") == "7d")
             | ((F.col("window") == "hour") & (F.col("period") >= hour_from))
             | ((F.col("window") == "day") & (F.col("period") >= day_from))
-        )
+        ).drop("_is_newest")
     items = live.withColumn("key_period", F.col("period")).unionByName(latest.withColumn("key_period", F.lit("latest")))
     expires_from = run_ms // 1000
 

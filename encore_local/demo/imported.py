@@ -25,6 +25,7 @@ from encore_local.errors import UsageError
 from encore_local.importer import FORMATS, convert, import_id, land, render
 from encore_local.twin.apigateway import DEFAULT_API_KEY
 from encore_local.twin.services import TwinServices
+from encore_local.twin.site import TwinSite
 
 SAMPLE_LISTENERS = 3
 
@@ -71,6 +72,8 @@ def run_imported_demo(
 
         api = _start_api(twin, port)
         result.api_url = api.url
+        site = TwinSite(api)
+        result.site_url = site.start()
         try:
             client = ApiClient(api.url, DEFAULT_API_KEY)
             plays = Counter(e["user_id"] for events in converted.events.values() for e in events)
@@ -98,9 +101,10 @@ def run_imported_demo(
             print(render_demo(result))
             print(f"Report: {out_dir / 'report.json'}")
             if keep_serving:
-                print(f"\nAPI at {api.url}/v1 (x-api-key: {DEFAULT_API_KEY}); Swagger UI at {api.url}/v1/docs. "
-                      "Ctrl-C stops.")  # fmt: skip
+                print(f"\nWeb app at {site.url}/ (player and charts). API at {api.url}/v1 (x-api-key: "
+                      f"{DEFAULT_API_KEY}); Swagger UI at {api.url}/v1/docs. Ctrl-C stops.")  # fmt: skip
                 threading.Event().wait()
         finally:
+            site.stop()
             api.stop()
     return result

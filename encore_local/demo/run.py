@@ -51,6 +51,7 @@ from encore_local.simulator.world import GENRES
 from encore_local.twin.apigateway import DEFAULT_API_KEY, TwinApi
 from encore_local.twin.router import TRAINING_CHANNELS_PATH
 from encore_local.twin.services import TwinServices
+from encore_local.twin.site import TwinSite
 
 SAMPLE_LISTENERS = 3
 HELD_OUT_LISTENERS = 200
@@ -71,6 +72,7 @@ class DemoResult:
     executions: dict[str, dict[str, Any]] = field(default_factory=dict)
     iam_refusals: list[dict[str, str]] = field(default_factory=list)  # calls a role's policies did not allow
     api_url: str = ""
+    site_url: str = ""  # the web app, with /v1 forwarded to the API (the twin's CloudFront)
 
 
 def _taste(truth: GroundTruth, user_id: str) -> list[tuple[str, float]]:
@@ -150,6 +152,8 @@ def run_demo(
         t = time.perf_counter()
         api = _start_api(twin, port)
         result.api_url = api.url
+        site = TwinSite(api)
+        result.site_url = site.start()
         timed("serve the API over HTTP (up to 2 instances of each function)", t)
         try:
             _live(config, api.url, endpoints.aws_endpoint, sim_dir, params, result, say)
@@ -168,10 +172,11 @@ def run_demo(
             print(render_demo(result))
             print(f"Report: {html} (and report.json)")
             if keep_serving:
-                print(f"\nAPI at {api.url}/v1 (x-api-key: {DEFAULT_API_KEY}); Swagger UI at {api.url}/v1/docs; "
-                      f"OpenAPI at {api.url}/v1/openapi.json. Ctrl-C stops.")  # fmt: skip
+                print(f"\nWeb app at {site.url}/ (player and charts). API at {api.url}/v1 (x-api-key: "
+                      f"{DEFAULT_API_KEY}); Swagger UI at {api.url}/v1/docs. Ctrl-C stops.")  # fmt: skip
                 threading.Event().wait()
         finally:
+            site.stop()
             api.stop()
     return result
 

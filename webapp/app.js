@@ -1,0 +1,290 @@
+// Encore's web app: the player and the charts dashboard, over the API at /v1 on the same origin.
+// No framework and no library: the page talks to /v1 with fetch and draws its one chart as SVG. The API key
+// never appears here: in AWS, CloudFront adds it to the requests it forwards to API Gateway; on the twin, the
+// site server does (docs/webapp.md).
+"use strict";
+
+const QUALIFYING_MS = 30000; // a stop after this long is a "listen", before it a "skip" (the API's rule)
+const TICK_MS = 200;
+
+const $ = (id) => document.getElementById(id);
+const el = (tag, attrs = {}, ...children) => {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+};
+
+async function api(path, options = {}) {
+  const response = await fetch(`/v1${path}`, {
+    ...options,
+    headers: { "Content-Type": "application/json", ...(options.headers || {}) },
+  });
+  const body = response.status === 204 ? null : await response.json().catch(() => null);
+  if (!response.ok) {
+    const reason = (body && (body.reason || body.message)) || response.statusText;
+    throw new Error(`${response.status}: ${reason}`);
+  }
+  return { status: response.status, body };
+}
+
+// --- views -----------------------------------------------------------------------------------------------------
+
+function show() {
+  const view = location.hash === "#charts" ? "charts" : "player";
+  for (const name of ["player", "charts"]) {
+    $(name).hidden = name !== view;
+    if (name === view) $(`nav-${name}`).setAttribute("aria-current", "page");
+    else $(`nav-${name}`).removeAttribute("aria-current");
+  }
+  if (view === "charts" && !charts.loaded) loadCharts();
+}
+
+// --- player ----------------------------------------------------------------------------------------------------
+
+const player = {
+  listener: null,
+  region: "US",
+  session: crypto.randomUUID(),
+  playing: null, // {item, recommendationId, context, durationMs, playedMs, timer}
+  sent: 0,
+};
+
+function why(item) {
+  const parts = [item.source];
+  if (item.cf !== null && item.cf !== undefined) parts.push(`cf ${item.cf.toFixed(2)}`);
+  if (item.content !== null && item.content !== undefined) parts.push(`content ${item.content.toFixed(2)}`);
+  return parts.join(", ");
+}
+
+function cover(trackId) {
+  // A track without artwork gets a colour of its own (from its id), so that lists stay easy to scan.
+  let hash = 0;
+  for (const ch of trackId) hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
+  const span = el("span", { class: "cover", "aria-hidden": "true" });
+  span.style.background = `hsl(${hash % 360} 45% 40%)`; // through CSSOM: the policy allows no inline style
+  return span;
+}
+
+function renderTracks(list, answer, context) {
+  list.replaceChildren();
+  if (answer.fallback) {
+    const reason = (answer.fallback_reason || "").replaceAll("_", " ");
+    list.append(el("li", { class: "fallback" }, `Trending instead of personal picks (${reason}).`));
+  }
+  for (const item of answer.items) {
+    const title = item.name || item.track_id;
+    const artist = item.artist_name || "unknown artist";
+    const image = item.image_url ? el("img", { src: item.image_url, alt: "", width: "24", height: "24" }) : cover(item.track_id);
+    list.append(
+      el(
+        "li",
+        { "data-track": item.track_id },
+        image,
+        ` ${title} — ${artist} `,
+        el("span", { class: "why" }, `(${why(item)})`),
+        el("button", { type: "button", "aria-label": `Play ${title}`, onclick: () => play(item, answer.recommendation_id, context) }, "Play"),
+        el("button", { type: "button", "aria-label": `Tracks similar to ${title}`, onclick: () => loadSimilar(item) }, "Similar"),
+      ),
+    );
+  }
+}
+
+function status(text) {
+  $("player-status").textContent = text;
+}
+
+async function openHome(event) {
+  if (event) event.preventDefault();
+  player.listener = $("listener").value.trim();
+  player.region = $("region").value.trim().toUpperCase();
+  status(`Loading ${player.listener}'s home page…`);
+  try {
+    const { body } = await api(`/users/${encodeURIComponent(player.listener)}/recommendations?limit=10`);
+    renderTracks($("home"), body, "home");
+    status(`Home page of ${player.listener} from model ${body.model_version || "none"}.`);
+  } catch (error) {
+    status(`Could not load the home page: ${error.message}`);
+  }
+}
+
+function newListener() {
+  $("listener").value = `web-${crypto.randomUUID().slice(0, 8)}`;
+  openHome();
+}
+
+async function play(item, recommendationId, context) {
+  if (player.playing) await stop("skip");
+  let durationMs = 180000;
+  try {
+    durationMs = (await api(`/tracks/${encodeURIComponent(item.track_id)}`)).body.duration_ms;
+  } catch (error) {
+    status(`No metadata for ${item.track_id} (${error.message}); playing it as 3 minutes.`);
+  }
+  const playing = { item, recommendationId, context, durationMs, playedMs: 0 };
+  playing.timer = setInterval(() => {
+    playing.playedMs = Math.min(durationMs, playing.playedMs + TICK_MS * Number($("speed").value));
+    $("progress").value = playing.playedMs / durationMs;
+    if (playing.playedMs >= durationMs) stop("complete");
+  }, TICK_MS);
+  player.playing = playing;
+  $("now-track").textContent = `${item.name || item.track_id} — ${item.artist_name || "unknown artist"}`;
+  $("progress").value = 0;
+  $("skip").disabled = $("complete").disabled = false;
+  loadSimilar(item);
+}
+
+async function stop(how) {
+  const playing = player.playing;
+  if (!playing) return;
+  clearInterval(playing.timer);
+  player.playing = null;
+  $("skip").disabled = $("complete").disabled = true;
+  const played = how === "complete" ? playing.durationMs : playing.playedMs;
+  const action = how === "complete" ? "complete" : played > QUALIFYING_MS ? "listen" : "skip";
+  if (how === "complete") $("progress").value = 1;
+  await send(playing, action, played);
+  await loadQueue(playing.item);
+}
+
+async function send(playing, action, playedMs) {
+  const event = {
+    event_id: crypto.randomUUID(),
+    user_id: player.listener,
+    track_id: playing.item.track_id,
+    action,
+    timestamp: Date.now(),
+    played_ms: Math.round(playedMs),
+    track_duration_ms: playing.durationMs,
+    session_id: player.session,
+    region: player.region,
+    context: playing.context,
+    recommendation_id: playing.recommendationId,
+  };
+  let line;
+  try {
+    const { status: code, body } = await api("/events", { method: "POST", body: JSON.stringify({ events: [event] }) });
+    player.sent += 1;
+    line = `${action} ${event.track_id} (${playing.context}) → ${code}, accepted ${body.accepted}`;
+  } catch (error) {
+    line = `${action} ${event.track_id} → not sent: ${error.message}`;
+  }
+  $("events").append(el("li", {}, line));
+}
+
+async function loadQueue(item) {
+  try {
+    const path = `/users/${encodeURIComponent(player.listener)}/next?track_id=${encodeURIComponent(item.track_id)}&limit=5`;
+    renderTracks($("queue"), (await api(path)).body, "next");
+  } catch (error) {
+    status(`Could not load the next songs: ${error.message}`);
+  }
+}
+
+async function loadSimilar(item) {
+  $("similar-of").textContent = item.name || item.track_id;
+  try {
+    renderTracks($("similar"), (await api(`/tracks/${encodeURIComponent(item.track_id)}/similar?limit=5`)).body, "similar");
+  } catch (error) {
+    status(`Could not load similar tracks: ${error.message}`);
+  }
+}
+
+// --- charts ----------------------------------------------------------------------------------------------------
+
+const charts = { loaded: false, timer: null };
+const REFRESH_MS = 60000; // the charts job lands every 15 minutes; a minute's lag is enough
+
+function chartStatus(text) {
+  $("chart-status").textContent = text;
+}
+
+function periodStart(window, at) {
+  const t = new Date(at);
+  if (window === "day") t.setUTCHours(0, 0, 0, 0);
+  else t.setUTCMinutes(0, 0, 0);
+  return t;
+}
+
+async function loadCharts(event) {
+  if (event) event.preventDefault();
+  charts.loaded = true;
+  const region = $("chart-region").value.trim().toUpperCase();
+  const window = $("chart-window").value;
+  const at = $("chart-at").value ? `${$("chart-at").value}:00Z` : null;
+  const query = `window=${window}&limit=10${at ? `&at=${encodeURIComponent(at)}` : ""}`;
+  try {
+    const { body } = await api(`/charts/${encodeURIComponent(region)}?${query}`);
+    $("chart-period").textContent = body.period ? `of ${body.period} (${body.window}, ${body.region})` : "";
+    const rows = body.items.map((item) =>
+      el("tr", { "data-track": item.track_id }, el("td", {}, String(item.rank)), el("td", {}, item.name || item.track_id),
+        el("td", {}, item.artist_name || ""), el("td", {}, String(item.plays))),
+    );
+    $("top").tBodies[0].replaceChildren(...rows);
+    chartStatus(body.items.length ? `Updated ${new Date().toISOString().slice(11, 19)} UTC.` : "No chart for this period yet.");
+    if (body.period) await drawSeries(region, window, body.period, body.items.slice(0, 3));
+    const where = region === "GLOBAL" ? "" : `region=${encodeURIComponent(region)}&`;
+    renderTracks($("trending"), trendingAnswer((await api(`/trending?${where}limit=10`)).body), "chart");
+  } catch (error) {
+    chartStatus(`Could not load the chart: ${error.message}`);
+  }
+  clearTimeout(charts.timer);
+  charts.timer = setTimeout(loadCharts, REFRESH_MS);
+}
+
+function trendingAnswer(chart) {
+  return { fallback: false, items: chart.items.map((i) => ({ ...i, source: `${i.plays} plays in 7 days`, cf: null, content: null })) };
+}
+
+async function drawSeries(region, window, period, top) {
+  // The selected tracks' plays in each of the last six periods, read from those periods' charts.
+  const step = window === "day" ? 86400000 : 3600000;
+  const end = periodStart(window, window === "day" ? `${period}T00:00:00Z` : `${period}:00:00Z`).getTime();
+  const periods = [...Array(6).keys()].map((i) => new Date(end - (5 - i) * step));
+  const answers = await Promise.all(
+    periods.map((t) => api(`/charts/${encodeURIComponent(region)}?window=${window}&limit=100&at=${encodeURIComponent(t.toISOString().slice(0, 19) + "Z")}`)
+      .then((r) => r.body).catch(() => ({ items: [] }))),
+  );
+  const series = top.map((track) => ({
+    label: track.name || track.track_id,
+    values: answers.map((a) => (a.items.find((i) => i.track_id === track.track_id) || { plays: 0 }).plays),
+  }));
+  const width = 420, height = 180, pad = 30;
+  const most = Math.max(1, ...series.flatMap((s) => s.values));
+  const x = (i) => pad + (i * (width - 2 * pad)) / (periods.length - 1);
+  const y = (v) => height - pad - (v * (height - 2 * pad)) / most;
+  const colours = ["#0b4f9c", "#a3360b", "#2e6b1f"];
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height + 20 * series.length}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", series.map((s) => `${s.label}: ${s.values.join(", ")} plays`).join("; "));
+  const add = (tag, attrs, text) => {
+    const node = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    svg.append(node);
+  };
+  add("line", { x1: pad, y1: height - pad, x2: width - pad, y2: height - pad, stroke: "#444" });
+  add("text", { x: 2, y: pad, fill: "#111" }, String(most));
+  periods.forEach((t, i) => add("text", { x: x(i) - 14, y: height - pad + 14, fill: "#111" }, window === "day" ? t.toISOString().slice(5, 10) : t.toISOString().slice(11, 13) + "h"));
+  series.forEach((s, k) => {
+    add("polyline", { points: s.values.map((v, i) => `${x(i)},${y(v)}`).join(" "), fill: "none", stroke: colours[k], "stroke-width": 2 });
+    add("text", { x: pad, y: height + 14 + 20 * k, fill: colours[k] }, `${s.label} (${s.values.at(-1)} plays)`);
+  });
+  $("series").replaceChildren(svg);
+}
+
+// --- start -----------------------------------------------------------------------------------------------------
+
+$("listener-form").addEventListener("submit", openHome);
+$("new-listener").addEventListener("click", newListener);
+$("skip").addEventListener("click", () => stop("skip"));
+$("complete").addEventListener("click", () => stop("complete"));
+$("chart-form").addEventListener("submit", loadCharts);
+window.addEventListener("hashchange", show);
+show();
