@@ -20,7 +20,7 @@ from pathlib import Path
 from encore.config import EncoreConfig
 from encore_local.demo.live import ApiClient
 from encore_local.demo.report import render_demo
-from encore_local.demo.run import DemoResult, _percentiles, _start_api, run_nightly
+from encore_local.demo.run import DemoResult, percentiles, run_nightly, start_api
 from encore_local.errors import UsageError
 from encore_local.importer import FORMATS, convert, import_id, land, render
 from encore_local.twin.apigateway import DEFAULT_API_KEY
@@ -70,7 +70,7 @@ def run_imported_demo(
                           "catalog_tracks": report.catalog_tracks, "rejected": len(report.rejections),
                           "rejected_by_reason": report.rejections.summary()}  # fmt: skip
 
-        api = _start_api(twin, port)
+        api = start_api(twin, port)
         result.api_url = api.url
         site = TwinSite(api)
         result.site_url = site.start()
@@ -94,7 +94,7 @@ def run_imported_demo(
                 "no AWS call was refused by IAM": not twin.iam_refusals,
             }
             result.iam_refusals = list(twin.iam_refusals)
-            result.latency_ms = {route: _percentiles(v) for route, v in sorted(client.latency_ms.items())}
+            result.latency_ms = {route: percentiles(v) for route, v in sorted(client.latency_ms.items())}
             result.timings.append(("total", time.perf_counter() - t0))
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / "report.json").write_text(json.dumps(asdict(result), indent=1, default=str))

@@ -92,12 +92,12 @@ def _samples(client: ApiClient, day: LiveDay, truth: GroundTruth, users: list[st
     return out
 
 
-def _percentiles(values: list[float]) -> dict[str, float]:
+def percentiles(values: list[float]) -> dict[str, float]:
     p50, p95, p99 = np.percentile(values, [50, 95, 99])
     return {"requests": len(values), "p50": float(p50), "p95": float(p95), "p99": float(p99)}
 
 
-def _start_api(twin: TwinServices, port: int) -> TwinApi:
+def start_api(twin: TwinServices, port: int) -> TwinApi:
     try:
         api = twin.api(port=port, workers=2, prestart=1)
     except OSError:  # the port is taken: any free one will do
@@ -150,7 +150,7 @@ def run_demo(
         say(f"  gate: {'promoted' if nightly.promoted else 'not promoted'}: {result.model['reason']}")
 
         t = time.perf_counter()
-        api = _start_api(twin, port)
+        api = start_api(twin, port)
         result.api_url = api.url
         site = TwinSite(api)
         result.site_url = site.start()
@@ -256,7 +256,7 @@ def _live(
     expected = expected_chart(acked_frame, config, CHART_LIMIT)
     served = served_charts(client, regions, hour_start, CHART_LIMIT)
 
-    result.latency_ms = {route: _percentiles(v) for route, v in sorted(client.latency_ms.items())}
+    result.latency_ms = {route: percentiles(v) for route, v in sorted(client.latency_ms.items())}
     result.live = {
         "hour_start_ms": hour_start,
         "hour": f"{hour:%Y-%m-%dT%H}",
