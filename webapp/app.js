@@ -220,13 +220,18 @@ async function loadCharts(event) {
   try {
     const { body } = await api(`/charts/${encodeURIComponent(region)}?${query}`);
     $("chart-period").textContent = body.period ? `of ${body.period} (${body.window}, ${body.region})` : "";
-    const rows = body.items.map((item) =>
-      el("tr", { "data-track": item.track_id }, el("td", {}, String(item.rank)), el("td", {}, item.name || item.track_id),
-        el("td", {}, item.artist_name || ""), el("td", {}, String(item.plays))),
-    );
+    const rows = body.items.map((item) => {
+      const pick = el("input", { type: "checkbox", "aria-label": `Plot ${item.name || item.track_id}` });
+      pick.checked = item.rank <= 3; // the top 3 to begin with
+      pick.addEventListener("change", plotSelected);
+      return el("tr", { "data-track": item.track_id }, el("td", {}, pick), el("td", {}, String(item.rank)),
+        el("td", {}, item.name || item.track_id), el("td", {}, item.artist_name || ""), el("td", {}, String(item.plays)));
+    });
+    charts.items = body.items;
     $("top").tBodies[0].replaceChildren(...rows);
     chartStatus(body.items.length ? `Updated ${new Date().toISOString().slice(11, 19)} UTC.` : "No chart for this period yet.");
-    if (body.period) await drawSeries(region, window, body.period, body.items.slice(0, 3));
+    if (body.period) await fetchSeries(region, window, body.period);
+    plotSelected();
     const where = region === "GLOBAL" ? "" : `region=${encodeURIComponent(region)}&`;
     renderTracks($("trending"), trendingAnswer((await api(`/trending?${where}limit=10`)).body), "chart");
   } catch (error) {
@@ -240,8 +245,8 @@ function trendingAnswer(chart) {
   return { fallback: false, items: chart.items.map((i) => ({ ...i, source: `${i.plays} plays in 7 days`, cf: null, content: null })) };
 }
 
-async function drawSeries(region, window, period, top) {
-  // The selected tracks' plays in each of the last six periods, read from those periods' charts.
+async function fetchSeries(region, window, period) {
+  // The last six periods' charts (deep enough to find a track outside the top 10), for the tracks picked.
   const step = window === "day" ? 86400000 : 3600000;
   const end = periodStart(window, window === "day" ? `${period}T00:00:00Z` : `${period}:00:00Z`).getTime();
   const periods = [...Array(6).keys()].map((i) => new Date(end - (5 - i) * step));
@@ -249,7 +254,19 @@ async function drawSeries(region, window, period, top) {
     periods.map((t) => api(`/charts/${encodeURIComponent(region)}?window=${window}&limit=100&at=${encodeURIComponent(t.toISOString().slice(0, 19) + "Z")}`)
       .then((r) => r.body).catch(() => ({ items: [] }))),
   );
-  const series = top.map((track) => ({
+  charts.series = { window, periods, answers };
+}
+
+function plotSelected() {
+  if (!charts.series) return;
+  const picked = new Set([...document.querySelectorAll("#top tbody tr")]
+    .filter((row) => row.querySelector("input").checked).map((row) => row.dataset.track));
+  drawSeries(charts.items.filter((item) => picked.has(item.track_id)));
+}
+
+function drawSeries(selected) {
+  const { window, periods, answers } = charts.series;
+  const series = selected.map((track) => ({
     label: track.name || track.track_id,
     values: answers.map((a) => (a.items.find((i) => i.track_id === track.track_id) || { plays: 0 }).plays),
   }));
@@ -257,7 +274,7 @@ async function drawSeries(region, window, period, top) {
   const most = Math.max(1, ...series.flatMap((s) => s.values));
   const x = (i) => pad + (i * (width - 2 * pad)) / (periods.length - 1);
   const y = (v) => height - pad - (v * (height - 2 * pad)) / most;
-  const colours = ["#0b4f9c", "#a3360b", "#2e6b1f"];
+  const colours = ["#0b4f9c", "#a3360b", "#2e6b1f", "#6a1b9a", "#8a6d00", "#00695c", "#b71c50", "#37474f", "#4e342e", "#1a237e"];
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("viewBox", `0 0 ${width} ${height + 20 * series.length}`);
@@ -273,8 +290,9 @@ async function drawSeries(region, window, period, top) {
   add("text", { x: 2, y: pad, fill: "#111" }, String(most));
   periods.forEach((t, i) => add("text", { x: x(i) - 14, y: height - pad + 14, fill: "#111" }, window === "day" ? t.toISOString().slice(5, 10) : t.toISOString().slice(11, 13) + "h"));
   series.forEach((s, k) => {
-    add("polyline", { points: s.values.map((v, i) => `${x(i)},${y(v)}`).join(" "), fill: "none", stroke: colours[k], "stroke-width": 2 });
-    add("text", { x: pad, y: height + 14 + 20 * k, fill: colours[k] }, `${s.label} (${s.values.at(-1)} plays)`);
+    const colour = colours[k % colours.length];
+    add("polyline", { points: s.values.map((v, i) => `${x(i)},${y(v)}`).join(" "), fill: "none", stroke: colour, "stroke-width": 2 });
+    add("text", { x: pad, y: height + 14 + 20 * k, fill: colour }, `${s.label} (${s.values.at(-1)} plays)`);
   });
   $("series").replaceChildren(svg);
 }
