@@ -247,9 +247,15 @@ def _event_rows(path: Path) -> tuple[Iterator[dict[str, Any]], str | None]:
         table = pq.read_table(path)
         return iter(table.to_pylist()), event_rows.header_problem(table.column_names)
     if name.endswith(".csv"):
-        fh = path.open(encoding="utf-8", newline="")
-        reader = csv.DictReader(fh)
-        return iter(reader), event_rows.header_problem(list(reader.fieldnames or []))
+        with path.open(encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            header = list(reader.fieldnames or [])
+
+        def csv_rows() -> Iterator[dict[str, Any]]:
+            with path.open(encoding="utf-8", newline="") as fh:
+                yield from csv.DictReader(fh)
+
+        return csv_rows(), event_rows.header_problem(header)
 
     def json_lines() -> Iterator[dict[str, Any]]:
         for line in _lines(path):

@@ -230,8 +230,10 @@ async function loadCharts(event) {
     charts.items = body.items;
     $("top").tBodies[0].replaceChildren(...rows);
     chartStatus(body.items.length ? `Updated ${new Date().toISOString().slice(11, 19)} UTC.` : "No chart for this period yet.");
+    charts.series = null; // a chart without a period has no history to plot
     if (body.period) await fetchSeries(region, window, body.period);
-    plotSelected();
+    if (charts.series) plotSelected();
+    else $("series").replaceChildren();
     const where = region === "GLOBAL" ? "" : `region=${encodeURIComponent(region)}&`;
     renderTracks($("trending"), trendingAnswer((await api(`/trending?${where}limit=10`)).body), "chart");
   } catch (error) {

@@ -10,7 +10,6 @@ charts, and a sample of served home pages through the API.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import Counter
 from dataclasses import asdict
@@ -20,12 +19,11 @@ from pathlib import Path
 from encore.config import EncoreConfig
 from encore_local.demo.live import ApiClient
 from encore_local.demo.report import render_demo
-from encore_local.demo.run import DemoResult, percentiles, run_nightly, start_api
+from encore_local.demo.run import DemoResult, percentiles, run_nightly, serve_until_interrupted, serving
 from encore_local.errors import UsageError
 from encore_local.importer import FORMATS, convert, import_id, land, render
 from encore_local.twin.apigateway import DEFAULT_API_KEY
 from encore_local.twin.services import TwinServices
-from encore_local.twin.site import TwinSite
 
 SAMPLE_LISTENERS = 3
 
@@ -70,11 +68,7 @@ def run_imported_demo(
                           "catalog_tracks": report.catalog_tracks, "rejected": len(report.rejections),
                           "rejected_by_reason": report.rejections.summary()}  # fmt: skip
 
-        api = start_api(twin, port)
-        result.api_url = api.url
-        site = TwinSite(api)
-        result.site_url = site.start()
-        try:
+        with serving(twin, port, result) as api:
             client = ApiClient(api.url, DEFAULT_API_KEY)
             plays = Counter(e["user_id"] for events in converted.events.values() for e in events)
             catalog = converted.catalog
@@ -101,10 +95,5 @@ def run_imported_demo(
             print(render_demo(result))
             print(f"Report: {out_dir / 'report.json'}")
             if keep_serving:
-                print(f"\nWeb app at {site.url}/ (player and charts). API at {api.url}/v1 (x-api-key: "
-                      f"{DEFAULT_API_KEY}); Swagger UI at {api.url}/v1/docs. Ctrl-C stops.")  # fmt: skip
-                threading.Event().wait()
-        finally:
-            site.stop()
-            api.stop()
+                serve_until_interrupted(result)
     return result

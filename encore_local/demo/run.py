@@ -11,11 +11,13 @@ executions and its time, and keeps the API up until Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -97,14 +99,29 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"requests": len(values), "p50": float(p50), "p95": float(p95), "p99": float(p99)}
 
 
-def start_api(twin: TwinServices, port: int) -> TwinApi:
+@contextlib.contextmanager
+def serving(twin: TwinServices, port: int, result: DemoResult) -> Iterator[TwinApi]:
+    """The API over HTTP (on ``port``, else any free one) and the web app beside it, their addresses in
+    ``result``, both stopped on the way out."""
     try:
         api = twin.api(port=port, workers=2, prestart=1)
     except OSError:  # the port is taken: any free one will do
         print(f"port {port} is in use; the API takes a free port instead")
         api = twin.api(port=0, workers=2, prestart=1)
-    api.start()
-    return api
+    result.api_url = api.start()
+    site = TwinSite(api)
+    result.site_url = site.start()
+    try:
+        yield api
+    finally:
+        site.stop()
+        api.stop()
+
+
+def serve_until_interrupted(result: DemoResult) -> None:
+    print(f"\nWeb app at {result.site_url}/ (player and charts). API at {result.api_url}/v1 (x-api-key: "
+          f"{DEFAULT_API_KEY}); Swagger UI at {result.api_url}/v1/docs. Ctrl-C stops.")  # fmt: skip
+    threading.Event().wait()
 
 
 def run_demo(
@@ -150,12 +167,8 @@ def run_demo(
         say(f"  gate: {'promoted' if nightly.promoted else 'not promoted'}: {result.model['reason']}")
 
         t = time.perf_counter()
-        api = start_api(twin, port)
-        result.api_url = api.url
-        site = TwinSite(api)
-        result.site_url = site.start()
-        timed("serve the API over HTTP (up to 2 instances of each function)", t)
-        try:
+        with serving(twin, port, result) as api:
+            timed("serve the API over HTTP (up to 2 instances of each function)", t)
             _live(config, api.url, endpoints.aws_endpoint, sim_dir, params, result, say)
             result.iam_refusals = list(twin.iam_refusals)
             result.checks["no AWS call was refused by IAM"] = not result.iam_refusals
@@ -172,12 +185,7 @@ def run_demo(
             print(render_demo(result))
             print(f"Report: {html} (and report.json)")
             if keep_serving:
-                print(f"\nWeb app at {site.url}/ (player and charts). API at {api.url}/v1 (x-api-key: "
-                      f"{DEFAULT_API_KEY}); Swagger UI at {api.url}/v1/docs. Ctrl-C stops.")  # fmt: skip
-                threading.Event().wait()
-        finally:
-            site.stop()
-            api.stop()
+                serve_until_interrupted(result)
     return result
 
 
