@@ -1,8 +1,9 @@
-"""The REST API: API Gateway with API keys and a usage plan in front of two functions.
+"""The REST API: API Gateway with API keys and a usage plan in front of its functions.
 
-Two functions, not one per route: ``events`` takes the write path (its own scaling, permissions on Firehose)
-and ``serving`` answers every read (shared warm caches, one cold start to pay). Both run in the VPC to reach
-the cache.
+Not one function per route: ``events`` takes the write path (its own scaling, permissions on Firehose) and
+``serving`` answers every read about listeners and tracks (shared warm caches, one cold start to pay); both run
+in the VPC to reach the cache. The stack adds the ``ops`` function's routes (``integrate``) once the pipelines it
+reads exist.
 
 The API key identifies, meters and throttles a client; it is not authorization. Where the stage sets
 ``serving.write_auth = "cognito"``, the listener routes (``Route.listener`` in ``encore.routes``) also need a
@@ -184,14 +185,17 @@ class ApiConstruct(Construct):
         self._validator = apigw.RequestValidator(
             self, "Validator", rest_api=self.api, validate_request_body=True, validate_request_parameters=True
         )
-        integrations = {
-            "events": apigw.LambdaIntegration(self.functions.events.function),
-            "api": apigw.LambdaIntegration(self.functions.serving.function),
-        }
+        self.integrate("events", self.functions.events)
+        self.integrate("api", self.functions.serving)
+
+    def integrate(self, folder: str, function: EncoreFunction) -> None:
+        """Route the methods the routes table gives the function in ``lambdas/<folder>`` to it."""
+        integration = apigw.LambdaIntegration(function.function)
         for route in ROUTES:
-            resource = self.api.root.resource_for_path(route.path)
-            for method in route.methods:
-                resource.add_method(method, integrations[route.function], **self._method_options(route))
+            if route.function == folder:
+                resource = self.api.root.resource_for_path(route.path)
+                for method in route.methods:
+                    resource.add_method(method, integration, **self._method_options(route))
 
     def _build_usage_plan(self) -> tuple[apigw.IApiKey, apigw.UsagePlan]:
         deploy = self.config.deploy

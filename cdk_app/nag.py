@@ -11,8 +11,11 @@ from typing import Any
 
 from aws_cdk import Acknowledgment, Stack, Validations
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import IConstruct
 
 from encore.routes import ROUTES_BY_PATH
@@ -54,6 +57,9 @@ STAR_RESOURCE_ACTIONS: dict[str, str] = {
     "logs:PutResourcePolicy": "Step Functions logging: the account's log resource policy has no narrower ARN",
     "logs:DescribeResourcePolicies": "Step Functions logging: Describe* has no resource type",
     "logs:DescribeLogGroups": "Step Functions logging: Describe* has no resource type",
+    "cloudfront:CreateInvalidation": "CDK's BucketDeployment invalidates the web app's cache after publishing; its "
+    "provider is shared by the stack's deployments, so CDK grants it on '*' (the stack has one distribution)",
+    "cloudfront:GetInvalidation": "CDK's BucketDeployment waits for that invalidation (same provider, same reason)",
 }
 
 # Resource wildcards (nag's evidence, as a pattern) and why each is as narrow as it can be.
@@ -72,13 +78,16 @@ RESOURCE_WILDCARDS: tuple[tuple[str, str], ...] = (
         "the alarms Application Auto Scaling names after the endpoint's target-tracking policy",
     ),
     (r"<Model\w+Function\w+\.Arn>:\*", "Step Functions invokes the pipeline function's versions and aliases"),
+    (r".*:states:.*:execution:encore-[\w-]+:\*", "executions of the Encore state machine named, named per run"),
+    (r"<SiteFiles\w+\.Arn>/\*", "objects of the web app's bucket: publishing replaces the whole app"),
 )
 
 # CDK's asset bucket, read by the roles below only; what each reads there, by the construct path of its policy.
 ASSET_BUCKET = r"arn:(<AWS::Partition>|aws[a-z-]*):s3:::cdk-[a-z0-9]+-assets-(<AWS::AccountId>|\d{12})-[a-z0-9-]+/\*"
 ASSET_READERS: dict[str, str] = {
-    "Features/JobRole": "the Glue job scripts and their Python library (CDK assets)",
-    "Model/TrainingRole": "the training source, sourcedir.tar.gz (a CDK asset)",
+    r"Features/JobRole": "the Glue job scripts and their Python library (CDK assets)",
+    r"Model/TrainingRole": "the training source, sourcedir.tar.gz (a CDK asset)",
+    r"Custom::CDKBucketDeployment\w+/ServiceRole": "the web app's files, webapp/ as a zip (a CDK asset)",
 }
 
 PUBLIC_METHOD_REASON = (
@@ -88,6 +97,10 @@ PUBLIC_METHOD_REASON = (
 KEYED_METHOD_REASON = (
     "non-personal catalogue data (tracks, similar tracks, charts, trending): the API key only identifies, "
     "meters and throttles a client through the usage plan; it is not authorization, and this data needs none"
+)
+OPERATIONS_METHOD_REASON = (
+    "read-only operational data (model versions, offline metrics, pipeline executions), nothing about a listener: "
+    "the API key identifies, meters and throttles the client; the web app's operations view reads it"
 )
 LISTENER_METHOD_REASON = (
     "a listener route in a stage without an authorizer (serving.write_auth 'none', as the {stage} stage has): "
@@ -127,7 +140,7 @@ def wildcard_reasons(statements: list[dict[str, Any]], path: str = "") -> tuple[
     reasons: dict[str, str] = {}
     unexplained: list[str] = []
     star_actions: set[str] = set()  # every action on "*" in the policy: its one IAM5 finding names them all
-    reader = next((why for role, why in ASSET_READERS.items() if f"/{role}/" in f"/{path}/"), None)
+    reader = next((why for role, why in ASSET_READERS.items() if re.search(f"(^|/){role}(/|$)", path)), None)
     table = (*RESOURCE_WILDCARDS, (ASSET_BUCKET, f"CDK's asset bucket: {reader}")) if reader else RESOURCE_WILDCARDS
     for st in statements:
         actions = [str(a) for a in _as_list(st.get("Action", []))]
@@ -172,6 +185,8 @@ def _method_reason(node: apigw.Method, stage: str) -> str | None:
         return None  # a method the routes table does not know: let the finding fail synthesis
     if route.listener:
         return LISTENER_METHOD_REASON.format(stage=stage)
+    if route.function == "ops":
+        return OPERATIONS_METHOD_REASON
     return KEYED_METHOD_REASON if route.api_key else PUBLIC_METHOD_REASON
 
 
@@ -217,9 +232,46 @@ def _acknowledge_user_pool(stack: Stack) -> None:
             acknowledge(node, "COG3", THREAT_PROTECTION_REASON)
 
 
+SITE_FINDINGS: dict[str, str] = {
+    "SMG4": "the site's API key stands for every browser of the web app in API Gateway's usage plan (throttle, "
+    "metering); anyone can use it through the distribution, so it protects nothing that rotation would. It is "
+    "kept in Secrets Manager so that neither the template nor the page contains it",
+    "CFR4": "the distribution has CloudFront's default *.cloudfront.net certificate, with which CloudFront fixes "
+    "the minimum protocol at TLSv1; a custom domain with an ACM certificate sets TLSv1.2_2021 (docs/webapp.md)",
+    "CFR1": "no geo restriction by default: a music service sets its markets, per its licences (docs/webapp.md)",
+    "CFR2": "no WAF by default (a web ACL has a monthly cost): the site's key has its own usage plan and throttle; "
+    "attach a web ACL with a rate-based rule before a public launch (docs/webapp.md)",
+}
+PUBLISHER_FINDINGS: dict[str, str] = {
+    "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]": (
+        "CDK's BucketDeployment provider (runs only during a deployment) writes its logs with this AWS policy"
+    ),
+    "L1": "CDK's BucketDeployment provider: aws-cdk-lib pins its runtime and moves it with its releases",
+}
+
+
+def _acknowledge_site(stack: Stack) -> None:
+    site = stack.node.try_find_child("Site")
+    if site is None:
+        return
+    for node in site.node.find_all():
+        if isinstance(node, (secretsmanager.CfnSecret, cloudfront.CfnDistribution)):
+            for rule, reason in SITE_FINDINGS.items():
+                if rule.startswith("SMG") == isinstance(node, secretsmanager.CfnSecret):
+                    acknowledge(node, rule, reason)
+    for child in stack.node.children:
+        if child.node.id.startswith("Custom::CDKBucketDeployment"):
+            for node in child.node.find_all():
+                if isinstance(node, (iam.CfnRole, lambda_.CfnFunction)):
+                    for rule, reason in PUBLISHER_FINDINGS.items():
+                        if rule.startswith("IAM4") == isinstance(node, iam.CfnRole):
+                            acknowledge(node, rule, reason)
+
+
 def acknowledge_findings(stack: Stack) -> None:
     """Called once the stack is complete."""
     _acknowledge_policies(stack)
+    _acknowledge_site(stack)
     _acknowledge_api(stack)
     _acknowledge_user_pool(stack)
     endpoints_sg = stack.node.find_child("Network").node.find_child("EndpointsSg").node.default_child

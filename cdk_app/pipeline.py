@@ -91,10 +91,9 @@ class PipelineConstruct(Construct):
             ),
         )
         self.source.grant_read(model.training_role)
-        self.nightly = self._build_state_machine("Nightly", config.resources.state_machine, NIGHTLY, Duration.hours(6))
-        self.charts = self._build_state_machine(
-            "Charts", f"{config.resources.state_machine}-charts", CHARTS_REFRESH, Duration.minutes(30)
-        )
+        self.names = {"nightly": config.resources.state_machine, "charts": f"{config.resources.state_machine}-charts"}
+        self.nightly = self._build_state_machine("Nightly", self.names["nightly"], NIGHTLY, Duration.hours(6))
+        self.charts = self._build_state_machine("Charts", self.names["charts"], CHARTS_REFRESH, Duration.minutes(30))
         for machine in (self.nightly, self.charts):
             # Publishing to the KMS-encrypted alarm topic needs the key as well as sns:Publish.
             key.grant(machine, "kms:GenerateDataKey", "kms:Decrypt")

@@ -3,7 +3,7 @@ cdk-nag findings it accepts with the reason for each."""
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -13,7 +13,7 @@ from cdk_app.api import ApiConstruct
 from cdk_app.bundling import LAMBDA_PYTHON, dependencies_layer_code, shared_layer_code
 from cdk_app.data_lake import DataLakeConstruct
 from cdk_app.features import FeaturesConstruct
-from cdk_app.functions import RUNTIME, config_environment
+from cdk_app.functions import RUNTIME, EncoreFunction, config_environment
 from cdk_app.iam import allow_metrics
 from cdk_app.ingestion import IngestionConstruct
 from cdk_app.model import ModelConstruct
@@ -21,8 +21,10 @@ from cdk_app.monitoring import MonitoringConstruct
 from cdk_app.nag import acknowledge_findings
 from cdk_app.network import NetworkConstruct
 from cdk_app.pipeline import PipelineConstruct
+from cdk_app.site import SiteConstruct
 from cdk_app.tables import TablesConstruct
 from encore.config import EncoreConfig
+from encore.operations import PIPELINES_VARIABLE
 
 
 class EncoreStack(Stack):
@@ -83,10 +85,24 @@ class EncoreStack(Stack):
             alarm_topic=self.monitoring.topic,
             key=self.key,
         )
+        self.ops = self._build_operations(layers)
+        self.site = SiteConstruct(
+            self,
+            "Site",
+            config=config,
+            api=self.api.api,
+            access_logs=self.lake.access_logs,
+        )
         self._grant()
         self.monitoring.watch(
             api=self.api.api,
-            functions=[self.api.functions.events, self.api.functions.serving, self.model.gate, self.model.deploy],
+            functions=[
+                self.api.functions.events,
+                self.api.functions.serving,
+                self.ops,
+                self.model.gate,
+                self.model.deploy,
+            ],
             stream=self.ingestion.stream,
             jobs=self.features.jobs,
             machines=[self.pipeline.nightly, self.pipeline.charts],
@@ -136,6 +152,50 @@ class EncoreStack(Stack):
         )
         return key
 
+    def _build_operations(self, layers: list[lambda_.ILayerVersion]) -> EncoreFunction:
+        """The operations view's function: outside the VPC (it reads the lake and Step Functions, not the cache),
+        with read access to the model records and the two pipelines' executions only."""
+        machines = {"nightly": self.pipeline.nightly, "charts": self.pipeline.charts}
+        environment = config_environment(self.config, {"lake_bucket": self.lake.bucket.bucket_name}, None)
+        environment[PIPELINES_VARIABLE] = self.to_json_string({k: m.state_machine_arn for k, m in machines.items()})
+        ops = EncoreFunction(
+            self.api,
+            "Ops",
+            config=self.config,
+            folder="ops",
+            handler="handler.lambda_handler",
+            description="GET /v1/ops/*: the serving model, the gate's decisions, the pipelines' executions",
+            layers=layers,
+            environment=environment,
+        )
+        models = self.config.lake.models
+        self.lake.bucket.grant_read(ops.role, f"{models}decisions/*")
+        self.lake.bucket.grant_read(ops.role, f"{models}serving.json")
+        ops.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListPipelineExecutions",
+                actions=["states:ListExecutions"],
+                resources=[m.state_machine_arn for m in machines.values()],
+            )
+        )
+        ops.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="DescribeFailedExecutions",
+                actions=["states:DescribeExecution"],
+                resources=[
+                    self.format_arn(
+                        service="states",
+                        resource="execution",
+                        resource_name=f"{name}:*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                    for name in self.pipeline.names.values()
+                ],
+            )
+        )
+        self.api.integrate("ops", ops)
+        return ops
+
     @property
     def _logs_arn_pattern(self) -> str:
         return f"arn:{self.partition}:logs:{self.region}:{self.account}:*"
@@ -171,6 +231,12 @@ class EncoreStack(Stack):
             "ApiKeyId",
             value=self.api.api_key.key_id,
             description="aws apigateway get-api-key --include-value --api-key <id>",
+        )
+        CfnOutput(
+            self,
+            "SiteUrl",
+            value=f"https://{self.site.distribution.distribution_domain_name}/",
+            description="the web app (player, charts, operations); /v1/* there reaches the API with the site's key",
         )
         CfnOutput(self, "LakeBucket", value=self.lake.bucket.bucket_name)
         CfnOutput(self, "CacheEndpoint", value=self.network.cache.attr_endpoint_address)

@@ -210,6 +210,7 @@ def _use_twin(state_dir: Path, stage: str) -> EncoreConfig:
 
 
 def _api(args: argparse.Namespace) -> None:
+    from encore.clients import get_client
     from encore_local.twin import daemon
     from encore_local.twin.apigateway import DEFAULT_API_KEY
     from encore_local.twin.site import TwinSite
@@ -220,7 +221,7 @@ def _api(args: argparse.Namespace) -> None:
         raise UsageError(f"no twin is running from {args.state_dir} (encore twin up first)")
     server = daemon.api(running, args.state_dir, port=args.port, workers=args.workers)
     url = server.start()
-    site = TwinSite(server)
+    site = TwinSite(server, get_client)  # this process now points at the running twin
     site.start()
     print(f"API at {url}/v1 (key: x-api-key: {DEFAULT_API_KEY}); OpenAPI at {url}/v1/openapi.json")
     print(f"Web app at {site.url}/ (its /v1 is the API, the key added as CloudFront adds it); Ctrl-C stops")

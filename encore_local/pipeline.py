@@ -63,7 +63,8 @@ def run_state_machine(
     timeout_s: float = 6 * 3600,
     execution_input: dict[str, Any] | None = None,
 ) -> Execution:
-    """Start ``machine`` (its name) as execution ``name`` and wait until it ends."""
+    """Start ``machine`` (its name) as execution ``name`` and wait until it ends. With ``at``, the twin's clock
+    runs from ``at`` for the execution's whole run, so its start and stop dates are both notional."""
     sfn = get_client("stepfunctions", config.region)
     endpoint = aws_endpoint or sfn.meta.endpoint_url
     if at is not None:
@@ -74,15 +75,15 @@ def run_state_machine(
         execution = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(execution_input or {}))[
             "executionArn"
         ]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            described = sfn.describe_execution(executionArn=execution)
+            if described["status"] != "RUNNING" or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     finally:
         if at is not None:
             set_clock(endpoint, None)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        described = sfn.describe_execution(executionArn=execution)
-        if described["status"] != "RUNNING" or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
     events = history(sfn, execution)
     failed = next((e for e in events if e["type"] == "ExecutionFailed"), None)
     details = (failed or {}).get("executionFailedEventDetails", {})

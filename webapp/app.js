@@ -1,5 +1,5 @@
-// Encore's web app: the player and the charts dashboard, over the API at /v1 on the same origin.
-// No framework and no library: the page talks to /v1 with fetch and draws its one chart as SVG. The API key
+// Encore's web app: the player, the charts dashboard and the operations view, over the API at /v1 on the same
+// origin. No framework and no library: the page talks to /v1 with fetch and draws its line charts as SVG. The API key
 // never appears here: in AWS, CloudFront adds it to the requests it forwards to API Gateway; on the twin, the
 // site server does (docs/webapp.md).
 "use strict";
@@ -34,14 +34,55 @@ async function api(path, options = {}) {
 
 // --- views -----------------------------------------------------------------------------------------------------
 
+const VIEWS = ["player", "charts", "operations"];
+
 function show() {
-  const view = location.hash === "#charts" ? "charts" : "player";
-  for (const name of ["player", "charts"]) {
+  const view = VIEWS.find((name) => location.hash === `#${name}`) || "player";
+  for (const name of VIEWS) {
     $(name).hidden = name !== view;
     if (name === view) $(`nav-${name}`).setAttribute("aria-current", "page");
     else $(`nav-${name}`).removeAttribute("aria-current");
   }
   if (view === "charts" && !charts.loaded) loadCharts();
+  if (view === "operations" && !ops.loaded) loadOperations();
+}
+
+// A line chart: one polyline per series over the same x labels, a legend line each, and the values in its label
+// for screen readers.
+function lineChart(labels, series, unit) {
+  const width = 420, height = 180, pad = 30;
+  const values = series.flatMap((s) => s.values).filter((v) => v !== null);
+  const most = Math.max(...values, 0) || 1;
+  const x = (i) => pad + (labels.length > 1 ? (i * (width - 2 * pad)) / (labels.length - 1) : (width - 2 * pad) / 2);
+  const y = (v) => height - pad - (v * (height - 2 * pad)) / most;
+  const colours = ["#0b4f9c", "#a3360b", "#2e6b1f", "#6a1b9a", "#8a6d00", "#00695c", "#b71c50", "#37474f", "#4e342e", "#1a237e"];
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height + 20 * series.length}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", series.map((s) => `${s.label}: ${s.values.join(", ")} ${unit}`).join("; "));
+  const add = (tag, attrs, text) => {
+    const node = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    svg.append(node);
+  };
+  add("line", { x1: pad, y1: height - pad, x2: width - pad, y2: height - pad, stroke: "#444" });
+  add("text", { x: 2, y: pad, fill: "#111" }, Number.isInteger(most) ? String(most) : most.toFixed(3));
+  labels.forEach((label, i) => add("text", { x: x(i) - 14, y: height - pad + 14, fill: "#111" }, label));
+  series.forEach((s, k) => {
+    const colour = colours[k % colours.length];
+    const points = s.values.map((v, i) => (v === null ? null : `${x(i)},${y(v)}`)).filter(Boolean);
+    add("polyline", { points: points.join(" "), fill: "none", stroke: colour, "stroke-width": 2 });
+    for (const point of points) {
+      const [cx, cy] = point.split(",");
+      add("circle", { cx, cy, r: 3, fill: colour });
+    }
+    const last = s.values.at(-1);
+    const shown = last === null ? "none" : Number.isInteger(last) ? String(last) : last.toFixed(4);
+    add("text", { x: pad, y: height + 14 + 20 * k, fill: colour }, `${s.label} (${shown} ${unit})`);
+  });
+  return svg;
 }
 
 // --- player ----------------------------------------------------------------------------------------------------
@@ -272,31 +313,95 @@ function drawSeries(selected) {
     label: track.name || track.track_id,
     values: answers.map((a) => (a.items.find((i) => i.track_id === track.track_id) || { plays: 0 }).plays),
   }));
-  const width = 420, height = 180, pad = 30;
-  const most = Math.max(1, ...series.flatMap((s) => s.values));
-  const x = (i) => pad + (i * (width - 2 * pad)) / (periods.length - 1);
-  const y = (v) => height - pad - (v * (height - 2 * pad)) / most;
-  const colours = ["#0b4f9c", "#a3360b", "#2e6b1f", "#6a1b9a", "#8a6d00", "#00695c", "#b71c50", "#37474f", "#4e342e", "#1a237e"];
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", `0 0 ${width} ${height + 20 * series.length}`);
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", series.map((s) => `${s.label}: ${s.values.join(", ")} plays`).join("; "));
-  const add = (tag, attrs, text) => {
-    const node = document.createElementNS(ns, tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-    if (text !== undefined) node.textContent = text;
-    svg.append(node);
-  };
-  add("line", { x1: pad, y1: height - pad, x2: width - pad, y2: height - pad, stroke: "#444" });
-  add("text", { x: 2, y: pad, fill: "#111" }, String(most));
-  periods.forEach((t, i) => add("text", { x: x(i) - 14, y: height - pad + 14, fill: "#111" }, window === "day" ? t.toISOString().slice(5, 10) : t.toISOString().slice(11, 13) + "h"));
-  series.forEach((s, k) => {
-    const colour = colours[k % colours.length];
-    add("polyline", { points: s.values.map((v, i) => `${x(i)},${y(v)}`).join(" "), fill: "none", stroke: colour, "stroke-width": 2 });
-    add("text", { x: pad, y: height + 14 + 20 * k, fill: colour }, `${s.label} (${s.values.at(-1)} plays)`);
-  });
-  $("series").replaceChildren(svg);
+  const labels = periods.map((t) => (window === "day" ? t.toISOString().slice(5, 10) : t.toISOString().slice(11, 13) + "h"));
+  $("series").replaceChildren(lineChart(labels, series, "plays"));
+}
+
+// --- operations ------------------------------------------------------------------------------------------------
+
+const ops = { loaded: false, timer: null };
+const QUALITY_MODELS = ["hybrid", "als", "ease", "popularity"]; // the served ranking first, then the baselines
+
+function opsStatus(text) {
+  $("ops-status").textContent = text;
+}
+
+const utc = (seconds) => (seconds ? new Date(seconds * 1000).toISOString().slice(0, 16).replace("T", " ") : "");
+const fixed = (value) => (value === null || value === undefined ? "—" : value.toFixed(4));
+
+function took(execution) {
+  if (!execution.stopped_at) return "running";
+  const seconds = Math.round((Date.parse(execution.stopped_at) - Date.parse(execution.started_at)) / 1000);
+  return seconds >= 60 ? `${Math.floor(seconds / 60)} min ${seconds % 60} s` : `${seconds} s`;
+}
+
+async function loadOperations() {
+  ops.loaded = true;
+  try {
+    const [models, runs] = await Promise.all([api("/ops/models?limit=30"), api("/ops/executions?limit=10")]);
+    renderModels(models.body);
+    renderExecutions(runs.body.executions);
+    opsStatus(`Updated ${new Date().toISOString().slice(11, 19)} UTC.`);
+  } catch (error) {
+    opsStatus(`Could not load the operations data: ${error.message}`);
+  }
+  clearTimeout(ops.timer);
+  ops.timer = setTimeout(loadOperations, REFRESH_MS);
+}
+
+function renderModels(view) {
+  const serving = view.serving;
+  $("serving-model").textContent = serving
+    ? `Serving model ${serving.version}, promoted ${utc(serving.promoted_at)} UTC, home NDCG@10 ${fixed(serving.metrics["ndcg@10"])}.`
+    : "No model is serving yet: every answer falls back to trending.";
+  const rows = view.decisions.map((d) => el("tr", { "data-version": d.version },
+    el("td", {}, d.version), el("td", {}, utc(d.decided_at)),
+    el("td", { class: d.promote ? "promoted" : "kept" }, d.promote ? "promoted" : "kept the serving model"),
+    el("td", {}, fixed(d.home_ndcg.hybrid)), el("td", {}, fixed(d.home_ndcg.popularity)),
+    el("td", {}, d.serving_version || "none"), el("td", {}, d.reason),
+    el("td", {}, el("button", { type: "button", "aria-label": `Compare the reports of ${d.version}`, onclick: () => loadReports(d.version) }, "Compare"))));
+  $("decisions").tBodies[0].replaceChildren(...rows);
+  const history = [...view.decisions].reverse(); // oldest first
+  const models = QUALITY_MODELS.filter((m) => history.some((d) => m in d.home_ndcg));
+  const series = models.map((m) => ({ label: m === "hybrid" ? "served ranking" : m, values: history.map((d) => d.home_ndcg[m] ?? null) }));
+  const labels = history.map((d) => utc(d.decided_at).slice(5, 10));
+  $("quality").replaceChildren(history.length ? lineChart(labels, series, "NDCG@10") : el("p", {}, "No decisions yet."));
+}
+
+function renderExecutions(executions) {
+  const rows = executions.map((e) => el("tr", { "data-execution": e.name },
+    el("td", {}, e.pipeline), el("td", {}, e.name),
+    el("td", { class: e.status === "SUCCEEDED" ? "" : "failed", title: e.cause || "" }, e.error ? `${e.status}: ${e.error}` : e.status),
+    el("td", {}, e.started_at.slice(0, 16).replace("T", " ")), el("td", {}, took(e))));
+  $("executions").tBodies[0].replaceChildren(...rows);
+}
+
+function comparison(title, rows, candidate, serving) {
+  const head = el("tr", {}, el("th", { scope: "col" }, "Model"), el("th", { scope: "col" }, `Candidate ${candidate}`),
+    el("th", { scope: "col" }, serving ? `Serving ${serving}` : "Serving (none)"));
+  const body = rows.map(([name, a, b]) => el("tr", {}, el("th", { scope: "row" }, name), el("td", {}, fixed(a)), el("td", {}, fixed(b))));
+  return el("div", { class: "report" }, el("h4", {}, title), el("table", {}, el("thead", {}, head), el("tbody", {}, ...body)));
+}
+
+async function loadReports(version) {
+  $("report-version").textContent = version;
+  try {
+    const detail = (await api(`/ops/models/${encodeURIComponent(version)}`)).body;
+    const mine = detail.candidate, theirs = (detail.serving && detail.serving.report) || {};
+    const servingVersion = detail.serving && detail.serving.version;
+    const section = (key, metric) => {
+      const names = [...new Set([...Object.keys(mine[key] || {}), ...Object.keys(theirs[key] || {})])];
+      return names.map((name) => [name, (mine[key] || {})[name]?.[metric], (theirs[key] || {})[name]?.[metric]]);
+    };
+    $("reports").replaceChildren(
+      comparison("Home NDCG@10", section("home", "ndcg@10"), version, servingVersion),
+      comparison("Next song hit rate@10", section("next", "hit_rate@10"), version, servingVersion),
+      comparison("Continuation R-precision", section("continuation", "r_precision"), version, servingVersion),
+    );
+    opsStatus(`${version}: ${detail.decision.reason}.`);
+  } catch (error) {
+    opsStatus(`Could not load the reports of ${version}: ${error.message}`);
+  }
 }
 
 // --- start -----------------------------------------------------------------------------------------------------

@@ -53,7 +53,6 @@ from encore_local.simulator.world import GENRES
 from encore_local.twin.apigateway import DEFAULT_API_KEY, TwinApi
 from encore_local.twin.router import TRAINING_CHANNELS_PATH
 from encore_local.twin.services import TwinServices
-from encore_local.twin.site import TwinSite
 
 SAMPLE_LISTENERS = 3
 HELD_OUT_LISTENERS = 200
@@ -109,7 +108,7 @@ def serving(twin: TwinServices, port: int, result: DemoResult) -> Iterator[TwinA
         print(f"port {port} is in use; the API takes a free port instead")
         api = twin.api(port=0, workers=2, prestart=1)
     result.api_url = api.start()
-    site = TwinSite(api)
+    site = twin.site(api)
     result.site_url = site.start()
     try:
         yield api

@@ -46,6 +46,7 @@ from encore_local.apigw import match_route, rest_event
 from encore_local.loopback import LoopbackServer, reply
 from encore_local.twin.assembly import Deployment, Function, TwinStack
 from encore_local.twin.lambda_ import FunctionError, IntegrationTimeout, LambdaService
+from encore_local.twin.provision import dynamic_references
 
 DEFAULT_API_KEY = "encore-twin-key"
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
@@ -156,6 +157,7 @@ class TwinApi(LoopbackServer):
         log_dir: Path,
         *,
         api_keys: tuple[str, ...] = (DEFAULT_API_KEY,),
+        client: Callable[[str], Any] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         rate: float | None = None,
@@ -166,7 +168,9 @@ class TwinApi(LoopbackServer):
         self.config = config
         self.workers = max(1, workers)
         self.prestart = min(self.workers, prestart or self.workers)  # instances of each function started with it
-        self.api_keys = set(api_keys)
+        self.stack = stack
+        # The keys the template gives a value (the site's, from its secret), as CloudFormation resolves them.
+        self.api_keys = set(api_keys) | {dynamic_references(v, client) for v in stack.api_key_values() if client}
         self.integration_timeout_s = INTEGRATION_TIMEOUT_S
         deployment = Deployment(stack.region)
         deployment.add(stack)

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TWIN_BUILD = ROOT / "build" / "twin"
 ACCOUNT = "123456789012"
 # What the stack is built from: a change to any of these means a new synth.
-SYNTH_INPUTS = ("app.py", "cdk.json", "cdk_app", "lambdas", "layers", "glue_jobs", "sagemaker")
+SYNTH_INPUTS = ("app.py", "cdk.json", "cdk_app", "lambdas", "layers", "glue_jobs", "sagemaker", "webapp")
 _DIGEST_FILE = ".encore-inputs"
 
 
@@ -235,6 +235,8 @@ class TwinStack:
             return self.arn(target)
         if attribute == "Name":
             return self.names[target]
+        if attribute == "RegionalDomainName":  # a bucket's
+            return f"{self.names[target]}.s3.{self.region}.amazonaws.com"
         return f"{self.names[target]}.{attribute}"
 
     def resolve(self, value: Any) -> Any:  # noqa: PLR0911 - one return per intrinsic
@@ -285,8 +287,8 @@ class TwinStack:
         out = self._read["functions"] = {}
         for lid, res in self.of_type("AWS::Lambda::Function").items():
             raw = res["Properties"]
-            if "Layers" not in raw:  # CDK's custom-resource providers carry no layers of ours
-                continue
+            if not any(str(layer.get("Ref", "")).startswith("SharedLibrary") for layer in raw.get("Layers", [])):
+                continue  # CDK's custom-resource providers (run only while CloudFormation deploys) lack our layer
             props = self.properties(lid)
             layers = [self.assembly.layer_asset(layer["Ref"]) for layer in raw["Layers"]]
             out[lid] = Function(
@@ -357,6 +359,13 @@ class TwinStack:
             if target is not None:
                 out[(props["HttpMethod"], path(props["ResourceId"]) or "/")] = functions[target]
         return out
+
+    def api_key_values(self) -> list[str]:
+        """The values the template gives its API keys (a dynamic reference to a secret, for the site's key);
+        keys without one get theirs from API Gateway (the twin's is ``DEFAULT_API_KEY``)."""
+        return [
+            str(p["Value"]) for lid in self.of_type("AWS::ApiGateway::ApiKey") if "Value" in (p := self.properties(lid))
+        ]
 
     def policy(self, role_id: str) -> Policy:
         """The role's policies in the template (inline and attached), resolved to the twin's names; built once."""

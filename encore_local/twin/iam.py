@@ -241,7 +241,9 @@ _JSON: dict[str, Callable[[str, dict[str, Any], _Arns], list[Needed]]] = {
     "glue": _glue,
     "sagemaker": _sagemaker,
     "firehose": _by_field("firehose", "DeliveryStreamName", lambda v, a: a.of("firehose", f"deliverystream/{v}")),
-    "states": _by_field("states", "stateMachineArn", lambda v, a: v),
+    "states": lambda op, params, arns: [
+        Needed(f"states:{op}", str(params.get("stateMachineArn") or params.get("executionArn") or "*"))
+    ],
     "logs": _by_field("logs", "logGroupName", lambda v, a: a.of("logs", f"log-group:{v}:*")),
     "kms": _by_field("kms", "KeyId", lambda v, a: v if _ARN.match(v) else a.of("kms", f"key/{v}")),
     "events": lambda op, params, arns: [

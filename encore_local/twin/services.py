@@ -39,6 +39,7 @@ from encore_local.twin.lambda_ import LambdaService, refused_at_creation, twin_f
 from encore_local.twin.provision import provision
 from encore_local.twin.router import TwinRouter
 from encore_local.twin.sagemaker import EndpointProcess, TrainingService
+from encore_local.twin.site import TwinSite
 
 RedisKind = Literal["redis-server", "fakeredis"]
 # Credentials moto accepts; they never leave this machine.
@@ -225,7 +226,12 @@ class TwinServices:
     def api(self, config: EncoreConfig | None = None, **options: Any) -> TwinApi:
         """The twin's API Gateway for a deployed stage (the primary one by default), with a pool of its own."""
         config = config or self.config
-        return TwinApi(config, self.stack(config.stage), self._function_environment, self.log_dir, **options)
+        stack = self.stack(config.stage)
+        return TwinApi(config, stack, self._function_environment, self.log_dir, client=self.client, **options)
+
+    def site(self, api: TwinApi) -> TwinSite:
+        """The stage's CloudFront distribution in front of ``api``: the web app from its bucket, ``/v1/*`` to it."""
+        return TwinSite(api, self.client)
 
     def _state_machine_credentials(self, role_arn: str) -> tuple[str, str]:
         principal = self.deployment.principal_of_arn(role_arn)

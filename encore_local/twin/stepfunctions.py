@@ -12,7 +12,8 @@ twin's own:
   ``CreateTrainingJob``'s output only (``TrainingJobArn``), the ``.sync`` form polls ``DescribeTrainingJob`` until
   Completed (Failed or Stopped: ``SageMaker.TrainingJobFailed`` with the job's ``FailureReason``), as AWS does.
 - **The clock**: ``Wait`` states last ``wait_scale`` of their time, and the twin's clock (``CLOCK``, set through
-  ``POST /_encore/clock``) can run at a notional time, so that a simulated history is as recent to the executions
+  ``POST /_encore/clock``; executions' start and stop dates read it) can run at a notional time, so that a
+  simulated history is as recent to the executions
   and to Firehose's arrival prefixes as a real one would be; both are the twin's, stated in docs/twin.md.
 """
 
@@ -52,6 +53,7 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_funct
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.utils import boto_client
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+from moto.stepfunctions.parser.backend import execution as parser_execution
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 POLL_S = 0.05  # how often a .sync task asks whether its work has ended
@@ -270,6 +272,7 @@ def enable(endpoint: str, credentials_for_role: Callable[[str], tuple[str, str]]
         setattr(ExecutionWorker, "_get_evaluation_environment", _with_iso_start_time(build))  # noqa: B010
     clocked = type("datetime", (), {"datetime": _ClockedDatetime, "timezone": _dt.timezone})
     setattr(parser_models, "datetime", clocked)  # noqa: B010
+    setattr(parser_execution, "datetime", clocked)  # noqa: B010  # the stop date, on the same clock as the start
     return previous
 
 

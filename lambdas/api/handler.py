@@ -1,6 +1,7 @@
 """The read API (no `from __future__ import annotations`: Powertools reads the route annotations at run time):
 recommendations, next song, similar, tracks, charts, trending, profiles, health, and the API's OpenAPI document
-and Swagger UI, which describe POST /v1/events too (``encore.events_route``; the events function answers it).
+and Swagger UI, which describe POST /v1/events and GET /v1/ops/* too (``encore.events_route``,
+``encore.operations``; the events and ops functions answer them).
 
 One function for every read route (shared warm connections and caches, one cold start to pay); the logic is
 in ``encore.recommend`` and the stores. Parameters are validated by Powertools from the annotations, which
@@ -18,16 +19,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AfterValidator, BaseModel, Field
 
-from encore import events_route
+from encore import events_route, operations
 from encore import observability as obs
 from encore.cache import SessionCache
 from encore.config import EncoreConfig
 from encore.errors import BadRequest, NotFound
 from encore.http import cors_config, read_bodies_strictly, register_error_handlers
 from encore.model_client import ModelClient
-from encore.models import ErrorBody, ProfileUpdate, RecommendationResponse, Surface
+from encore.models import ProfileUpdate, RecommendationResponse, Surface
 from encore.observability import logger, metrics, tracer
-from encore.openapi import DocumentedResolver
+from encore.openapi import DocumentedResolver, answers
 from encore.profiles import ProfileStore
 from encore.recommend import GLOBAL, Options, Outcome, ServingDeps, recommend, track_metadata
 from encore.regions import ISO_3166_ALPHA2
@@ -47,7 +48,7 @@ app = DocumentedResolver(
     enable_validation=True,
     cors=cors_config(config.serving.cors_origins),
     write_auth=config.serving.write_auth,
-    described=[events_route.described()],
+    described=[events_route.described(), operations.described()],
 )
 app.configure_openapi(
     title="Encore API",
@@ -77,25 +78,6 @@ def _in_utc(moment: datetime) -> datetime:
 
 
 UtcTime = Annotated[datetime, AfterValidator(_in_utc)]
-
-
-_DESCRIPTIONS = {
-    400: "invalid parameters (each named, with its reason)",
-    404: "unknown track or listener",
-    413: "the body is over 1 MiB",
-    415: "the body is not sent as application/json (UTF-8)",
-    503: "a table is throttled or unreachable past its retries; retry after Retry-After seconds",
-}
-
-
-def answers(model: Any, *codes: int) -> dict[int, dict[str, Any]]:
-    """OpenAPI declarations of a route's answers: its model on 200, and the errors it can give."""
-    declared: dict[int, dict[str, Any]] = {
-        200: {"description": "OK", "content": {"application/json": {"model": model}}}
-    }
-    for code in (*codes, 503):
-        declared[code] = {"description": _DESCRIPTIONS[code], "content": {"application/json": {"model": ErrorBody}}}
-    return declared
 
 
 class TrackView(BaseModel):

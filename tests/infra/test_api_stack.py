@@ -130,6 +130,8 @@ def test_acknowledgements_say_what_is_true_of_each_method(synthesized: dict[str,
                 if route.listener:  # dev: no authorizer, said plainly, and where prod requires one
                     assert "without an authorizer" in reason and "prod requires a Cognito" in reason
                     assert "write_auth" in reason
+                elif route.function == "ops":
+                    assert "operational data" in reason and "nothing about a listener" in reason
                 elif route.api_key:
                     assert "non-personal catalogue data" in reason and "not authorization" in reason
                 else:

@@ -83,10 +83,11 @@ def test_dev_tears_down_cleanly_and_prod_keeps_its_data(assemblies: dict[str, As
     for stage, keeps in (("dev", False), ("prod", True)):
         a = assemblies[stage]
         buckets = a.of_type("AWS::S3::Bucket")
+        site = {lid for lid in buckets if lid.startswith("SiteFiles")}  # no data: always emptied and deleted
         auto_delete = a.of_type("Custom::S3AutoDeleteObjects")
-        assert len(auto_delete) == (0 if keeps else len(buckets)), stage
-        for bucket in buckets.values():
-            assert bucket["DeletionPolicy"] == ("Retain" if keeps else "Delete")
+        assert len(auto_delete) == (len(site) if keeps else len(buckets)), stage
+        for lid, bucket in buckets.items():
+            assert bucket["DeletionPolicy"] == ("Retain" if keeps and lid not in site else "Delete")
         (group_id, group) = next(iter(a.of_type("AWS::SageMaker::ModelPackageGroup").items()))
         assert group["DeletionPolicy"] == ("Retain" if keeps else "Delete")
         (teardown,) = a.of_type("Custom::EncoreTeardown").values()

@@ -79,7 +79,7 @@ def test_star_resources_only_where_the_api_requires_them(resources: dict[str, An
 
 def test_buckets_block_public_access_and_enforce_tls(template: Template, resources: dict[str, Any]) -> None:
     buckets = _of_type(resources, "AWS::S3::Bucket")
-    assert len(buckets) == 2
+    assert len(buckets) == 3  # the lake, its access logs, the web app's files
     for bucket in buckets.values():
         assert bucket["Properties"]["PublicAccessBlockConfiguration"] == {
             "BlockPublicAcls": True,
@@ -89,14 +89,41 @@ def test_buckets_block_public_access_and_enforce_tls(template: Template, resourc
         }
         assert bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     policies = _of_type(resources, "AWS::S3::BucketPolicy")
-    assert len(policies) == 2
+    assert len(policies) == 3
     for policy in policies.values():
         denies = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
         assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)
 
 
+def test_the_web_app_is_a_private_bucket_read_by_its_distribution_only(resources: dict[str, Any]) -> None:
+    (distribution_id, distribution) = next(iter(_of_type(resources, "AWS::CloudFront::Distribution").items()))
+    config = distribution["Properties"]["DistributionConfig"]
+    (site_id,) = [lid for lid in _of_type(resources, "AWS::S3::Bucket") if lid.startswith("SiteFiles")]
+    (policy,) = [p for p in _of_type(resources, "AWS::S3::BucketPolicy").values()
+                 if p["Properties"]["Bucket"] == {"Ref": site_id}]  # fmt: skip
+    allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    reads = [s for s in allows if s["Principal"] == {"Service": "cloudfront.amazonaws.com"}]
+    assert len(reads) == 1 and reads[0]["Action"] == "s3:GetObject"
+    assert distribution_id in json.dumps(reads[0]["Condition"])  # origin access control: this distribution only
+    assert config["DefaultCacheBehavior"]["ViewerProtocolPolicy"] == "redirect-to-https"
+    (api,) = config["CacheBehaviors"]
+    assert api["PathPattern"] == "/v1/*" and api["ViewerProtocolPolicy"] == "https-only"
+    assert api["CachePolicyId"] == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"  # CachingDisabled
+    origin = next(o for o in config["Origins"] if o["Id"] == api["TargetOriginId"])
+    (header,) = origin["OriginCustomHeaders"]
+    (secret_id,) = _of_type(resources, "AWS::SecretsManager::Secret")
+    reference = {"Fn::Join": ["", ["{{resolve:secretsmanager:", {"Ref": secret_id}, ":SecretString:::}}"]]}
+    assert header == {"HeaderName": "x-api-key", "HeaderValue": reference}  # the key is not in the template
+    site_key = next(k for k in _of_type(resources, "AWS::ApiGateway::ApiKey").values() if "Value" in k["Properties"])
+    assert site_key["Properties"]["Value"] == reference
+
+
 def test_everything_that_stores_data_is_encrypted(resources: dict[str, Any]) -> None:
-    lake = next(b for b in _of_type(resources, "AWS::S3::Bucket").values() if "LoggingConfiguration" in b["Properties"])
+    lake = next(
+        b
+        for lid, b in _of_type(resources, "AWS::S3::Bucket").items()
+        if lid.startswith("DataLake") and "AccessLogs" not in lid
+    )
     rule = lake["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
     tables = _of_type(resources, "AWS::DynamoDB::GlobalTable")
@@ -117,11 +144,12 @@ def test_everything_that_stores_data_is_encrypted(resources: dict[str, Any]) -> 
 
 
 def _encore_functions(resources: dict[str, Any]) -> dict[str, Any]:
-    """Encore's own functions (CDK's bucket auto-delete provider in dev is CDK's, in Node.js)."""
+    """Encore's own functions: those with the shared library layer (not CDK's providers: the buckets' auto-delete,
+    the web app's publisher)."""
     return {
         k: v
         for k, v in _of_type(resources, "AWS::Lambda::Function").items()
-        if v["Properties"].get("Runtime", "").startswith("python")
+        if any(str(layer.get("Ref", "")).startswith("SharedLibrary") for layer in v["Properties"].get("Layers", []))
     }
 
 
@@ -202,9 +230,16 @@ def test_every_method_but_health_and_the_docs_requires_an_api_key(resources: dic
             keyless.append(paths[props["ResourceId"]["Ref"]]["Properties"]["PathPart"])
     assert sorted(keyless) == ["docs", "health", "openapi.json"]  # a person opens the docs without a key
     assert len(methods) > 10
-    plans = _of_type(resources, "AWS::ApiGateway::UsagePlan")
-    (plan,) = plans.values()
-    assert plan["Properties"]["Throttle"]["RateLimit"] > 0 and plan["Properties"]["Quota"]["Period"] == "DAY"
+    plans = {
+        p["Properties"]["UsagePlanName"]: p["Properties"]
+        for p in _of_type(resources, "AWS::ApiGateway::UsagePlan").values()
+    }
+    assert sorted(plans) == ["encore-dev-default", "encore-dev-site"]
+    assert plans["encore-dev-default"]["Throttle"]["RateLimit"] > 0
+    assert plans["encore-dev-default"]["Quota"]["Period"] == "DAY"
+    # every browser of the web app shares the site's key: a wider throttle, no daily quota
+    assert plans["encore-dev-site"]["Throttle"]["RateLimit"] > plans["encore-dev-default"]["Throttle"]["RateLimit"]
+    assert "Quota" not in plans["encore-dev-site"]
 
 
 def test_api_stage_logs_and_traces(template: Template) -> None:

@@ -15,7 +15,9 @@ from typing import Any, Literal
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.merge import OpenAPIMerge
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, OpenAPI, SecurityScheme
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
+from encore.models import ErrorBody
 from encore.routes import ROUTES_BY_PATH, Route
 
 WriteAuth = Literal["none", "cognito"]
@@ -34,6 +36,25 @@ _KEY_ANSWERS = {
     429: "past the usage plan's rate, burst or daily quota for this key (API Gateway)",
 }
 _TOKEN_ANSWERS = {401: "no Cognito token, or an expired or invalid one (API Gateway)"}
+
+
+_DESCRIPTIONS = {
+    400: "invalid parameters (each named, with its reason)",
+    404: "unknown track, listener or model version",
+    413: "the body is over 1 MiB",
+    415: "the body is not sent as application/json (UTF-8)",
+    503: "a table or the lake is throttled or unreachable past its retries; retry after Retry-After seconds",
+}
+
+
+def answers(model: Any, *codes: int) -> dict[int, OpenAPIResponse]:
+    """OpenAPI declarations of a route's answers: its model on 200, and the errors it can give."""
+    declared: dict[int, OpenAPIResponse] = {
+        200: {"description": "OK", "content": {"application/json": {"model": model}}}
+    }
+    for code in (*codes, 503):
+        declared[code] = {"description": _DESCRIPTIONS[code], "content": {"application/json": {"model": ErrorBody}}}
+    return declared
 
 
 def security_schemes(write_auth: WriteAuth) -> dict[str, SecurityScheme]:
