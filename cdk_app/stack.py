@@ -85,6 +85,7 @@ class EncoreStack(Stack):
             alarm_topic=self.monitoring.topic,
             key=self.key,
         )
+        self.ingestion.collect_impressions(self.api.functions.serving.log_group)
         self.ops = self._build_operations(layers)
         self.site = SiteConstruct(
             self,

@@ -29,6 +29,7 @@ of its own fed events over a pipe. Every answer carries the time spent inside th
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import threading
 import time
@@ -45,10 +46,18 @@ from encore.routes import CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, ROUTES, Route,
 from encore_local.apigw import match_route, rest_event
 from encore_local.loopback import LoopbackServer, reply
 from encore_local.twin.assembly import Deployment, Function, TwinStack
+from encore_local.twin.iam import client_for
 from encore_local.twin.lambda_ import FunctionError, IntegrationTimeout, LambdaService
+from encore_local.twin.logs import LogSubscriptions
 from encore_local.twin.provision import dynamic_references
 
 DEFAULT_API_KEY = "encore-twin-key"
+
+
+def _client_as(environment_of: Callable[[str | None], dict[str, str]], principal: str | None, service: str) -> Any:
+    return client_for(service, environment_of(principal))
+
+
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
 INTEGRATION_TIMEOUT_S = 29.0  # API Gateway's limit on a Lambda integration's answer
 IDLE_TIMEOUT_S = 60.0
@@ -157,7 +166,7 @@ class TwinApi(LoopbackServer):
         log_dir: Path,
         *,
         api_keys: tuple[str, ...] = (DEFAULT_API_KEY,),
-        client: Callable[[str], Any] | None = None,
+        environment_of: Callable[[str | None], dict[str, str]] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         rate: float | None = None,
@@ -169,12 +178,20 @@ class TwinApi(LoopbackServer):
         self.workers = max(1, workers)
         self.prestart = min(self.workers, prestart or self.workers)  # instances of each function started with it
         self.stack = stack
-        # The keys the template gives a value (the site's, from its secret), as CloudFormation resolves them.
-        self.api_keys = set(api_keys) | {dynamic_references(v, client) for v in stack.api_key_values() if client}
-        self.integration_timeout_s = INTEGRATION_TIMEOUT_S
         deployment = Deployment(stack.region)
         deployment.add(stack)
-        self.lambdas = LambdaService(deployment, function_environment, log_dir / "api", max_instances=self.workers)
+        # ``environment_of(principal)``: what calls the twin's AWS as that principal (None: the operator). With it,
+        # the keys the template gives a value (the site's, from its secret) are accepted as CloudFormation resolves
+        # them, and the functions' output reaches their log groups' subscriptions.
+        self.api_keys = set(api_keys)
+        outputs = None
+        if environment_of is not None:
+            operator = functools.partial(_client_as, environment_of, None)
+            self.api_keys |= {dynamic_references(v, operator) for v in stack.api_key_values()}
+            outputs = LogSubscriptions(deployment, lambda principal: _client_as(environment_of, principal, "firehose"))
+        self.integration_timeout_s = INTEGRATION_TIMEOUT_S
+        self.lambdas = LambdaService(deployment, function_environment, log_dir / "api", max_instances=self.workers,
+                                     on_output=outputs)  # fmt: skip
         # What each method and resource integrates with, as the stack's API Gateway routes it.
         self.integrations = stack.api_integrations()
         self.templates = [r.path for r in ROUTES]

@@ -131,6 +131,7 @@ class Function:
     role: str  # the principal: <stack>.<role's logical id>
     timeout_s: int
     memory_mb: int
+    log_group: str | None = None  # the name of its log group (LoggingConfig), where its output goes
 
 
 @dataclass
@@ -302,6 +303,7 @@ class TwinStack:
                 role=self.principal(raw["Role"]["Fn::GetAtt"][0]),
                 timeout_s=int(props.get("Timeout", 3)),
                 memory_mb=int(props.get("MemorySize", 128)),
+                log_group=props.get("LoggingConfig", {}).get("LogGroup"),
             )
         return out
 

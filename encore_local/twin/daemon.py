@@ -16,7 +16,7 @@ from encore.config import EncoreConfig, Stage, runtime_values
 from encore_local.errors import UsageError
 from encore_local.twin.apigateway import TwinApi
 from encore_local.twin.assembly import TwinStack
-from encore_local.twin.iam import client_for, credentials
+from encore_local.twin.iam import credentials
 from encore_local.twin.lambda_ import twin_function_environment
 from encore_local.twin.services import RedisKind, TwinServices
 
@@ -74,7 +74,7 @@ def api(state: dict[str, Any], state_dir: Path, **options: Any) -> TwinApi:
     stack = TwinStack.load(Path(state["assembly"]))
     functions_env = twin_function_environment(environment_of, state["cache_url"])
     config = deployed_config(state, state["stage"])
-    return TwinApi(config, stack, functions_env, state_dir / "logs", client=lambda s: client_for(s, env), **options)
+    return TwinApi(config, stack, functions_env, state_dir / "logs", environment_of=environment_of, **options)
 
 
 def export_lines(env: dict[str, str]) -> str:

@@ -107,6 +107,7 @@ class Instance:
         self.child = PipedChild("encore_local.twin.lambda_runtime", args, env, log_dir / f"{fn.name}.log", fn.code)
         self.proc = self.child.proc
         self.init_error: dict[str, Any] | None = None
+        self.output: list[str] = []  # what the last invocation wrote to standard output
 
     def wait_ready(self) -> None:
         said = self.child.receive() or {"init_error": {"errorMessage": "the runtime exited", "errorType":
@@ -131,6 +132,7 @@ class Instance:
             raise
         if answer is None:
             raise FunctionError({"errorMessage": "the execution environment exited", "errorType": "Runtime.ExitError"})
+        self.output = list(answer.get("logs", []))
         if "error" in answer:
             raise FunctionError(answer["error"])
         return answer["result"], float(answer["ms"])
@@ -154,8 +156,10 @@ class LambdaService:
     callers wait (this machine has two cores). ``twin_env(fn)`` is what the twin adds to the template's variables.
     """
 
-    def __init__(self, deployment: Deployment, twin_env: Any, log_dir: Path, max_instances: int = 4) -> None:
+    def __init__(self, deployment: Deployment, twin_env: Any, log_dir: Path, max_instances: int = 4,
+                 on_output: Callable[[Function, list[str]], None] | None = None) -> None:  # fmt: skip
         self.deployment = deployment
+        self.on_output = on_output  # CloudWatch Logs: what each invocation wrote, for its log group's subscriptions
         self.twin_env = twin_env  # (Function) -> dict of variables: endpoints and the role's credentials
         self.log_dir = log_dir
         self.max_instances = max(1, max_instances)
@@ -266,6 +270,7 @@ class LambdaService:
         except TimeoutError:
             raise IntegrationTimeout(f"no instance of {fn.name} was free within {deadline_s:g} s") from None
         limit = fn.timeout_s if until is None else min(fn.timeout_s, max(0.001, until - time.monotonic()))
+        instance.output = []
         try:
             return instance.invoke(payload, limit)
         except TimeoutError:
@@ -277,7 +282,10 @@ class LambdaService:
             }
             raise FunctionError(timed_out) from None
         finally:
+            output, instance.output = instance.output, []
             self._give_back(fn, instance)
+            if output and self.on_output is not None:
+                self.on_output(fn, output)
 
     def _give_back(self, fn: Function, instance: Instance) -> None:
         if instance.usable():

@@ -4,9 +4,11 @@ encore_local.twin.lambda_runtime``).
 It does what Lambda's Python runtime does with a function: the code asset is the task root, the layers are
 ``/opt/python`` (composed by ``encore_local.twin.lambda_.compose_layers``), the handler is imported once (the cold
 start) and invoked once per event. Events arrive as JSON lines on ``--in-fd``; each answer is a JSON line on
-``--out-fd``: ``{"result": ..., "ms": ...}`` or, when the handler raised, ``{"error": {errorMessage, errorType,
-stackTrace}}`` as Lambda reports an unhandled error. Imports are limited to the task root, ``/opt/python``, the
-runtime's own AWS SDK and the standard library (``encore_local.twin.sandbox``).
+``--out-fd``: ``{"result": ..., "ms": ..., "logs": [...]}`` or, when the handler raised, ``{"error": {errorMessage,
+errorType, stackTrace}, ...}`` as Lambda reports an unhandled error. ``logs`` are the lines the invocation wrote to
+standard output, which Lambda sends to the function's log group (the twin applies its subscription filters,
+``encore_local.twin.logs``); they go to the instance's log file as well. Imports are limited to the task root,
+``/opt/python``, the runtime's own AWS SDK and the standard library (``encore_local.twin.sandbox``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,37 @@ class Context:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+class _Tee:
+    """Standard output that also keeps the lines of the current invocation (installed before the handler is
+    imported, so that loggers which hold the stream they were given write through it too)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.lines: list[str] = []
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        head, *rest = (self._partial + text).split("\n")
+        if rest:
+            self.lines.extend([head, *rest[:-1]])
+            self._partial = rest[-1]
+        else:
+            self._partial = head
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def take(self) -> list[str]:
+        lines, self.lines = [*self.lines, *([self._partial] if self._partial else [])], []
+        self._partial = ""
+        return lines
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
 def _error(exc: BaseException) -> dict[str, Any]:
     return {
         "errorMessage": str(exc),
@@ -66,6 +99,8 @@ def main(argv: list[str]) -> None:
     provided = [*RUNTIME_PROVIDED, *filter(None, args.provided.split(","))]
     install([args.task_root, args.opt_python], provided, f"the Lambda function {name}")
     module_name, _, function_name = args.handler.rpartition(".")
+    output = _Tee(sys.stdout)
+    sys.stdout = output
     with os.fdopen(args.in_fd, "rb") as events, os.fdopen(args.out_fd, "wb") as answers:
         try:
             handler = getattr(importlib.import_module(module_name), function_name)
@@ -87,6 +122,7 @@ def main(argv: list[str]) -> None:
             except Exception as exc:
                 answer = {"error": _error(exc)}
             answer["ms"] = (time.perf_counter() - started) * 1000
+            answer["logs"] = output.take()
             answers.write(json.dumps(answer, default=str).encode() + b"\n")
             answers.flush()
 

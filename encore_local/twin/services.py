@@ -36,6 +36,7 @@ from encore_local.twin.faults import FaultInjector
 from encore_local.twin.glue import GlueService
 from encore_local.twin.iam import client_for, credentials
 from encore_local.twin.lambda_ import LambdaService, refused_at_creation, twin_function_environment
+from encore_local.twin.logs import LogSubscriptions
 from encore_local.twin.provision import provision
 from encore_local.twin.router import TwinRouter
 from encore_local.twin.sagemaker import EndpointProcess, TrainingService
@@ -145,7 +146,9 @@ class TwinServices:
         self.log_dir = Path(tempfile.mkdtemp(prefix="encore-twin-logs-"))
         self.glue = GlueService(self.deployment, self.environment_of, self.log_dir)
         self.training = TrainingService(self.deployment, self.environment_of)
-        self.lambda_ = LambdaService(self.deployment, self._function_environment, self.log_dir / "lambda")
+        outputs = LogSubscriptions(self.deployment, lambda who: client_for("firehose", self.environment_of(who)))
+        self.lambda_ = LambdaService(self.deployment, self._function_environment, self.log_dir / "lambda",
+                                     on_output=outputs)  # fmt: skip
         self._previous_tasks: tuple[Any, ...] | None = None
 
     def start(self) -> TwinEndpoints:
@@ -227,7 +230,8 @@ class TwinServices:
         """The twin's API Gateway for a deployed stage (the primary one by default), with a pool of its own."""
         config = config or self.config
         stack = self.stack(config.stage)
-        return TwinApi(config, stack, self._function_environment, self.log_dir, client=self.client, **options)
+        return TwinApi(config, stack, self._function_environment, self.log_dir, environment_of=self.environment_of,
+                       **options)  # fmt: skip
 
     def site(self, api: TwinApi) -> TwinSite:
         """The stage's CloudFront distribution in front of ``api``: the web app from its bucket, ``/v1/*`` to it."""

@@ -438,3 +438,112 @@ def playlist_import(
         spark.createDataFrame(rows, IMPORTED_CATALOG_SCHEMA),
         spark.createDataFrame(of("rejected"), REJECTED_SCHEMA),
     )
+
+
+# -- attribution: what listeners did with each recommendation ----------------------------------------------------
+
+ATTRIBUTION_KEYS = ("day", "surface", "model_version", "variant")
+EARLY_PLAY_SLACK_MS = 60_000  # a play stamped this much before its impression is clock skew, not a stray id
+
+
+def first_impressions(impressions: DataFrame) -> DataFrame:
+    """One impression per ``recommendation_id``, the earliest (a log line may be delivered more than once)."""
+    w = Window.partitionBy("recommendation_id").orderBy(F.asc("at_ms"))
+    return impressions.withColumn("_n", F.row_number().over(w)).where(F.col("_n") == 1).drop("_n")
+
+
+def attributed_plays(impressions: DataFrame, events: DataFrame, window_ms: int) -> DataFrame:
+    """Every event that carried a ``recommendation_id``, with what became of it (``outcome``):
+
+    - ``attributed``: its impression is known, the track was in it (``position``, 1-based) and it was played
+      within ``window_ms`` of the answer;
+    - ``outside_window``: later than that (or before the answer, past clock skew);
+    - ``off_list``: the track was not among the answer's (a client that sent the wrong id);
+    - ``unknown``: no impression has the id (lost, or never an answer of this deployment).
+    """
+    shown = first_impressions(impressions).select(
+        "recommendation_id", "surface", "model_version", "variant", "track_ids", F.col("at_ms").alias("shown_ms")
+    )
+    plays = events.where(F.col("recommendation_id").isNotNull()).select(
+        "event_id", "recommendation_id", "track_id", "action", "timestamp", "played_ms"
+    )
+    joined = plays.join(shown, "recommendation_id", "left")
+    position = F.expr("array_position(track_ids, track_id)")  # 1-based; 0 when absent
+    in_window = (F.col("timestamp") >= F.col("shown_ms") - EARLY_PLAY_SLACK_MS) & (
+        F.col("timestamp") <= F.col("shown_ms") + window_ms
+    )
+    outcome = (
+        F.when(F.col("shown_ms").isNull(), "unknown")
+        .when(position == 0, "off_list")
+        .when(~in_window, "outside_window")
+        .otherwise("attributed")
+    )
+    return joined.select(
+        "event_id",
+        "recommendation_id",
+        "track_id",
+        "action",
+        "timestamp",
+        "played_ms",
+        F.coalesce("surface", F.lit("unknown")).alias("surface"),
+        "model_version",
+        "variant",
+        F.date_format(F.from_unixtime(F.coalesce("shown_ms", "timestamp") / 1000), "yyyy-MM-dd").alias("day"),
+        F.when(position > 0, position).alias("position"),
+        outcome.alias("outcome"),
+    )
+
+
+def attribution(impressions: DataFrame, events: DataFrame, window_ms: int) -> DataFrame:
+    """Per day (of the answer) x surface x model version x variant: impressions, the plays they led to and how
+    those went, and the plays that carried an id but could not be attributed (so every one is accounted for).
+
+    Columns: ``ATTRIBUTION_KEYS``, impressions, plays, completes, early_skips, play_through_rate, early_skip_rate,
+    mean_position, minutes_listened, outside_window, off_list, unknown.
+    """
+    shown = first_impressions(impressions).select(
+        F.date_format(F.from_unixtime(F.col("at_ms") / 1000), "yyyy-MM-dd").alias("day"),
+        "surface",
+        "model_version",
+        "variant",
+        F.lit(1).alias("is_impression"),
+        F.lit(None).cast("string").alias("outcome"),
+        F.lit(None).cast("string").alias("action"),
+        F.lit(None).cast("int").alias("position"),
+        F.lit(None).cast("long").alias("played_ms"),
+    )
+    plays = attributed_plays(impressions, events, window_ms).select(
+        *ATTRIBUTION_KEYS, F.lit(0).alias("is_impression"), "outcome", "action", "position", "played_ms"
+    )
+    rows = shown.unionByName(plays)
+    attributed = F.col("outcome") == "attributed"
+
+    def count(condition: Column) -> Column:
+        return F.sum(F.when(condition, 1).otherwise(0)).cast("long")
+
+    table = rows.groupBy(*ATTRIBUTION_KEYS).agg(
+        F.sum("is_impression").cast("long").alias("impressions"),
+        count(attributed).alias("plays"),
+        count(attributed & (F.col("action") == Action.COMPLETE.value)).alias("completes"),
+        count(attributed & (F.col("action") == Action.SKIP.value)).alias("early_skips"),
+        F.avg(F.when(attributed, F.col("position"))).alias("mean_position"),
+        (F.sum(F.when(attributed, F.col("played_ms")).otherwise(0)) / 60_000.0).alias("minutes_listened"),
+        count(F.col("outcome") == "outside_window").alias("outside_window"),
+        count(F.col("outcome") == "off_list").alias("off_list"),
+        count(F.col("outcome") == "unknown").alias("unknown"),
+    )
+    rate = lambda part: F.when(F.col("plays") > 0, F.col(part) / F.col("plays"))  # noqa: E731
+    return table.select(
+        *ATTRIBUTION_KEYS,
+        "impressions",
+        "plays",
+        "completes",
+        "early_skips",
+        rate("completes").alias("play_through_rate"),
+        rate("early_skips").alias("early_skip_rate"),
+        "mean_position",
+        "minutes_listened",
+        "outside_window",
+        "off_list",
+        "unknown",
+    )

@@ -19,7 +19,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AfterValidator, BaseModel, Field
 
-from encore import events_route, operations
+from encore import events_route, impressions, operations
 from encore import observability as obs
 from encore.cache import SessionCache
 from encore.config import EncoreConfig
@@ -123,6 +123,7 @@ def _report(route: str, outcome: Outcome, response: RecommendationResponse, star
 def _recommend(surface: Surface, user_id: str | None, seed: str | None, opts: Options) -> RecommendationResponse:
     started = time.perf_counter()
     response, outcome = recommend(deps, surface, user_id, seed, opts)
+    impressions.record(impressions.impression_of(response, user_id, seed, outcome.cache_hit, deps.now_ms()))
     _report(surface.value, outcome, response, started)
     return response
 

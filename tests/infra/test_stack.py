@@ -118,6 +118,27 @@ def test_the_web_app_is_a_private_bucket_read_by_its_distribution_only(resources
     assert site_key["Properties"]["Value"] == reference
 
 
+def test_impression_lines_of_the_serving_log_reach_their_stream_taken_apart(resources: dict[str, Any]) -> None:
+    (sub,) = _of_type(resources, "AWS::Logs::SubscriptionFilter").values()
+    props = sub["Properties"]
+    serving = next(f for lid, f in _encore_functions(resources).items() if lid.startswith("ApiServing"))
+    assert props["LogGroupName"] == serving["Properties"]["LoggingConfig"]["LogGroup"]
+    assert props["FilterPattern"] == '{ $.kind = "impression" }'
+    stream = resources[props["DestinationArn"]["Fn::GetAtt"][0]]["Properties"]
+    destination = stream["ExtendedS3DestinationConfiguration"]
+    assert stream["DeliveryStreamName"] == "encore-dev-impressions"
+    assert destination["Prefix"].startswith("raw/impressions/")
+    processors = [p["Type"] for p in destination["ProcessingConfiguration"]["Processors"]]
+    assert processors == ["Decompression", "CloudWatchLogProcessing", "AppendDelimiterToRecord"]
+    role = {"Ref": props["RoleArn"]["Fn::GetAtt"][0]}
+    policies = [
+        p["Properties"] for p in _of_type(resources, "AWS::IAM::Policy").values() if role in p["Properties"]["Roles"]
+    ]
+    allowed = {"Action": ["firehose:PutRecord", "firehose:PutRecordBatch"], "Effect": "Allow",
+               "Resource": props["DestinationArn"]}  # fmt: skip
+    assert [st for p in policies for st in p["PolicyDocument"]["Statement"]] == [allowed]  # that, and nothing else
+
+
 def test_everything_that_stores_data_is_encrypted(resources: dict[str, Any]) -> None:
     lake = next(
         b
@@ -132,9 +153,14 @@ def test_everything_that_stores_data_is_encrypted(resources: dict[str, Any]) -> 
         assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True
         assert table["Properties"]["SSESpecification"]["SSEType"] == "KMS"
         assert table["Properties"]["Replicas"][0]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]
-    (stream,) = _of_type(resources, "AWS::KinesisFirehose::DeliveryStream").values()
-    assert stream["Properties"]["DeliveryStreamEncryptionConfigurationInput"]["KeyType"] == "CUSTOMER_MANAGED_CMK"
-    assert stream["Properties"]["ExtendedS3DestinationConfiguration"]["CompressionFormat"] == "GZIP"
+    streams = _of_type(resources, "AWS::KinesisFirehose::DeliveryStream").values()
+    assert sorted(s["Properties"]["DeliveryStreamName"] for s in streams) == [
+        "encore-dev-events",
+        "encore-dev-impressions",
+    ]
+    for stream in streams:
+        assert stream["Properties"]["DeliveryStreamEncryptionConfigurationInput"]["KeyType"] == "CUSTOMER_MANAGED_CMK"
+        assert stream["Properties"]["ExtendedS3DestinationConfiguration"]["CompressionFormat"] == "GZIP"
     (cache,) = _of_type(resources, "AWS::ElastiCache::ServerlessCache").values()
     assert cache["Properties"]["KmsKeyId"] and cache["Properties"]["Engine"] == "valkey"
     (topic,) = _of_type(resources, "AWS::SNS::Topic").values()

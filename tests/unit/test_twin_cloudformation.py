@@ -1,5 +1,5 @@
-"""What the twin does in CloudFormation's place: dynamic references to secrets resolved as CloudFormation resolves
-them, and a response headers policy rendered as CloudFront writes its headers."""
+"""What the twin does in AWS's place: dynamic references to secrets resolved as CloudFormation resolves them, a
+response headers policy rendered as CloudFront writes its headers, and CloudWatch Logs filter patterns."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from encore.site import CONTENT_SECURITY_POLICY, HSTS_MAX_AGE_S, SECURITY_HEADERS
+from encore_local.twin.logs import matcher
 from encore_local.twin.provision import dynamic_references
 from encore_local.twin.site import response_headers
 
@@ -49,3 +50,14 @@ def test_a_policy_renders_to_the_sites_headers() -> None:
         "CustomHeadersConfig": {"Items": [{"Header": "X-Encore", "Value": "1", "Override": False}]},
     }  # fmt: skip
     assert response_headers(policy) == SECURITY_HEADERS | {"X-Encore": "1"}
+
+
+def test_json_filter_patterns_match_as_cloudwatch_logs_does_and_others_are_refused() -> None:
+    impression = matcher('{ $.kind = "impression" }')
+    assert impression('{"kind": "impression", "x": 1}')
+    assert not impression('{"kind": "other"}') and not impression("not json") and not impression("[1]")
+    assert matcher('{ $.a.b = "1" && $.c = "x" }')('{"a": {"b": 1}, "c": "x"}')
+    with pytest.raises(ValueError, match="JSON filter patterns"):
+        matcher("ERROR")
+    with pytest.raises(ValueError, match="equality conditions"):
+        matcher("{ $.latency > 100 }")

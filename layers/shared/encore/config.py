@@ -31,6 +31,7 @@ class ResourceNames(_Frozen):
     charts_table: str
     idempotency_table: str
     delivery_stream: str
+    impressions_stream: str
     glue_database: str
     endpoint_name: str
     model_package_group: str
@@ -45,6 +46,7 @@ class ResourceNames(_Frozen):
             charts_table=f"{prefix}-charts",
             idempotency_table=f"{prefix}-idempotency",
             delivery_stream=f"{prefix}-events",
+            impressions_stream=f"{prefix}-impressions",
             glue_database=prefix.replace("-", "_"),
             endpoint_name=f"{prefix}-hybrid",
             model_package_group=f"{prefix}-hybrid",
@@ -56,6 +58,7 @@ class LakePrefixes(_Frozen):
     """Key prefixes inside the lake bucket (the architecture's S3 layout)."""
 
     raw_events: str = "raw/events/"
+    raw_impressions: str = "raw/impressions/"  # every recommendation answer (encore.impressions)
     raw_errors: str = "raw/errors/"
     curated_events: str = "curated/events/"
     features: str = "features/"
