@@ -92,6 +92,7 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	$(PY) bench/bench_simulator.py
 	$(PY) bench/bench_import.py
+	$(PY) bench/bench_impressions.py
 	$(PY) bench/bench_jobs.py
 	$(PY) bench/bench_model.py
 

@@ -103,7 +103,7 @@ class FeaturesConstruct(Construct):
             )
         )
         allow_log_groups(role, "JobLogs", "/aws-glue/", "logs:AssociateKmsKey")
-        allow_metrics(role, "JobMetrics", "Glue")
+        allow_metrics(role, "JobMetrics", "Glue", "Encore")  # Encore: attribute_plays' daily figures
         return role
 
     def _build_security_configuration(self, key: kms.IKey) -> glue.CfnSecurityConfiguration:

@@ -19,10 +19,12 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from cdk_app.functions import EncoreFunction
+from encore import impressions
 from encore import observability as obs
 from encore.config import EncoreConfig
 
 FIVE_MINUTES = Duration.minutes(5)
+SURFACES = ("home", "next", "similar")
 
 
 class MonitoringConstruct(Construct):
@@ -169,6 +171,51 @@ class MonitoringConstruct(Construct):
         )
         self._build_dashboard(api, functions, stream, machines, endpoint_5xx, model_latency, rate, latency)
 
+    def _listener_metric(self, name: str, surface: str) -> cw.Metric:
+        """A daily figure of the attribute_plays job (``encore.impressions``)."""
+        return cw.Metric(
+            namespace=obs.NAMESPACE,
+            metric_name=name,
+            dimensions_map={impressions.SURFACE_DIMENSION: surface},
+            period=Duration.days(1),
+            statistic="Average",
+            label=f"{surface} {name}",
+        )
+
+    def _watch_listeners(self) -> list[cw.IWidget]:
+        """What listeners did with the recommendations: an alarm when home's play-through rate falls below what
+        its own history predicts (a model deploy that listeners like less), and the daily figures."""
+        through = {s: self._listener_metric(impressions.PLAY_THROUGH_RATE, s) for s in SURFACES}
+        drop = cw.AnomalyDetectionAlarm(
+            self,
+            "HomePlayThroughDrop",
+            metric=through["home"],
+            std_devs=self.config.deploy.alarms.play_through_std_devs,
+            comparison_operator=cw.ComparisonOperator.LESS_THAN_LOWER_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            alarm_description="home's daily play-through rate fell below its expected band (after a model deploy?)",
+        )
+        drop.add_alarm_action(cw_actions.SnsAction(self.topic))
+        drop.add_ok_action(cw_actions.SnsAction(self.topic))
+        self.alarms.append(drop)
+        return [
+            cw.GraphWidget(
+                title="Play-through and early-skip rates of recommended tracks, by surface (daily)",
+                left=list(through.values()),
+                right=[self._listener_metric(impressions.EARLY_SKIP_RATE, s) for s in SURFACES],
+                left_y_axis=cw.YAxisProps(min=0, max=1),
+                right_y_axis=cw.YAxisProps(min=0, max=1),
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="Impressions and the plays they led to, by surface (daily)",
+                left=[self._listener_metric(impressions.IMPRESSIONS, s).with_(statistic="Sum") for s in SURFACES],
+                right=[self._listener_metric(impressions.ATTRIBUTED_PLAYS, s).with_(statistic="Sum") for s in SURFACES],
+                width=12,
+            ),
+        ]
+
     def _service_metric(self, name: str, statistic: str, label: str) -> cw.Metric:
         """One of the functions' own metrics, with exactly the dimensions the code emits it with."""
         return cw.Metric(
@@ -223,6 +270,7 @@ class MonitoringConstruct(Construct):
         latency: cw.Metric,
     ) -> None:
         fallback_rate, hit_ratio, degraded = self._watch_answers()
+        listeners = self._watch_listeners()
         self.dashboard.add_widgets(
             cw.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24, height=4),
         )
@@ -271,3 +319,4 @@ class MonitoringConstruct(Construct):
                 width=8,
             ),
         )
+        self.dashboard.add_widgets(*listeners)

@@ -107,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     job_sub = job.add_subparsers(dest="job_command", required=True, parser_class=_Parser)
     run = job_sub.add_parser("run", help="start one job run and wait for it (StartJobRun, then GetJobRun)")
     run.add_argument(
-        "name", help="load_catalog | curate_events | build_features | build_charts | load_vectors | import_playlists"
+        "name",
+        help="load_catalog | curate_events | build_features | build_charts | attribute_plays | load_vectors | "
+        "import_playlists",
     )
     run.add_argument("--run-time", help="the job's notion of now (ISO time); default: now")
     run.add_argument("--lookback-days", type=_non_negative_int, help="curate_events: raw days to read (0: all)")

@@ -32,7 +32,8 @@ def test_the_demo_runs_every_step_and_reports(demo: dict[str, Any]) -> None:
     nightly = report["executions"]["nightly"]  # the synthesized definition, run as a Step Functions execution
     assert nightly["status"] == "SUCCEEDED" and nightly["arn"].startswith("arn:aws:states:")
     ran = [s["state"] for s in nightly["states"]]
-    assert ran[:6] == ["load_catalog", "curate_events", "build_features", "build_charts", "train", "gate"]
+    assert ran[:7] == ["load_catalog", "curate_events", "build_features", "build_charts", "attribute_plays", "train",
+                      "gate"]  # fmt: skip
     assert {"deploy", "wait for endpoint", "describe endpoint", "load_vectors", "done"} <= set(ran)
     assert all(s["status"] == "succeeded" and s["seconds"] >= 0 for s in nightly["states"])
     assert [s["state"] for s in report["executions"]["charts"]["states"]] == ["curate_events", "build_charts", "done"]

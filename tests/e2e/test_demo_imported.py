@@ -30,7 +30,8 @@ def test_imported_playlists_train_a_promoted_model_with_continuation_quality(dem
     report = demo["report"]
     assert demo["code"] == 0 and all(report["checks"].values()), report["checks"]
     states = [s["state"] for s in report["executions"]["nightly"]["states"]]
-    assert states[:6] == ["load_catalog", "curate_events", "build_features", "build_charts", "train", "gate"]
+    assert states[:7] == ["load_catalog", "curate_events", "build_features", "build_charts", "attribute_plays",
+                           "train", "gate"]  # fmt: skip
     model = report["model"]
     assert model["promoted"]
     continuation = model["continuation"]

@@ -186,4 +186,9 @@ def test_the_operations_view_shows_the_gate_the_reports_and_the_pipelines(site: 
     home = browser.find_element(By.CSS_SELECTOR, "#reports table").text
     assert f"{detail['candidate']['home']['hybrid']['ndcg@10']:.4f}" in home
     assert not accessibility(browser), accessibility(browser)
-    browser.save_screenshot(str(IMAGES / "webapp-operations.png"))
+    size = browser.get_window_size()
+    browser.set_window_size(size["width"], 1500)  # the reports below the decisions in the picture too
+    try:
+        browser.save_screenshot(str(IMAGES / "webapp-operations.png"))
+    finally:
+        browser.set_window_size(size["width"], size["height"])

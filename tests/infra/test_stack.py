@@ -139,6 +139,23 @@ def test_impression_lines_of_the_serving_log_reach_their_stream_taken_apart(reso
     assert [st for p in policies for st in p["PolicyDocument"]["Statement"]] == [allowed]  # that, and nothing else
 
 
+def test_a_drop_in_homes_play_through_rate_alarms(resources: dict[str, Any]) -> None:
+    (topic_id,) = _of_type(resources, "AWS::SNS::Topic")
+    (alarm,) = [a["Properties"] for a in _of_type(resources, "AWS::CloudWatch::Alarm").values()
+                if "ThresholdMetricId" in a["Properties"]]  # fmt: skip
+    assert alarm["ComparisonOperator"] == "LessThanLowerThreshold" and alarm["AlarmActions"] == [{"Ref": topic_id}]
+    queries = {q["Id"]: q for q in alarm["Metrics"]}
+    band = queries[alarm["ThresholdMetricId"]]["Expression"]
+    assert band.startswith("ANOMALY_DETECTION_BAND(")
+    (metric,) = [q["MetricStat"] for q in queries.values() if "MetricStat" in q]
+    assert metric["Metric"] == {"Namespace": "Encore", "MetricName": "PlayThroughRate",
+                                "Dimensions": [{"Name": "Surface", "Value": "home"}]}  # fmt: skip
+    assert metric["Period"] == 86400
+    job_role = [st for lid, st in _statements(resources) if lid.startswith("FeaturesJobRole")]
+    metrics = next(st for st in job_role if st["Action"] == "cloudwatch:PutMetricData")
+    assert "Encore" in metrics["Condition"]["StringLike"]["cloudwatch:namespace"]  # attribute_plays publishes
+
+
 def test_everything_that_stores_data_is_encrypted(resources: dict[str, Any]) -> None:
     lake = next(
         b

@@ -5,8 +5,11 @@ impressions delivery stream as the filter's role, and Firehose writes them to ``
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -14,6 +17,7 @@ import pytest
 import requests
 
 from encore.clients import get_client
+from encore_local.jobs import run_job
 from encore_local.twin.apigateway import DEFAULT_API_KEY
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -71,3 +75,54 @@ def test_each_answer_lands_in_the_lake_as_an_impression(api: str, served_lake: d
     theirs = landed[fallback.json()["recommendation_id"]]
     assert theirs["fallback"] is True and theirs["fallback_reason"] == "unknown_user" and theirs["user_id"] == stranger
     assert len(services.iam_refusals) == refused_before  # the filter's role may put to the stream
+
+
+def test_attribute_plays_credits_the_plays_to_their_answers(api: str, served_lake: dict[str, Any],
+                                                             tmp_path: Path) -> None:  # fmt: skip
+    """Plays posted with an answer's id, then curate_events and attribute_plays from their assets: the day's
+    table credits them (and counts the stray id), the table is in the catalog, the closed day's figures are in
+    CloudWatch."""
+    config = served_lake["config"]
+    events = pd.read_json(served_lake["sim"] / "events/2026-09-05.jsonl", lines=True, convert_dates=False)
+    listener = str(events["user_id"].value_counts().index[1])
+    answer = requests.get(f"{api}/v1/users/{listener}/recommendations", params={"limit": 5}, headers=KEY,
+                          timeout=60).json()  # fmt: skip
+    now = int(time.time() * 1000)
+    rid, items = answer["recommendation_id"], answer["items"]
+    plays = [(items[0]["track_id"], "complete", 200_000, rid), (items[2]["track_id"], "skip", 5_000, rid),
+             (items[1]["track_id"], "listen", 60_000, str(uuid.uuid4()))]  # the last: an id no answer had  # fmt: skip
+    batch = [
+        {"event_id": str(uuid.uuid4()), "user_id": listener, "track_id": track, "action": action,
+         "timestamp": now + i, "played_ms": ms, "track_duration_ms": 200_000, "session_id": "s-attribution",
+         "region": "US", "context": "home", "recommendation_id": sent_with}
+        for i, (track, action, ms, sent_with) in enumerate(plays)
+    ]  # fmt: skip
+    posted = requests.post(f"{api}/v1/events", json={"events": batch}, headers=KEY, timeout=60)
+    assert posted.status_code == 202, posted.text
+    today = datetime.fromtimestamp(now / 1000, UTC)
+    run_job("curate_events", config, run_time=today.isoformat(), lookback_days=1)
+    # Two days on, today's window has closed: its rows are recomputed and its figures published.
+    later = (today + timedelta(days=2)).replace(hour=0, minute=30)
+    run = run_job("attribute_plays", config, run_time=later.isoformat())
+    assert run.result["rows"] > 0 and run.result["datapoints"] > 0, run.result
+    table = _parquet(config, f"{config.lake.features}attribution/", tmp_path)
+    day = table[table["day"] == today.date().isoformat()]
+    home = day[(day["surface"] == "home") & (day["model_version"] == answer["model_version"])]
+    assert len(home) == 1 and home["plays"].iloc[0] >= 2 and home["completes"].iloc[0] >= 1, home.to_dict("records")
+    assert day["unknown"].sum() >= 1  # the stray id is accounted for
+    assert home["impressions"].iloc[0] >= 1
+    glue = get_client("glue")
+    assert glue.get_table(DatabaseName=config.resources.glue_database, Name="attribution")["Table"]
+    listed = get_client("cloudwatch").list_metrics(Namespace="Encore", MetricName="PlayThroughRate")["Metrics"]
+    assert {"Name": "Surface", "Value": "home"} in [d for m in listed for d in m["Dimensions"]]
+
+
+def _parquet(config: Any, prefix: str, tmp: Path) -> pd.DataFrame:
+    s3, bucket = get_client("s3"), config.resources.lake_bucket
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith(".parquet"):
+                target = tmp / obj["Key"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, obj["Key"], str(target))
+    return pd.read_parquet(tmp / prefix)

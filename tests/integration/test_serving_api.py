@@ -302,7 +302,8 @@ def test_vectors_of_the_promoted_model_are_loaded(served: dict[str, Any]) -> Non
     count = get_client("dynamodb").scan(TableName=config.resources.users_table, Select="COUNT")["Count"]
     assert count > 100
     tasks = [s["state"] for s in served["run"].states if s["type"] == "Task" and s["status"] == "succeeded"]
-    assert tasks[:7] == ["load_catalog", "curate_events", "build_features", "build_charts", "train", "gate", "deploy"]
+    assert tasks[:8] == ["load_catalog", "curate_events", "build_features", "build_charts", "attribute_plays", "train",
+                         "gate", "deploy"]  # fmt: skip
     assert tasks[-2:] == ["describe endpoint", "load_vectors"]
 
 

@@ -121,11 +121,11 @@ def test_instances_in_processes_answer_concurrently_and_dead_ones_are_replaced(
     url = server.start()
     try:
         first = [i.proc for i in server.instances]  # type: ignore[union-attr]
-        assert len(first) == 2 and all(p.poll() is None for p in first)  # serving and events: one each to start
+        assert len(first) == 3 and all(p.poll() is None for p in first)  # serving, events, ops: one each to start
         with ThreadPoolExecutor(6) as pool:
             answers = list(pool.map(lambda _: get(url, "/v1/trending"), range(12)))
         assert all(r.status_code == 200 and float(r.headers["x-twin-handler-ms"]) > 0 for r in answers)
-        assert len(server.instances) == 3  # the serving function scaled to two under concurrent requests, no more
+        assert len(server.instances) == 4  # the serving function scaled to two under concurrent requests, no more
 
         for proc in first:
             proc.kill()

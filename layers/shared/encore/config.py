@@ -103,6 +103,13 @@ class SessionSettings(_Frozen):
     recently_played_max: int = Field(50, gt=0, description="bound of the recently-played list on the profile")
 
 
+class AttributionSettings(_Frozen):
+    """How plays are credited to the recommendation answers they came from (``attribute_plays``)."""
+
+    window_hours: int = Field(24, gt=0, le=24 * 7, description="a play counts for its answer within this long")
+    days: int = Field(3, gt=0, le=30, description="days of answers recomputed each run (late plays still arrive)")
+
+
 class ServingSettings(_Frozen):
     default_limit: int = Field(20, ge=1, le=100)
     max_per_artist: int = Field(3, ge=1)
@@ -146,6 +153,9 @@ class AlarmSettings(_Frozen):
     endpoint_5xx: int = Field(5, gt=0, description="endpoint 5XX errors in 5 minutes")
     fallback_rate: float = Field(0.05, gt=0, le=1, description="share of recommendation answers that fell back")
     cache_hit_ratio: float = Field(0.01, ge=0, le=1, description="alarm when the result cache's hit ratio falls below")
+    play_through_std_devs: float = Field(
+        2.0, gt=0, description="home's daily play-through rate alarms below its anomaly band this many deviations wide"
+    )
     email: str | None = Field(None, description="subscribe this address to the alarm topic")
 
 
@@ -223,6 +233,7 @@ class EncoreConfig(BaseSettings):
     weights: RecommendationWeights = RecommendationWeights()
     rating: RatingWeights = RatingWeights()
     session: SessionSettings = SessionSettings()
+    attribution: AttributionSettings = AttributionSettings()
     serving: ServingSettings = ServingSettings()
     deploy: DeploySettings = DeploySettings()
 

@@ -8,6 +8,7 @@ So recording an impression makes no AWS call on the request path: its cost is se
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Literal, TextIO
 
@@ -16,6 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from encore.models import RecommendationResponse
 
 KIND: Literal["impression"] = "impression"
+# What the attribute_plays job publishes each day (namespace Encore, by surface) for the answers of a closed day.
+SURFACE_DIMENSION = "Surface"
+IMPRESSIONS, ATTRIBUTED_PLAYS = "Impressions", "AttributedPlays"
+PLAY_THROUGH_RATE, EARLY_SKIP_RATE = "PlayThroughRate", "EarlySkipRate"
+ATTRIBUTION_METRICS = (IMPRESSIONS, ATTRIBUTED_PLAYS, PLAY_THROUGH_RATE, EARLY_SKIP_RATE)
 FILTER_PATTERN = f'{{ $.kind = "{KIND}" }}'  # CloudWatch Logs' JSON filter syntax: only these lines
 
 
@@ -56,5 +62,7 @@ def impression_of(
 def record(impression: Impression, out: TextIO | None = None) -> None:
     """Write the impression as one line (flushed: a line must not wait in a buffer while the environment idles)."""
     stream = out or sys.stdout
-    stream.write(impression.model_dump_json() + "\n")
-    stream.flush()
+    # An output that cannot be written loses the impression, never the answer it describes.
+    with contextlib.suppress(OSError, ValueError):
+        stream.write(impression.model_dump_json() + "\n")
+        stream.flush()

@@ -6,10 +6,12 @@ from collections.abc import Iterable
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from encore import impressions
+
 SERVICE = "encore"
 NAMESPACE = "Encore"
 
-# Every metric below carries the dimension {SERVICE_DIMENSION: SERVICE}; the others add what their name says.
+# The functions' metrics below carry the dimension {SERVICE_DIMENSION: SERVICE}; the others add what their name says.
 SERVICE_DIMENSION = "service"
 CAUSE_DIMENSION = "cause"
 ROUTE_DIMENSION = "route"
@@ -28,7 +30,7 @@ COLD_START = "ColdStart"
 FUNCTION_DIMENSION = "function_name"
 
 
-# Each metric the functions emit in NAMESPACE, with its dimension names: what the dashboard and alarms may show
+# Each metric Encore emits in NAMESPACE, with its dimension names: what the dashboard and alarms may show
 # (checked on the template by cdk_app/deploy_rules.py, and against the handlers' own output by the serving tests).
 EMITTED: dict[str, tuple[str, ...]] = {
     CACHE_HIT: (SERVICE_DIMENSION,),
@@ -37,6 +39,8 @@ EMITTED: dict[str, tuple[str, ...]] = {
     LATENCY: (SERVICE_DIMENSION, ROUTE_DIMENSION),
     EVENTS_ACCEPTED: (SERVICE_DIMENSION,),
     COLD_START: (FUNCTION_DIMENSION, SERVICE_DIMENSION),
+    # From the attribute_plays job, once a day, by surface only.
+    **dict.fromkeys(impressions.ATTRIBUTION_METRICS, (impressions.SURFACE_DIMENSION,)),
 }
 
 logger = Logger(service=SERVICE)

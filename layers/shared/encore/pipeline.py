@@ -24,12 +24,16 @@ TRAIN = PipelineStep("train", "training", "ALS + content encoder + cold-start re
 GATE = PipelineStep("gate", "lambda", "promote only if NDCG@10 beats the serving model and popularity; register")
 DEPLOY = PipelineStep("deploy", "lambda", "point the endpoint at the promoted model")
 LOAD_VECTORS = PipelineStep("load_vectors", "glue", "user and track vectors into the users and tracks tables")
+ATTRIBUTE_PLAYS = PipelineStep(
+    "attribute_plays", "glue", "plays joined to the recommendation answers they came from; daily table and metrics"
+)
 
 NIGHTLY: tuple[PipelineStep, ...] = (
     LOAD_CATALOG,
     CURATE_EVENTS,
     BUILD_FEATURES,
     BUILD_CHARTS,
+    ATTRIBUTE_PLAYS,
     TRAIN,
     GATE,
     DEPLOY,
