@@ -32,6 +32,7 @@ EVENTS_PER_POST = 10  # a listener's app flushes its own queue every few tracks
 POST_ATTEMPTS = 4  # a 503 (the stream would not take the batch) is retried whole, as the API asks
 HOME_LIMIT = 20
 BURST_PLAYS = 8
+CHOOSING_PLAYS = 5  # plays per choosing listener: one from home, then from each next-song answer
 
 
 class ApiClient:
@@ -332,3 +333,73 @@ def served_charts(
         body = client.get("charts", f"/v1/charts/{region}", window="hour", at=at, limit=limit)
         out[region] = [(i["track_id"], int(i["plays"])) for i in body["items"]]
     return out
+
+
+@dataclass
+class Choices:
+    """Sample listeners who chose among what they were shown: their plays, each with its answer's id."""
+
+    listeners: int = 0
+    answers: int = 0
+    posted: int = 0
+    acked: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def completes(self) -> int:
+        return sum(e["action"] == "complete" for e in self.acked)
+
+
+def listeners_choose(client: ApiClient, day: LiveDay, truth: Any, users: list[str], now_ms: Any) -> Choices:
+    """Each sample listener uses the app as a person would: they open their home page, play the shown track their
+    true taste (the simulator's ground truth) likes best, to the end when they like it more than a typical track of
+    the catalog, else skipping it after a few seconds; then they ask what comes next and choose again,
+    ``CHOOSING_PLAYS`` times. Every play carries the ``recommendation_id`` and context of the answer it came from,
+    so a model that shows them what they like earns more complete plays. ``now_ms()``: the twin's clock."""
+    user_index = {str(u): i for i, u in enumerate(truth.user_ids)}
+    track_index = {str(t): i for i, t in enumerate(truth.track_ids)}
+    durations = dict(zip(day.tracks["track_id"], day.tracks["duration_ms"], strict=True))
+    region_of = dict(zip(day.events["user_id"], day.events["region"], strict=False))
+    out = Choices()
+    for user in users:
+        if user not in user_index:
+            continue
+        affinity = truth.affinity(user_index[user])
+        typical = float(np.median(affinity))
+        out.listeners += 1
+        answer, context, at = client.get("home", f"/v1/users/{user}/recommendations", limit=10), "home", now_ms()
+        for step in range(CHOOSING_PLAYS):
+            out.answers += 1
+            shown = [i["track_id"] for i in answer["items"] if i["track_id"] in track_index]
+            if not shown:
+                break
+            pick = max(shown, key=lambda t: affinity[track_index[t]])
+            liked = affinity[track_index[pick]] > typical
+            duration = int(durations.get(pick, 180_000))
+            played = duration if liked else 5_000
+            event = {
+                "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"encore-demo/choose/{user}/{step}")),
+                "user_id": user, "track_id": pick, "action": "complete" if liked else "skip", "timestamp": at,
+                "played_ms": played, "track_duration_ms": duration, "session_id": f"demo-choose-{user}",
+                "region": region_of.get(user, "US"), "source": "app", "context": context,
+                "recommendation_id": answer["recommendation_id"],
+            }  # fmt: skip
+            out.posted += 1
+            if post_events(client, [event]):
+                out.acked.append(event)
+            at = max(at + played, now_ms())
+            answer, context = client.get("next song", f"/v1/users/{user}/next", track_id=pick, limit=10), "next"
+    return out
+
+
+def attribution_table(config: EncoreConfig, day: str, scratch: Path) -> pd.DataFrame:
+    """The ``attribute_plays`` job's rows for one day of answers (read from the lake)."""
+    s3 = get_client("s3", config.region)
+    bucket, prefix = config.resources.lake_bucket, f"{config.lake.features}attribution/day={day}/"
+    frames: list[pd.DataFrame] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith(".parquet"):
+                local = scratch / f"attribution-{len(frames)}.parquet"
+                s3.download_file(bucket, obj["Key"], str(local))
+                frames.append(pq.read_table(local).to_pandas())
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -43,6 +43,19 @@ def render_demo(result: Any) -> str:
             f"(home page before: {burst['home_share_before']:.0%}; share of all plays: {burst['base_share']:.0%})",
             f"  curated: {live['curated_rows_for_day']:,} rows for the live day",
         ]
+        chose = live.get("choices")
+        if chose:
+            lines.append(f"  choosing listeners: {chose['listeners']} played {chose['plays']} of the tracks they were "
+                         f"shown ({chose['completes']} to the end), each with its answer's id")  # fmt: skip
+            lines.append("  attribution (the live day, by surface and model version):")
+            for row in live.get("attribution", []):
+                rate = "-" if row["play_through_rate"] is None else f"{row['play_through_rate']:.0%}"
+                model = row["model_version"] or "fallback"
+                lines.append(
+                    f"    {row['surface']:<8} {model:<28} {row['impressions']:>5} answers  {row['plays']:>3} plays  "
+                    f"play-through {rate:>4}  outside window {row['outside_window']}, off list {row['off_list']}, "
+                    f"unknown {row['unknown']}"
+                )
     lines.append("Checks:")
     lines += [f"  [{'ok' if ok else 'FAILED'}] {name}" for name, ok in result.checks.items()]
     lines += [f"      {refusal['message']}" for refusal in result.iam_refusals]

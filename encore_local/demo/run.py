@@ -34,15 +34,18 @@ from encore_local.demo.live import (
     MS_PER_HOUR,
     ApiClient,
     LiveDay,
+    attribution_table,
     curated_counts,
     expected_chart,
     genre_burst,
     held_out,
+    listeners_choose,
     replay_hour,
     served_charts,
 )
 from encore_local.demo.report import render_demo
 from encore_local.errors import UsageError
+from encore_local.jobs import run_job
 from encore_local.lake import import_simulation
 from encore_local.pipeline import Execution, run_state_machine, set_clock
 from encore_local.simulator import SimulationParams, simulate
@@ -51,6 +54,7 @@ from encore_local.simulator.run import EVENTS_DIR
 from encore_local.simulator.summary import render_summary
 from encore_local.simulator.world import GENRES
 from encore_local.twin.apigateway import DEFAULT_API_KEY, TwinApi
+from encore_local.twin.clock import CLOCK
 from encore_local.twin.router import TRAINING_CHANNELS_PATH
 from encore_local.twin.services import TwinServices
 
@@ -212,6 +216,13 @@ def _record(result: DemoResult, label: str, execution: Execution) -> None:
         raise UsageError(f"the {label} execution {execution.status}: {execution.failure()}")
 
 
+def _credited(table: pd.DataFrame) -> int:
+    """Plays whose answer the attribution table knows, credited or not (the demo sends no stray ids)."""
+    if table.empty:
+        return 0
+    return int(table[["plays", "outside_window", "off_list"]].to_numpy().sum())
+
+
 def _events_per_day(sim_dir: Path) -> list[tuple[str, int]]:
     """Events in each simulated day's file (the last one is the live day)."""
     files = sorted((sim_dir / EVENTS_DIR).glob("*.jsonl"))
@@ -248,16 +259,24 @@ def _live(
     burst = genre_burst(client, day, users[0], region, at_ms=hour_start + MS_PER_HOUR // 2)
     result.timings.append(("genre burst and next song", time.perf_counter() - t))
 
+    t = time.perf_counter()
+    chose = listeners_choose(client, day, truth, users, lambda: int(CLOCK.now().timestamp() * 1000))
+    result.timings.append(("listeners choose among what they are shown", time.perf_counter() - t))
+
     charts = f"{config.resources.state_machine}-charts"
     say(f"  charts refresh: Step Functions execution of {charts} ...")
     hour_end = datetime.fromtimestamp((hour_start + MS_PER_HOUR) / 1000, UTC)
     refresh = run_state_machine(config, charts, name=f"demo-charts-{hour_end:%Y%m%dT%H%M}", at=hour_end)
     set_clock(url_aws, None)
     _record(result, "charts", refresh)
+    say("  attribute_plays: the plays of the live hour credited to the answers they came from ...")
+    attributed = run_job("attribute_plays", config, run_time=hour_end.isoformat())
+    result.timings.append(("attribute_plays", attributed.seconds))
 
-    acked = replay.acked + burst.acked
+    acked = replay.acked + burst.acked + chose.acked
     with tempfile.TemporaryDirectory(prefix="encore-demo-curated-") as scratch:
         counts = curated_counts(config, f"{hour:%Y-%m-%d}", Path(scratch))
+        table = attribution_table(config, f"{hour:%Y-%m-%d}", Path(scratch))
     acked_frame = pd.DataFrame(acked)
     regions = ["GLOBAL", *acked_frame["region"].value_counts().index[:CHART_REGIONS]]
     expected = expected_chart(acked_frame, config, CHART_LIMIT)
@@ -267,7 +286,7 @@ def _live(
     result.live = {
         "hour_start_ms": hour_start,
         "hour": f"{hour:%Y-%m-%dT%H}",
-        "events_posted": replay.posted + len(burst.played),
+        "events_posted": replay.posted + len(burst.played) + chose.posted,
         "events_acked": len(acked),
         "acked": acked,
         "reads": replay.reads,
@@ -278,7 +297,10 @@ def _live(
         "held_out": asdict(held),
         "burst": asdict(burst),
         "charts": {"served": served, "expected": {r: expected.get(r, []) for r in regions}},
-    }
+        "choices": {"listeners": chose.listeners, "answers": chose.answers, "plays": len(chose.acked),
+                    "completes": chose.completes},
+        "attribution": json.loads(table.to_json(orient="records")),  # NaN as null
+    }  # fmt: skip
     result.checks = {
         "every acknowledged event is in the curated table exactly once": bool(acked)
         and all(counts.get(e["event_id"], 0) == 1 for e in acked),
@@ -286,4 +308,6 @@ def _live(
         f"next song after a burst of {burst.genre} leans to {burst.genre}": burst.leans(),
         "hour charts per region match the events sent": all(served[r] == expected.get(r, []) for r in regions),
         "no 5xx answer": not any(s >= 500 for s in client.statuses),
+        "the attribution table accounts for every play that carried a known recommendation_id": bool(chose.acked)
+        and _credited(table) == len(chose.acked),
     }

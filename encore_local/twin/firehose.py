@@ -3,7 +3,7 @@
 moto appends ``YYYY/MM/DD/HH/`` to every prefix; Firehose does that only for a prefix without expressions. A
 custom prefix such as the stack's ``raw/events/!{timestamp:yyyy/MM/dd/HH}/`` is evaluated instead (its
 ``!{timestamp:...}`` in the arrival time, in UTC) and used as it is. The arrival time is the twin's clock
-(``encore_local.twin.stepfunctions.CLOCK``), so a replayed hour lands where it would have landed.
+(``encore_local.twin.clock.CLOCK``), so a replayed hour lands where it would have landed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import uuid
 
 from moto.firehose import models
 
-from encore_local.twin.stepfunctions import CLOCK
+from encore_local.twin.clock import CLOCK
 
 # Java DateTimeFormatter letters Firehose accepts in !{timestamp:...}, as strftime directives.
 _JAVA_TO_STRFTIME = (("yyyy", "%Y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"), ("mm", "%M"), ("ss", "%S"))

@@ -28,6 +28,7 @@ from typing import Any
 from cdk_app.deploy_rules import vpc_functions_can_create_network_interfaces
 from encore_local.errors import UsageError
 from encore_local.twin.assembly import ACCOUNT, ROOT, Deployment, Function, TwinStack
+from encore_local.twin.clock import CLOCK
 from encore_local.twin.process import PipedChild
 
 OPT_ROOT = ROOT / "build" / "twin" / "opt"
@@ -126,7 +127,7 @@ class Instance:
         if self.init_error is not None:
             raise FunctionError({**self.init_error, "errorType": "Runtime.ImportModuleError"})
         try:
-            answer = self.child.request(event, timeout_s)
+            answer = self.child.request({"event": event, "clock_offset_s": CLOCK.offset.total_seconds()}, timeout_s)
         except TimeoutError:
             self.child.kill()
             raise

@@ -3,12 +3,16 @@ encore_local.twin.lambda_runtime``).
 
 It does what Lambda's Python runtime does with a function: the code asset is the task root, the layers are
 ``/opt/python`` (composed by ``encore_local.twin.lambda_.compose_layers``), the handler is imported once (the cold
-start) and invoked once per event. Events arrive as JSON lines on ``--in-fd``; each answer is a JSON line on
-``--out-fd``: ``{"result": ..., "ms": ..., "logs": [...]}`` or, when the handler raised, ``{"error": {errorMessage,
-errorType, stackTrace}, ...}`` as Lambda reports an unhandled error. ``logs`` are the lines the invocation wrote to
-standard output, which Lambda sends to the function's log group (the twin applies its subscription filters,
-``encore_local.twin.logs``); they go to the instance's log file as well. Imports are limited to the task root,
-``/opt/python``, the runtime's own AWS SDK and the standard library (``encore_local.twin.sandbox``).
+start) and invoked once per event.
+
+- Requests arrive as JSON lines on ``--in-fd``: ``{"event": ..., "clock_offset_s": ...}``. ``time.time()`` in the
+  environment reads the twin's clock (``encore_local.twin.clock``).
+- Each answer is a JSON line on ``--out-fd``: ``{"result": ..., "ms": ..., "logs": [...]}``, or, when the handler
+  raised, ``{"error": {errorMessage, errorType, stackTrace}, ...}`` as Lambda reports an unhandled error.
+- ``logs`` are the lines the invocation wrote to standard output, which Lambda sends to the function's log group
+  (the twin applies its subscription filters, ``encore_local.twin.logs``); they go to the instance's log file too.
+- Imports are limited to the task root, ``/opt/python``, the runtime's own AWS SDK and the standard library
+  (``encore_local.twin.sandbox``).
 """
 
 from __future__ import annotations
@@ -77,6 +81,15 @@ class _Tee:
         return getattr(self.stream, name)
 
 
+_REAL_TIME = time.time
+_clock_offset_s = 0.0
+
+
+def _twin_time() -> float:
+    """``time.time()`` as the twin's clock has it (an offset from the real clock, set with each invocation)."""
+    return _REAL_TIME() + _clock_offset_s
+
+
 def _error(exc: BaseException) -> dict[str, Any]:
     return {
         "errorMessage": str(exc),
@@ -99,8 +112,10 @@ def main(argv: list[str]) -> None:
     provided = [*RUNTIME_PROVIDED, *filter(None, args.provided.split(","))]
     install([args.task_root, args.opt_python], provided, f"the Lambda function {name}")
     module_name, _, function_name = args.handler.rpartition(".")
+    global _clock_offset_s
     output = _Tee(sys.stdout)
     sys.stdout = output
+    time.time = _twin_time  # before the handler is imported: what it reads as now is the twin's clock
     with os.fdopen(args.in_fd, "rb") as events, os.fdopen(args.out_fd, "wb") as answers:
         try:
             handler = getattr(importlib.import_module(module_name), function_name)
@@ -114,7 +129,8 @@ def main(argv: list[str]) -> None:
         memory = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
         timeout = float(os.environ.get("TWIN_FUNCTION_TIMEOUT", "3"))
         for line in events:
-            event = json.loads(line)
+            request = json.loads(line)
+            event, _clock_offset_s = request["event"], float(request.get("clock_offset_s", 0.0))
             started = time.perf_counter()
             try:
                 result = handler(event, Context(name, arn, memory, timeout))

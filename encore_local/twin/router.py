@@ -20,6 +20,7 @@ from xml.sax.saxutils import escape
 
 from encore_local.twin import stepfunctions
 from encore_local.twin.assembly import Deployment
+from encore_local.twin.clock import CLOCK
 from encore_local.twin.glue import GlueError, GlueService
 from encore_local.twin.iam import Needed, UnknownRequest, denied, needed, principal_of
 from encore_local.twin.lambda_ import FunctionError, LambdaService
@@ -141,7 +142,7 @@ class TwinRouter:
         try:
             wanted = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)) or b"{}")
             if path == CLOCK_PATH:
-                stepfunctions.CLOCK.set(wanted.get("now"))
+                CLOCK.set(wanted.get("now"))
             elif self.training is not None:
                 self.training.extra_channels = {str(k): Path(v) for k, v in wanted.items()}
         except (ValueError, TypeError, AttributeError) as exc:

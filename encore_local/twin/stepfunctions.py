@@ -56,32 +56,12 @@ from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.backend import execution as parser_execution
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
+from encore_local.twin.clock import CLOCK
+
 POLL_S = 0.05  # how often a .sync task asks whether its work has ended
 CLOCK_PATH = "/_encore/clock"  # the twin's control: POST {"now": ISO time or null}
 
 
-class TwinClock:
-    """The twin's notion of now, for what reads it: the start time of new executions and Firehose's delivery
-    prefixes (its arrival day). ``set`` moves it (it then runs on from there); ``set(None)`` is the real clock.
-    ``wait_scale`` is how long a ``Wait`` state lasts, as a share of its time."""
-
-    def __init__(self) -> None:
-        self.offset = _dt.timedelta(0)
-        self.wait_scale = 1 / 600
-
-    def now(self) -> _dt.datetime:
-        return _dt.datetime.now(tz=_dt.UTC) + self.offset
-
-    def set(self, iso: str | None) -> None:
-        if not iso:
-            self.offset = _dt.timedelta(0)
-            return
-        at = _dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
-        at = at if at.tzinfo else at.replace(tzinfo=_dt.UTC)
-        self.offset = at - _dt.datetime.now(tz=_dt.UTC)
-
-
-CLOCK = TwinClock()
 _credentials_for_role: Callable[[str], tuple[str, str]] = lambda role_arn: ("testing", "testing")  # noqa: E731
 _endpoint = ""
 

@@ -57,6 +57,18 @@ def test_every_acknowledged_event_is_curated_exactly_once(demo: dict[str, Any]) 
     assert Counter(live["curated_counts"].values()) == Counter({1: len(acked)})
 
 
+def test_the_attribution_table_accounts_for_every_play_that_carried_an_answers_id(demo: dict[str, Any]) -> None:
+    live = demo["report"]["live"]
+    carried = [e for e in live["acked"] if e.get("recommendation_id")]  # the choosing listeners' plays
+    table = live["attribution"]
+    assert carried and len(carried) == live["choices"]["plays"]
+    assert sum(r["plays"] + r["outside_window"] + r["off_list"] for r in table) == len(carried)
+    assert sum(r["plays"] for r in table) == len(carried)  # each within its answer's window and on its list
+    assert sum(r["completes"] for r in table) == sum(e["action"] == "complete" for e in carried)
+    by_surface = {r["surface"] for r in table if r["plays"]}
+    assert by_surface == {"home", "next"}  # one play from the home page, the rest from next-song answers
+
+
 def test_warm_listeners_recommendations_beat_popularity_on_their_held_out_plays(demo: dict[str, Any]) -> None:
     details = demo["report"]["live"]["held_out"]["details"]
     assert len(details) >= 30
