@@ -73,6 +73,17 @@ def served_lake(
 
 
 @pytest.fixture(scope="module")
+def served_api(served_lake: dict[str, Any]) -> Iterator[str]:
+    """The twin's API Gateway over the served lake's stage, over HTTP (its URL), for one test module."""
+    server = served_lake["services"].api(served_lake["config"])
+    url = server.start()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
 def dev_stage(twin_services: TwinServices) -> EncoreConfig:
     """The dev stage, deployed beside local, with an empty lake and no tables in its Data Catalog database: the
     modules that use it (the jobs, the imports) each start from nothing, whatever ran before them."""

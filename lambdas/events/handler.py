@@ -118,4 +118,5 @@ def handle_post_events() -> Response[str]:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     idempotency.register_lambda_context(context)
+    deps.remaining_ms = context.get_remaining_time_in_millis
     return app.resolve(event, context)

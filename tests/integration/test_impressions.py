@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,16 +23,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KEY = {"x-api-key": DEFAULT_API_KEY}
 
 
-@pytest.fixture(scope="module")
-def api(served_lake: dict[str, Any]) -> Iterator[str]:
-    server = served_lake["services"].api(served_lake["config"])
-    url = server.start()
-    try:
-        yield url
-    finally:
-        server.stop()
-
-
 def impressions(config: Any) -> dict[str, dict[str, Any]]:
     """Every impression in the lake, by recommendation id."""
     s3, bucket = get_client("s3"), config.resources.lake_bucket
@@ -47,14 +36,16 @@ def impressions(config: Any) -> dict[str, dict[str, Any]]:
     return found
 
 
-def test_each_answer_lands_in_the_lake_as_an_impression(api: str, served_lake: dict[str, Any]) -> None:
+def test_each_answer_lands_in_the_lake_as_an_impression(served_api: str, served_lake: dict[str, Any]) -> None:
     config, services = served_lake["config"], served_lake["services"]
     refused_before = len(services.iam_refusals)
     events = pd.read_json(served_lake["sim"] / "events/2026-09-05.jsonl", lines=True, convert_dates=False)
     listener = str(events["user_id"].value_counts().index[0])
-    home = requests.get(f"{api}/v1/users/{listener}/recommendations", params={"limit": 5}, headers=KEY, timeout=60)
+    home = requests.get(
+        f"{served_api}/v1/users/{listener}/recommendations", params={"limit": 5}, headers=KEY, timeout=60
+    )
     stranger = f"new-{uuid.uuid4().hex[:8]}"
-    fallback = requests.get(f"{api}/v1/users/{stranger}/recommendations", headers=KEY, timeout=60)
+    fallback = requests.get(f"{served_api}/v1/users/{stranger}/recommendations", headers=KEY, timeout=60)
     assert home.status_code == fallback.status_code == 200
     landed = impressions(config)
     mine = landed[home.json()["recommendation_id"]]
@@ -77,7 +68,7 @@ def test_each_answer_lands_in_the_lake_as_an_impression(api: str, served_lake: d
     assert len(services.iam_refusals) == refused_before  # the filter's role may put to the stream
 
 
-def test_attribute_plays_credits_the_plays_to_their_answers(api: str, served_lake: dict[str, Any],
+def test_attribute_plays_credits_the_plays_to_their_answers(served_api: str, served_lake: dict[str, Any],
                                                              tmp_path: Path) -> None:  # fmt: skip
     """Plays posted with an answer's id, then curate_events and attribute_plays from their assets: the day's
     table credits them (and counts the stray id), the table is in the catalog, the closed day's figures are in
@@ -85,7 +76,7 @@ def test_attribute_plays_credits_the_plays_to_their_answers(api: str, served_lak
     config = served_lake["config"]
     events = pd.read_json(served_lake["sim"] / "events/2026-09-05.jsonl", lines=True, convert_dates=False)
     listener = str(events["user_id"].value_counts().index[1])
-    answer = requests.get(f"{api}/v1/users/{listener}/recommendations", params={"limit": 5}, headers=KEY,
+    answer = requests.get(f"{served_api}/v1/users/{listener}/recommendations", params={"limit": 5}, headers=KEY,
                           timeout=60).json()  # fmt: skip
     now = int(time.time() * 1000)
     rid, items = answer["recommendation_id"], answer["items"]
@@ -97,7 +88,7 @@ def test_attribute_plays_credits_the_plays_to_their_answers(api: str, served_lak
          "region": "US", "context": "home", "recommendation_id": sent_with}
         for i, (track, action, ms, sent_with) in enumerate(plays)
     ]  # fmt: skip
-    posted = requests.post(f"{api}/v1/events", json={"events": batch}, headers=KEY, timeout=60)
+    posted = requests.post(f"{served_api}/v1/events", json={"events": batch}, headers=KEY, timeout=60)
     assert posted.status_code == 202, posted.text
     today = datetime.fromtimestamp(now / 1000, UTC)
     run_job("curate_events", config, run_time=today.isoformat(), lookback_days=1)

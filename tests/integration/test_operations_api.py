@@ -4,7 +4,6 @@ its report, the pipeline's executions, and refusals of bad parameters and unknow
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,24 +15,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KEY = {"x-api-key": DEFAULT_API_KEY}
 
 
-@pytest.fixture(scope="module")
-def api(served_lake: dict[str, Any]) -> Iterator[str]:
-    server = served_lake["services"].api(served_lake["config"])
-    url = server.start()
-    try:
-        yield url
-    finally:
-        server.stop()
-
-
-def get(api: str, path: str, **params: Any) -> tuple[int, Any]:
-    resp = requests.get(api + path, params=params, headers=KEY, timeout=60)
+def get(served_api: str, path: str, **params: Any) -> tuple[int, Any]:
+    resp = requests.get(served_api + path, params=params, headers=KEY, timeout=60)
     return resp.status_code, resp.json()
 
 
-def test_the_serving_model_and_the_gates_decision_with_its_metrics(api: str, served_lake: dict[str, Any]) -> None:
+def test_the_serving_model_and_the_gates_decision_with_its_metrics(
+    served_api: str, served_lake: dict[str, Any]
+) -> None:
     refused_before = len(served_lake["services"].iam_refusals)
-    status, body = get(api, "/v1/ops/models")
+    status, body = get(served_api, "/v1/ops/models")
     assert status == 200, body
     gate = served_lake["run"].gate
     assert body["serving"]["version"] == gate["version"] == "encore-serving-test"
@@ -43,15 +34,15 @@ def test_the_serving_model_and_the_gates_decision_with_its_metrics(api: str, ser
     assert decision["home_ndcg"]["popularity"] == pytest.approx(gate["popularity_ndcg"])
     assert decision["next_hit_rate"]  # the report's next-song figures, per model
     assert body["total"] == len(body["decisions"])
-    status, detail = get(api, f"/v1/ops/models/{gate['version']}")
+    status, detail = get(served_api, f"/v1/ops/models/{gate['version']}")
     assert status == 200
     assert detail["candidate"]["home"]["hybrid"]["ndcg@10"] == pytest.approx(gate["candidate_ndcg"])
     assert detail["serving"] is None  # the first promotion: nothing served before it
     assert len(served_lake["services"].iam_refusals) == refused_before  # the role allows what the function calls
 
 
-def test_the_pipelines_executions_newest_first(api: str) -> None:
-    status, body = get(api, "/v1/ops/executions", limit=5)
+def test_the_pipelines_executions_newest_first(served_api: str) -> None:
+    status, body = get(served_api, "/v1/ops/executions", limit=5)
     assert status == 200, body
     runs = body["executions"]
     assert any(e["name"] == "serving-test" and e["pipeline"] == "nightly" and e["status"] == "SUCCEEDED" for e in runs)
@@ -70,12 +61,12 @@ def test_the_pipelines_executions_newest_first(api: str) -> None:
     ],
 )
 def test_bad_parameters_and_unknown_versions_are_refused_with_a_reason(
-    api: str, path: str, params: dict[str, str], status: int, named: str
+    served_api: str, path: str, params: dict[str, str], status: int, named: str
 ) -> None:
-    code, body = get(api, path, **params)
+    code, body = get(served_api, path, **params)
     assert code == status, body
     assert named in str(body)
 
 
-def test_the_operations_routes_need_the_key(api: str) -> None:
-    assert requests.get(api + "/v1/ops/models", timeout=30).status_code == 403
+def test_the_operations_routes_need_the_key(served_api: str) -> None:
+    assert requests.get(served_api + "/v1/ops/models", timeout=30).status_code == 403

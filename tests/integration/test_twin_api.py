@@ -9,7 +9,6 @@ import socket
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,22 +23,14 @@ from encore_local.twin.lambda_ import Instance
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def api(served_lake: dict[str, Any]) -> Iterator[str]:
-    server = served_lake["services"].api(served_lake["config"])
-    url = server.start()
-    yield url
-    server.stop()
-
-
 def get(url: str, path: str, key: str | None = DEFAULT_API_KEY, **params: str) -> requests.Response:
     headers = {"x-api-key": key} if key else {}
     return requests.get(url + path, params=params, headers=headers, timeout=30)
 
 
 @pytest.fixture(scope="module")
-def spec(api: str) -> dict[str, Any]:
-    resp = get(api, "/v1/openapi.json")
+def spec(served_api: str) -> dict[str, Any]:
+    resp = get(served_api, "/v1/openapi.json")
     assert resp.status_code == 200
     return resp.json()  # type: ignore[no-any-return]
 
@@ -58,13 +49,13 @@ def check_contract(spec: dict[str, Any], template: str, method: str, resp: reque
     assert not errors, f"{method} {template}: {errors[0].message} at {list(errors[0].path)}"
 
 
-def test_health_needs_no_key_and_everything_else_does(api: str) -> None:
-    assert get(api, "/v1/health", key=None).status_code == 200
-    resp = get(api, "/v1/trending", key=None)
+def test_health_needs_no_key_and_everything_else_does(served_api: str) -> None:
+    assert get(served_api, "/v1/health", key=None).status_code == 200
+    resp = get(served_api, "/v1/trending", key=None)
     assert resp.status_code == 403 and resp.json() == {"message": "Forbidden"}
-    assert get(api, "/v1/trending", key="wrong").status_code == 403
-    assert get(api, "/v1/trending").status_code == 200
-    assert get(api, "/v1/nowhere").json() == {"message": "Missing Authentication Token"}
+    assert get(served_api, "/v1/trending", key="wrong").status_code == 403
+    assert get(served_api, "/v1/trending").status_code == 200
+    assert get(served_api, "/v1/nowhere").json() == {"message": "Missing Authentication Token"}
 
 
 def test_the_usage_plan_throttles(served_lake: dict[str, Any]) -> None:
@@ -77,17 +68,17 @@ def test_the_usage_plan_throttles(served_lake: dict[str, Any]) -> None:
     assert codes[:2] == [200, 200] and 429 in codes[2:]
 
 
-def test_events_post_over_http(api: str) -> None:
+def test_events_post_over_http(served_api: str) -> None:
     event = {"event_id": str(uuid.uuid4()), "user_id": "http-user", "track_id": "t1", "action": "complete",
              "timestamp": int(time.time() * 1000), "played_ms": 1000, "track_duration_ms": 1000,
              "region": "US"}  # fmt: skip
-    resp = requests.post(f"{api}/v1/events", json={"events": [event]}, headers={"x-api-key": DEFAULT_API_KEY},
+    resp = requests.post(f"{served_api}/v1/events", json={"events": [event]}, headers={"x-api-key": DEFAULT_API_KEY},
                          timeout=30)  # fmt: skip
     assert resp.status_code == 202 and resp.json()["accepted"] == 1
 
 
 def test_every_response_matches_the_openapi_document(
-    api: str, spec: dict[str, Any], served_lake: dict[str, Any]
+    served_api: str, spec: dict[str, Any], served_lake: dict[str, Any]
 ) -> None:
     rows = (served_lake["sim"] / "catalog/tracks.csv").read_text().splitlines()[1:3]
     tracks = [row.split(",")[0] for row in rows]
@@ -106,7 +97,7 @@ def test_every_response_matches_the_openapi_document(
         ("/v1/health", "/v1/health", {}),
     ]
     for template, path, params in calls:
-        resp = get(api, path, **params)
+        resp = get(served_api, path, **params)
         assert resp.status_code < 500, (path, resp.text)
         check_contract(spec, template, "GET", resp)
 
@@ -193,15 +184,15 @@ def _length(data: bytes) -> int:
     ],
 )
 def test_malformed_framing_gets_a_json_answer_not_a_dropped_connection(
-    api: str, request_bytes: bytes, status: int
+    served_api: str, request_bytes: bytes, status: int
 ) -> None:
-    code, headers, body = _raw(api, request_bytes)
+    code, headers, body = _raw(served_api, request_bytes)
     assert code == status
     assert headers["Content-Type"] == "application/json" and json.loads(body)["message"]
     assert "Server" not in headers  # no server banner
 
 
-def test_a_chunked_body_is_read_as_the_events_it_carries(api: str) -> None:
+def test_a_chunked_body_is_read_as_the_events_it_carries(served_api: str) -> None:
     event = {"event_id": str(uuid.uuid4()), "user_id": "chunked-user", "track_id": "t1", "action": "complete",
              "timestamp": int(time.time() * 1000), "played_ms": 1000, "track_duration_ms": 1000,
              "region": "US"}  # fmt: skip
@@ -212,7 +203,7 @@ def test_a_chunked_body_is_read_as_the_events_it_carries(api: str) -> None:
     head = (f"POST /v1/events HTTP/1.1\r\nHost: t\r\nx-api-key: {DEFAULT_API_KEY}\r\nContent-Type: application/json"
             "\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")  # fmt: skip
     request = head.encode() + chunks + b"0\r\n\r\n"
-    code, _, body = _raw(api, request)
+    code, _, body = _raw(served_api, request)
     assert code == 202 and json.loads(body)["accepted"] == 1
 
 
@@ -228,33 +219,33 @@ def test_a_chunked_body_is_read_as_the_events_it_carries(api: str) -> None:
     ],
 )
 def test_a_body_is_decompressed_as_its_content_encoding_says_or_refused_as_api_gateway_does(
-    api: str, coding: str, compress: Any, status: int
+    served_api: str, coding: str, compress: Any, status: int
 ) -> None:
     event = {"event_id": str(uuid.uuid4()), "user_id": "gzip-user", "track_id": "t1", "action": "complete",
              "timestamp": int(time.time() * 1000), "played_ms": 1000, "track_duration_ms": 1000,
              "region": "US"}  # fmt: skip
     headers = {"x-api-key": DEFAULT_API_KEY, "Content-Type": "application/json", "Content-Encoding": coding}
-    resp = requests.post(f"{api}/v1/events", data=compress(json.dumps({"events": [event]}).encode()),
+    resp = requests.post(f"{served_api}/v1/events", data=compress(json.dumps({"events": [event]}).encode()),
                          headers=headers, timeout=30)  # fmt: skip
     assert resp.status_code == status, resp.text
     expected = {"accepted": 1} if status == 202 else {"message": "Unsupported Media Type"}
     assert expected.items() <= resp.json().items()
 
 
-def test_methods_the_api_lacks_are_api_gateways_403_and_head_has_no_body(api: str) -> None:
-    head = requests.head(f"{api}/v1/health", timeout=30)
+def test_methods_the_api_lacks_are_api_gateways_403_and_head_has_no_body(served_api: str) -> None:
+    head = requests.head(f"{served_api}/v1/health", timeout=30)
     assert head.status_code == 403 and head.content == b"" and int(head.headers["Content-Length"]) > 0
-    code, _, body = _raw(api, b"BREW /v1/health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    code, _, body = _raw(served_api, b"BREW /v1/health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert code == 403 and json.loads(body) == {"message": "Missing Authentication Token"}
-    preflight = requests.options(f"{api}/v1/trending", headers={"Origin": "https://example.com",
+    preflight = requests.options(f"{served_api}/v1/trending", headers={"Origin": "https://example.com",
                                  "Access-Control-Request-Method": "GET"}, timeout=30)  # fmt: skip
     assert preflight.status_code == 204 and "GET" in preflight.headers["Access-Control-Allow-Methods"]
 
 
-def test_path_parameters_arrive_percent_decoded(api: str, served_lake: dict[str, Any]) -> None:
+def test_path_parameters_arrive_percent_decoded(served_api: str, served_lake: dict[str, Any]) -> None:
     track = (served_lake["sim"] / "catalog/tracks.csv").read_text().splitlines()[1].split(",")[0]
-    plain = get(api, f"/v1/tracks/{track}")
-    encoded = get(api, "/v1/tracks/" + "".join(f"%{b:02X}" for b in track.encode()))
+    plain = get(served_api, f"/v1/tracks/{track}")
+    encoded = get(served_api, "/v1/tracks/" + "".join(f"%{b:02X}" for b in track.encode()))
     assert plain.status_code == encoded.status_code == 200 and encoded.json() == plain.json()
 
 

@@ -25,6 +25,11 @@ from encore.stores import EventSink, PlayedTracks, TrackStore
 MAX_UNKNOWN_LISTED = 20  # the answer names this many of the tracks the catalog does not know
 
 
+# A table call that is throttled takes up to about 3 s through its retries; a request starts one only with this
+# much of the function's time left, so that a slow table degrades the answer instead of timing the function out.
+TABLE_CALL_BUDGET_MS = 4_500
+
+
 @dataclass
 class IngestDeps:
     config: EncoreConfig
@@ -33,6 +38,8 @@ class IngestDeps:
     profiles: ProfileStore
     cache: SessionCache
     now_ms: Callable[[], int]
+    # The invocation's time left (Lambda's context sets it per request); unbounded where there is no context.
+    remaining_ms: Callable[[], int] = lambda: 10**9
 
 
 def parse_batch(data: dict[str, Any], now_ms: int) -> list[ListeningEvent]:
@@ -69,11 +76,14 @@ def update_listeners(events: Sequence[ListeningEvent], deps: IngestDeps) -> dict
     except CacheUnavailable:
         degraded.add("cache")
 
-    try:
-        played: PlayedTracks | None = deps.tracks.played([e.track_id for e in events])
-    except DEPENDENCY_ERRORS:
-        played = None  # which tracks are known cannot be told: recently played takes them all, as before
-        degraded.add("tracks")
+    played: PlayedTracks | None = None  # unknown: recently played takes every track, as before
+    if deps.remaining_ms() < TABLE_CALL_BUDGET_MS:
+        degraded.add("time")
+    else:
+        try:
+            played = deps.tracks.played([e.track_id for e in events])
+        except DEPENDENCY_ERRORS:
+            degraded.add("tracks")
     vectors = played.vectors if played else {}
     qualifying = [e for e in events if is_qualifying_play(e.action.value, e.played_ms, config.session)]
     qualifying_ids = {e.event_id for e in qualifying}
@@ -100,6 +110,9 @@ def update_listeners(events: Sequence[ListeningEvent], deps: IngestDeps) -> dict
         newest_first = [e.track_id for e in reversed(user_events) if played is None or e.track_id in played.known]
         if not newest_first:
             continue
+        if deps.remaining_ms() < TABLE_CALL_BUDGET_MS:
+            degraded.add("time")  # the rest would run past the function's timeout: the events are kept, as ever
+            break
         try:
             deps.profiles.record_plays(
                 user, user_events[-1].region, newest_first, config.session.recently_played_max, deps.now_ms()
