@@ -28,6 +28,13 @@ from encore.config import EncoreConfig
 from encore.routes import CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, ROUTES, Route
 
 
+def stage_throttle(config: EncoreConfig) -> apigw.ThrottleSettings:
+    """The stage's throttle, over all clients: five times one key's (the site's key, shared by every browser, has it
+    too)."""
+    deploy = config.deploy
+    return apigw.ThrottleSettings(rate_limit=deploy.api_rate_limit * 5, burst_limit=deploy.api_burst_limit * 5)
+
+
 @dataclass
 class ApiFunctions:
     events: EncoreFunction
@@ -82,7 +89,7 @@ class ApiConstruct(Construct):
         self.api_key, self.usage_plan = self._build_usage_plan()
 
     def _build_api(self) -> apigw.RestApi:
-        deploy = self.config.deploy
+        throttle = stage_throttle(self.config)
         return apigw.RestApi(
             self,
             "Api",
@@ -109,8 +116,8 @@ class ApiConstruct(Construct):
                     status=True,
                     user=True,
                 ),
-                throttling_rate_limit=deploy.api_rate_limit * 5,
-                throttling_burst_limit=deploy.api_burst_limit * 5,
+                throttling_rate_limit=throttle.rate_limit,
+                throttling_burst_limit=throttle.burst_limit,
             ),
             default_cors_preflight_options=apigw.CorsOptions(
                 allow_origins=list(self.config.serving.cors_origins),

@@ -24,6 +24,7 @@ from aws_cdk import aws_s3_deployment as s3deploy
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from cdk_app.api import stage_throttle
 from encore.config import EncoreConfig
 from encore.site import API_KEY_HEADER, API_PREFIX, CONTENT_SECURITY_POLICY, HSTS_MAX_AGE_S
 
@@ -76,15 +77,12 @@ class SiteConstruct(Construct):
         )
 
     def _site_key(self, api: apigw.RestApi, value: str) -> apigw.IApiKey:
-        deploy = self.config.deploy
         key = api.add_api_key("SiteKey", api_key_name=f"{self.config.name_prefix}-site", value=value)
         plan = api.add_usage_plan(
             "SiteUsagePlan",
             name=f"{self.config.name_prefix}-site",
             description="every browser of the web app shares this key: the stage's own limits, no daily quota",
-            throttle=apigw.ThrottleSettings(
-                rate_limit=deploy.api_rate_limit * 5, burst_limit=deploy.api_burst_limit * 5
-            ),
+            throttle=stage_throttle(self.config),
         )
         plan.add_api_stage(stage=api.deployment_stage)
         plan.add_api_key(key)

@@ -132,11 +132,12 @@ class OperationsStore:
 
     def models(self, limit: int) -> ModelsView:
         keys = self._decision_keys()
+        newest = keys[:limit]
         with ThreadPoolExecutor(_READERS) as pool:
-            records = list(pool.map(self._read, keys[:limit]))
+            records = list(pool.map(self._read, newest))
         decisions = [
             _summary(key.removeprefix(self._decisions).removesuffix(".json"), record)
-            for key, record in zip(keys, records, strict=False)
+            for key, record in zip(newest, records, strict=True)
             if record is not None  # removed between the listing and the read
         ]
         return ModelsView(serving=self.serving(), decisions=decisions, total=len(keys))
