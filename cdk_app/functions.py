@@ -90,6 +90,7 @@ class EncoreFunction(Construct):
         security_groups: list[ec2.ISecurityGroup] | None = None,
         timeout: Duration | None = None,
         memory_mb: int | None = None,
+        function_name: str | None = None,
     ) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
@@ -115,6 +116,7 @@ class EncoreFunction(Construct):
             architecture=lambda_.Architecture.X86_64,
             code=function_code(folder),
             handler=handler,
+            function_name=function_name,
             description=description,
             role=self.role,
             layers=layers,

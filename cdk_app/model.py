@@ -85,7 +85,20 @@ class ModelConstruct(Construct):
                 resources=[group_arn, package_arn],
             )
         )
-        self.deploy = self._build_deploy_function(layers, environment, package_arn)
+        self.deploy = self._build_endpoint_function(
+            "Deploy",
+            "deploy.lambda_handler",
+            "Put a promoted model on the endpoint: challenger beside the champion, or champion",
+            layers,
+            environment,
+        )
+        self.judge = self._build_endpoint_function(
+            "Judge",
+            "judge.lambda_handler",
+            "Decide the online test on play-through: promote the challenger, keep the champion, or wait",
+            layers,
+            environment,
+        )
         self.teardown = self._build_teardown(layers, environment, group_arn, package_arn)
 
     @property
@@ -201,63 +214,56 @@ class ModelConstruct(Construct):
         allow_metrics(role, "ContainerMetrics", "aws/sagemaker/*", "/aws/sagemaker/*")
         return role
 
-    def _build_deploy_function(
-        self, layers: list[lambda_.ILayerVersion], environment: dict[str, str], package_arn: str
+    def _build_endpoint_function(
+        self, id: str, handler: str, description: str, layers: list[lambda_.ILayerVersion], environment: dict[str, str]
     ) -> EncoreFunction:
+        """A pipeline step that changes the endpoint: deploy (makes the promoted version's model) and judge (ends
+        an online test by pointing the endpoint at the winner's model, which exists)."""
         config, stack = self.config, Stack.of(self)
         endpoint = config.deploy.endpoint
-        env = {
-            **environment,
-            "ENCORE_ENDPOINT_SETTINGS": endpoint.model_dump_json(),
-            "ENCORE_MODEL_IMAGE": self.image_uri,
-            "ENCORE_MODEL_EXECUTION_ROLE": self.execution_role.role_arn,
-        }
+        deploys = id == "Deploy"
+        env = {**environment, "ENCORE_ENDPOINT_SETTINGS": endpoint.model_dump_json()}
+        if deploys:
+            env |= {"ENCORE_MODEL_IMAGE": self.image_uri, "ENCORE_MODEL_EXECUTION_ROLE": self.execution_role.role_arn}
         fn = EncoreFunction(
             self,
-            "Deploy",
+            id,
             config=config,
             folder="pipeline",
-            handler="deploy.lambda_handler",
-            description="Point the endpoint at a promoted model (serverless or instances with autoscaling)",
+            handler=handler,
+            description=description,
             layers=layers,
             environment=env,
             timeout=Duration.minutes(2),
+            function_name=config.resources.deploy_function if deploys else config.resources.judge_function,
         )
         arn = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}"
         name = config.resources.endpoint_name
+        actions = [
+            "sagemaker:CreateEndpointConfig",
+            "sagemaker:DescribeEndpointConfig",
+            "sagemaker:CreateEndpoint",
+            "sagemaker:UpdateEndpoint",
+            "sagemaker:DescribeEndpoint",
+        ]
+        if deploys:
+            actions += ["sagemaker:CreateModel", "sagemaker:DescribeModel"]
         fn.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ManageTheEndpoint",
-                actions=[
-                    "sagemaker:CreateModel",
-                    "sagemaker:DescribeModel",
-                    "sagemaker:DeleteModel",
-                    "sagemaker:CreateEndpointConfig",
-                    "sagemaker:DescribeEndpointConfig",
-                    "sagemaker:DeleteEndpointConfig",
-                    "sagemaker:CreateEndpoint",
-                    "sagemaker:UpdateEndpoint",
-                    "sagemaker:DescribeEndpoint",
-                    "sagemaker:AddTags",
-                ],
-                resources=self._endpoint_arns(),
-            )
+            iam.PolicyStatement(sid="ManageTheEndpoint", actions=sorted(actions), resources=self._endpoint_arns())
         )
-        fn.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ReadPromotedPackage", actions=["sagemaker:DescribeModelPackage"], resources=[package_arn]
-            )
-        )
-        self.bucket.grant_read_write(fn.role, f"{config.lake.models}*")  # serving.json
+        self.bucket.grant_read_write(fn.role, f"{config.lake.models}*")  # serving.json, decisions
         self.key.grant_encrypt_decrypt(fn.role)
-        fn.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="PassExecutionRole",
-                actions=["iam:PassRole"],
-                resources=[self.execution_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        if deploys:
+            fn.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="PassExecutionRole",
+                    actions=["iam:PassRole"],
+                    resources=[self.execution_role.role_arn],
+                    conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+                )
             )
-        )
+        else:  # the days' attribution rows the test is judged on
+            self.bucket.grant_read(fn.role, f"{config.lake.features}attribution_totals/*")
         if endpoint.kind == "instance":
             fn.role.add_to_policy(
                 iam.PolicyStatement(

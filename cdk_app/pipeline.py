@@ -31,6 +31,8 @@ from encore.pipeline import CHARTS_REFRESH, NIGHTLY, PipelineStep
 
 # The error a Glue task raises when its job is already running as often as the job allows.
 GLUE_BUSY = "Glue.ConcurrentRunsExceededException"
+# What the deploy and judge steps raise while the endpoint is still being updated (encore.promotion.EndpointBusy).
+ENDPOINT_BUSY = "EndpointBusy"
 # What train.py reports as ``[metric] <name>=<value>`` (train.print_metrics).
 TRAINING_METRICS = ("ndcg_at_10", "recall_at_10", "hit_rate_at_10", "coverage")
 
@@ -123,13 +125,8 @@ class PipelineConstruct(Construct):
 
     @staticmethod
     def _glue_arguments(step: PipelineStep) -> dict[str, str]:
-        args = {"--run_time": sfn.JsonPath.string_at("$$.Execution.StartTime")}
-        if step.name == "load_vectors":  # the vectors of the model just deployed
-            args |= {
-                "--model_data": sfn.JsonPath.string_at("$.gate.decision.model_data"),
-                "--model_version": sfn.JsonPath.string_at("$.gate.decision.version"),
-            }
-        return args
+        # load_vectors reads which model is the champion from the serving record itself
+        return {"--run_time": sfn.JsonPath.string_at("$$.Execution.StartTime")}
 
     def _train(self, scope: Construct, step: PipelineStep) -> sfn.TaskStateBase:
         lake, endpoint = self.config.lake, self.config.deploy.endpoint
@@ -194,16 +191,25 @@ class PipelineConstruct(Construct):
             retry_on_service_exceptions=True,
         )
 
-    def _deploy(self, scope: Construct, step: PipelineStep) -> sfn.TaskStateBase:
-        return tasks.LambdaInvoke(
+    def _endpoint_step(self, scope: Construct, step: PipelineStep) -> sfn.TaskStateBase:
+        """Deploy (the gate's decision) or judge (the online test): both change the endpoint, which takes one
+        update at a time; while one is under way they wait (2 min x 1.5^n, 40 minutes in all) and try again."""
+        function, payload = (
+            (self.model.deploy, sfn.TaskInput.from_json_path_at("$.gate.decision"))
+            if step.name == "deploy"
+            else (self.model.judge, sfn.TaskInput.from_object({}))
+        )
+        task = tasks.LambdaInvoke(
             scope,
             step.name,
-            lambda_function=self.model.deploy.function,
-            payload=sfn.TaskInput.from_json_path_at("$.gate.decision"),
-            result_selector={"endpoint": sfn.JsonPath.object_at("$.Payload")},
-            result_path="$.deploy",
+            lambda_function=function.function,
+            payload=payload,
+            result_selector={"endpoint" if step.name == "deploy" else "judgment": sfn.JsonPath.object_at("$.Payload")},
+            result_path=f"$.{step.name}",
             retry_on_service_exceptions=True,
         )
+        task.add_retry(errors=[ENDPOINT_BUSY], interval=Duration.minutes(2), backoff_rate=1.5, max_attempts=5)
+        return task
 
     def _wait_in_service(self, scope: Construct, next_state: sfn.IChainable, notify: sfn.IChainable) -> sfn.Wait:
         """Deploying returns at once; poll DescribeEndpoint until the update has finished. A failed update rolls
@@ -276,18 +282,22 @@ class PipelineConstruct(Construct):
             ),
             result_path=sfn.JsonPath.DISCARD,
         ).next(failed)
-        kept = sfn.Succeed(scope, "kept the serving model", comment="the candidate did not beat the gate")
         done = sfn.Succeed(scope, "done")
         states = [self._state(scope, step) for step in steps]
         for state in states:
             if isinstance(state, sfn.TaskStateBase):
                 state.add_catch(notify, result_path="$.error")
         chain: sfn.IChainable = done
+        after_deploy: sfn.IChainable = done
         for step, state in reversed(list(zip(steps, states, strict=True))):
             if step.name == "deploy":
+                after_deploy = chain
                 wait = self._wait_in_service(scope, chain, notify)
                 state.next(wait)
             elif step.name == "gate":
+                # load_vectors still runs: it loads the champion's vectors if a test promoted one tonight
+                kept = sfn.Pass(scope, "kept the serving model", comment="the candidate did not beat the gate")
+                kept.next(after_deploy)
                 promote = (
                     sfn.Choice(scope, "promote?")
                     .when(sfn.Condition.boolean_equals("$.gate.decision.promote", True), chain)
@@ -314,7 +324,7 @@ class PipelineConstruct(Construct):
             return self._glue(scope, step)
         if step.kind == "training":
             return self._train(scope, step)
-        return self._gate(scope, step) if step.name == "gate" else self._deploy(scope, step)
+        return self._gate(scope, step) if step.name == "gate" else self._endpoint_step(scope, step)
 
     def _build_schedules(self) -> None:
         schedules = self.config.deploy.schedules

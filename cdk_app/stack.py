@@ -103,6 +103,7 @@ class EncoreStack(Stack):
                 self.ops,
                 self.model.gate,
                 self.model.deploy,
+                self.model.judge,
             ],
             stream=self.ingestion.stream,
             jobs=self.features.jobs,
@@ -211,6 +212,8 @@ class EncoreStack(Stack):
         tables.users.grant_read_write_data(serving.role)  # PUT /v1/users/{id}
         tables.tracks.grant_read_data(serving.role)
         tables.charts.grant_read_data(serving.role)
+        # which online test runs (encore.experiment.LiveTestReader), read once a minute per instance
+        self.lake.bucket.grant_read(serving.role, f"{self.config.lake.models}serving.json")
         serving.role.add_to_policy(
             iam.PolicyStatement(
                 sid="InvokeTheEndpoint",

@@ -4,16 +4,18 @@ Joins the plays that carried a ``recommendation_id`` to the impressions of those
 written by the serving function's log subscription) and writes, per day of the answer x surface x model version x
 variant: impressions, plays from them, play-through and early-skip rates, mean position played, minutes listened,
 and the plays it could not credit (outside the window, off the list, unknown id) so every one is accounted for.
-The last ``attribution.days`` days are recomputed each run, as their late plays arrive. The day whose window has
-closed is published to CloudWatch (namespace ``Encore``, by surface), where an anomaly alarm watches home's
-play-through rate.
+The last ``attribution.days`` days are recomputed each run, as their late plays arrive; each day's rows are also
+left as JSON for the online test's judge (``encore.promotion.judge``). The day whose window has closed is
+published to CloudWatch (namespace ``Encore``, by surface), where an anomaly alarm watches home's play-through
+rate.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -22,7 +24,9 @@ from pyspark.sql import types as T
 
 from encore import impressions
 from encore.clients import get_client
-from encore.config import LakePrefixes
+from encore.config import EncoreConfig, LakePrefixes
+from encore.experiment import closed_day
+from encore.promotion import attribution_totals_key
 from encore_spark.io import JobArgs, parse_args, path_exists, read_curated, register_table, spark_session
 from encore_spark.transforms import attribution
 
@@ -82,6 +86,19 @@ def publish(rows: list[dict[str, Any]], region: str) -> int:
     return len(data)
 
 
+def write_totals(rows: list[dict[str, Any]], config: EncoreConfig) -> None:
+    """Each day's rows as one JSON object beside the table, for the online test's judge (a function without a
+    Parquet reader). Recomputed days are overwritten, as their partitions are."""
+    s3 = get_client("s3", config.region)
+    by_day: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_day.setdefault(row["day"], []).append(row)
+    for day, day_rows in by_day.items():
+        key = attribution_totals_key(config, date.fromisoformat(day))
+        body = json.dumps(day_rows, default=lambda v: None)  # NaN-free: Spark gives None for an empty average
+        s3.put_object(Bucket=config.resources.lake_bucket, Key=key, Body=body.encode())
+
+
 def main(argv: Sequence[str]) -> dict[str, int]:
     args = parse_args(argv)
     spark = spark_session("encore-attribute-plays")
@@ -105,10 +122,12 @@ def main(argv: Sequence[str]) -> dict[str, int]:
     register_table(args, "attribution", prefix, table.schema, ["day"], [[d] for d in days],
                    "plays credited to recommendation answers, per day x surface x model version x variant")  # fmt: skip
     # The newest day whose window has closed: its answers can get no more plays.
-    closed = (run - timedelta(milliseconds=window_ms)).date() - timedelta(days=1)
-    rows = [r.asDict() for r in table.where(F.col("day") == closed.isoformat()).collect()]
+    closed = closed_day(run, settings.window_hours)
+    every = [r.asDict() for r in table.collect()]  # a few rows per day x surface x model x variant
+    write_totals(every, config)
+    rows = [r for r in every if r["day"] == closed.isoformat()]
     sent = publish(rows, config.region) if rows else 0
-    counts = {"rows": table.count(), "days": len(days), "datapoints": sent}
+    counts = {"rows": len(every), "days": len(days), "datapoints": sent}
     print(f"attribute_plays: {counts}")
     return counts
 

@@ -1,7 +1,10 @@
-"""Glue job: the promoted model's user and track vectors -> ``vec#<id>`` items in the users and tracks tables.
+"""Glue job: the champion's user and track vectors -> ``vec#<id>`` items in the users and tracks tables.
 
-Reads ``vectors/users.parquet`` and ``vectors/tracks.parquet`` out of ``--model_data`` (the model.tar.gz the
-gate promoted), so the vectors served are exactly those of the model behind the endpoint.
+Reads ``vectors/users.parquet`` and ``vectors/tracks.parquet`` out of the champion's model.tar.gz (named by the
+serving record, ``models/serving.json``, or by ``--model_data``/``--model_version``), so the vectors served are
+those of the model the endpoint serves to everyone outside an online test. The nightly run ends with it whether or
+not a model was promoted (an online test may have promoted its challenger): when the tables already hold the
+champion's vectors (``models/vectors.json`` says which were loaded) it does nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pyspark.sql.types import ArrayType, BinaryType, StringType, StructField, St
 
 from encore.clients import get_client
 from encore.config import LakePrefixes
-from encore.promotion import _s3_url
+from encore.promotion import ModelRegistry, _s3_url
 from encore.stores import VECTOR_PREFIX
 from encore_spark.io import parse_args, spark_session, write_dynamodb
 
@@ -43,11 +46,22 @@ def read_vectors(model_data: str, region: str) -> tuple[pd.DataFrame, pd.DataFra
 
 def main(argv: Sequence[str]) -> dict[str, int]:
     args = parse_args(argv)
-    if not args.model_data or not args.model_version:
-        raise SystemExit("load_vectors needs --model_data s3://.../model.tar.gz and --model_version")
-    config, version = args.config, args.model_version
+    config, registry = args.config, ModelRegistry(args.config)
+    if bool(args.model_data) != bool(args.model_version):
+        raise SystemExit("load_vectors takes --model_data s3://.../model.tar.gz and --model_version together")
+    if args.model_data:
+        model_data, version = args.model_data, args.model_version
+    else:
+        serving = registry.serving()
+        if serving is None:
+            print("load_vectors: no model serves yet; nothing to load")
+            return {"users": 0, "tracks": 0}
+        model_data, version = serving["model_data"], serving["version"]
+        if registry.vectors_version() == version:
+            print(f"load_vectors: the tables hold {version}'s vectors already")
+            return {"users": 0, "tracks": 0}
     spark = spark_session("encore-load-vectors")
-    users, tracks = read_vectors(args.model_data, config.region)
+    users, tracks = read_vectors(model_data, config.region)
 
     def user_item(row: dict[str, Any]) -> dict[str, Any]:
         item = {"user_id": VECTOR_PREFIX + row["user_id"], "vector": bytes(row["vector"]), "model_version": version}
@@ -79,6 +93,7 @@ def main(argv: Sequence[str]) -> dict[str, int]:
             track_item,
         ),
     }
+    registry.set_vectors_version(version)
     print(f"load_vectors: {counts}")
     return counts
 

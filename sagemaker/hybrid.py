@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -131,10 +131,14 @@ class HybridModel:
     # "home" (from the long-term state), "session" (home while a session goes on), "next"
     rankers: dict[str, Trees] = field(default_factory=dict)
     # What home serves: "ranker", or one source alone where the ranker did not beat it on validation
-    # ("item_item", "simplest")
+    # ("item_item", "simplest"); "popularity" answers every surface with the most popular tracks (a deliberately
+    # weak challenger, ``as_popularity_baseline``)
     home_source: str = "ranker"
     album: np.ndarray | None = None  # (n,) the track's album (an index; -1: none known)
     tags: np.ndarray | None = None  # (n, 2) its first two genre tags, genre and style (indices; -1: none)
+    # ALS as trained (confidence = alpha x rating, regularisation): ``fold_in`` solves the same equations
+    als_alpha: float = 2.0
+    als_regularization: float = 0.1
 
     def __post_init__(self) -> None:
         n = self.track_ids.size
@@ -142,6 +146,10 @@ class HybridModel:
         self._prior = minmax(np.log1p(self.popularity)).astype(self.item_cf.dtype)
         norms = np.linalg.norm(self.item_cf, axis=1, keepdims=True)
         self._cf_unit = self.item_cf / np.maximum(norms, 1e-12)
+        # YᵀY of ALS's last solve: the rows of the items in the training matrix. Only warm tracks had plays there
+        # (the others' factors were near zero, then replaced by factors regressed from content).
+        warm_cf = self.item_cf[self.warm].astype(np.float64)
+        self._gram = warm_cf.T @ warm_cf
         self._artist = np.unique(self.artist_ids, return_inverse=True)[1].astype(np.int64).ravel()
         trend = self.trend if self.trend is not None else np.zeros(n)
         self._popularity_pct, self._trend_pct = percentile(self.popularity), percentile(trend)
@@ -226,7 +234,43 @@ class HybridModel:
         w = self.home_pop_weight
         return (1.0 - w) * minmax(self.cf_scores(vector) if cf is None else cf) + w * self._prior
 
+    # -- the listener in this model's own factor space ---------------------------------------------------------
+
+    def fold_in(self, tracks: np.ndarray, confidence: np.ndarray | None = None) -> np.ndarray | None:
+        """A listener's ALS vector for their ``tracks``, solved as implicit's ALS solves a user against fixed item
+        factors: ``(YᵀY + Σ_i (c_i − 1) y_i y_iᵀ + λI) x = Σ_i c_i y_i`` (implicit 0.7 neither scales λ nor, as
+        train.py calls it, multiplies by alpha: the matrix holds ``c = alpha x rating``). For a model whose vectors
+        the request does not carry (a challenger given the champion's).
+
+        Approximated: serving does not know the ratings, so each track gets ``c = alpha x 1`` (``confidence``
+        overrides it, for tests); the solve is exact where training took 3 conjugate-gradient steps from the last
+        iteration, against the final item factors where training's last user solve saw the previous iteration's;
+        tracks not in the training matrix (cold: regressed factors) enter with their whole ``c``, since ``YᵀY``
+        lacks their row. None when no track is known."""
+        if confidence is None:
+            tracks = np.unique(tracks)
+            confidence = np.full(tracks.size, self.als_alpha)
+        if tracks.size == 0:
+            return None
+        y = self.item_cf[tracks].astype(np.float64)
+        c = np.asarray(confidence, dtype=np.float64)
+        a = self._gram + (y.T * (c - self.warm[tracks])) @ y + self.als_regularization * np.eye(self.factors)
+        return np.linalg.solve(a, y.T @ c)
+
+    def session_vector(self, recent: np.ndarray, keep: float) -> np.ndarray | None:
+        """The short-term vector in this model's space: the serving Lambda's moving average (the first play sets
+        ``v = y``, each next ``v = keep v + (1 - keep) y``) replayed over ``recent`` (newest first) oldest first.
+        None without plays."""
+        v = None
+        for i in recent[::-1]:
+            y = self.item_cf[i].astype(np.float64)
+            v = y if v is None else keep * v + (1.0 - keep) * y
+        return v
+
     # -- home -------------------------------------------------------------------------------------------------
+
+    def _popular(self, k: int, banned: np.ndarray) -> list[dict]:
+        return [self._item(i, float(self.popularity[i]), None, None) for i in top_k(self.popularity, k, banned)]
 
     def home_candidates(self, who: Listener, banned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Candidates from every source for a listener, and their features (``HOME_FEATURES``)."""
@@ -322,12 +366,15 @@ class HybridModel:
              recent: np.ndarray = EMPTY, in_session: bool = False) -> list[dict]:  # fmt: skip
         who = Listener(vector, history, recent, in_session)
         trees = self.rankers.get("session" if in_session else "home") or self.rankers.get("home")
+        # Popularity is also all there is to go on for a listener of whom nothing is known
+        if self.home_source == "popularity" or (vector is None and history.size == 0 and recent.size == 0):
+            return self._popular(k, banned)
         if self.home_source == "item_item" and self.item_item is not None and history.size:
             scores = self.item_scores(history)
             return [self._item(i, float(scores[i]), None, None) for i in top_k(scores, k, banned)]
         if trees is None or self.home_source == "simplest":
             if vector is None:
-                return []
+                return self._popular(k, banned)
             cf = self.cf_scores(vector)
             scores = self.home_scores(vector, cf)
             return [self._item(i, float(scores[i]), float(cf[i]), None) for i in top_k(scores, k, banned)]
@@ -432,6 +479,8 @@ class HybridModel:
     def next(self, seed: int, vector: np.ndarray | None, k: int, banned: np.ndarray, w_cf: float,
              w_content: float, history: np.ndarray = EMPTY, recent: np.ndarray = EMPTY) -> list[dict]:  # fmt: skip
         """The ranking stage over the sources' candidates; without a ranker, the simplest configuration."""
+        if self.home_source == "popularity":
+            return self._popular(k, np.union1d(banned, [seed]).astype(np.int64))
         trees = self.rankers.get("next")
         if trees is None:
             return self.similar(seed, k, banned, w_cf, w_content)
@@ -446,6 +495,8 @@ class HybridModel:
         """The seed's CF neighbours and content neighbours, each min-max normalised over their union, blended
         ``w_cf / w_content``."""
         banned = np.union1d(banned, [seed]).astype(np.int64)
+        if self.home_source == "popularity":
+            return self._popular(k, banned)
         cf, content = self.cf_neighbour_scores(seed), self.content_scores(seed)
         union = np.union1d(top_k(cf, pool, banned), top_k(content, pool, banned))
         if union.size == 0:
@@ -456,6 +507,11 @@ class HybridModel:
                 for j in top_k(blended, k)]  # fmt: skip
 
     # -- artifact ---------------------------------------------------------------------------------------------
+
+    def as_popularity_baseline(self, version: str) -> HybridModel:
+        """This model (the same arrays) answering every surface with the most popular tracks: the deliberately
+        weaker challenger that checks online that the model beats popularity."""
+        return replace(self, version=version, home_source="popularity")
 
     def save(self, directory: Path, extra_meta: dict | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -491,6 +547,8 @@ class HybridModel:
             "home_pop_weight": self.home_pop_weight,
             "item_item": self.item_item_kind,
             "home_source": self.home_source,
+            "als_alpha": self.als_alpha,
+            "als_regularization": self.als_regularization,
             **(extra_meta or {}),
         }
         (directory / META).write_text(json.dumps(meta, indent=2, default=float))
@@ -520,4 +578,6 @@ class HybridModel:
                 album=z["album"].astype(np.int64) if "album" in z else None,
                 tags=z["tags"].astype(np.int64) if "tags" in z else None,
                 rankers={r: Trees.from_arrays(z, f"ranker_{r}") for r in RANKERS if f"ranker_{r}_feature" in z},
+                als_alpha=float(meta.get("als_alpha", 2.0)),
+                als_regularization=float(meta.get("als_regularization", 0.1)),
             )

@@ -1,11 +1,13 @@
 """SageMaker inference handlers for the hybrid model: ``model_fn``, ``input_fn``, ``predict_fn``, ``output_fn``.
 
-Request (JSON): ``{surface: home|next|similar, user_vector?, short_vector?, seed_track_id?, exclude?, history?,
-recent?, k, weights?}``; the model blends the long- and short-term vectors (``weights.long_term/short_term``)
-and a short-term vector means a session is going on. Response: ``{items: [{track_id, score, cf, content}],
-model_version}``. The serving Lambda builds requests from
-``encore.models.InferenceRequest``; this side checks them again, since an endpoint can be called by anyone
-holding the permission, and says exactly what is wrong. Python 3.9-compatible (the scikit-learn container).
+Request (JSON): ``{surface: home|next|similar, user_vector?, short_vector?, vectors_of?, seed_track_id?, exclude?,
+history?, recent?, k, weights?}``; the model blends the long- and short-term vectors (``weights.long_term/short_term``)
+and a short-term vector means a session is going on. ``vectors_of`` names the model version whose factor space the
+vectors are in: a model of another version (a challenger beside the champion) derives its own from ``history`` and
+``recent`` instead. Response: ``{items: [{track_id, score, cf, content}], model_version}``. The serving Lambda
+builds requests from ``encore.models.InferenceRequest``; this side checks them again, since an endpoint can be
+called by anyone holding the permission, and says exactly what is wrong. Python 3.9-compatible (the scikit-learn
+container).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ MAX_K = 500
 MAX_EXCLUDE = 5000
 MAX_HISTORY = 1000
 MAX_RECENT = 100
-WEIGHTS = {"cf": 0.6, "content": 0.4, "long_term": 0.7, "short_term": 0.3}
-FIELDS = {"surface", "user_vector", "short_vector", "seed_track_id", "exclude", "history", "recent", "k", "weights"}
+WEIGHTS = {"cf": 0.6, "content": 0.4, "long_term": 0.7, "short_term": 0.3, "ema_keep": 0.5}
+FIELDS = {"surface", "user_vector", "short_vector", "vectors_of", "seed_track_id", "exclude", "history", "recent",
+          "k", "weights"}  # fmt: skip
 JSON = "application/json"
 
 
@@ -83,12 +86,16 @@ def input_fn(body: Any, content_type: str = JSON) -> dict[str, Any]:
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
                        for v in weights.values())):  # fmt: skip
         raise RequestError(f"weights must be {{{', '.join(WEIGHTS)}}}, each between 0 and 1")
+    vectors_of = data.get("vectors_of")
+    if vectors_of is not None and not isinstance(vectors_of, str):
+        raise RequestError("vectors_of must be a model version (a string)")
     request = {
         "surface": surface,
         "k": k,
         **lists,
         "user_vector": _vector(data.get("user_vector"), "user_vector"),
         "short_vector": _vector(data.get("short_vector"), "short_vector"),
+        "vectors_of": vectors_of,
         "seed_track_id": data.get("seed_track_id"),
         "weights": {name: float(weights.get(name, default)) for name, default in WEIGHTS.items()},
     }
@@ -99,15 +106,29 @@ def input_fn(body: Any, content_type: str = JSON) -> dict[str, Any]:
     return request
 
 
+def listener_vectors(request: dict[str, Any], model: HybridModel, history: np.ndarray,
+                     recent: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:  # fmt: skip
+    """The long- and short-term vectors in ``model``'s factor space: the request's, or, when they are another
+    model version's (``vectors_of``), the model's own from the listener's plays (another ALS fit's axes mean
+    nothing here, even at the same dimension)."""
+    user, short = request["user_vector"], request["short_vector"]
+    if request.get("vectors_of") in (None, model.version):
+        for name, v in (("user_vector", user), ("short_vector", short)):
+            if v is not None and v.size != model.factors:
+                raise RequestError(f"{name} has {v.size} dimensions; this model ({model.version}) has {model.factors}")
+        return user, short
+    own_user = model.fold_in(np.concatenate([history, recent]))
+    # a short-term vector only while a session goes on, as the Lambda keeps one only then
+    own_short = model.session_vector(recent, request["weights"]["ema_keep"]) if short is not None else None
+    return own_user, own_short
+
+
 def predict_fn(request: dict[str, Any], model: HybridModel) -> dict[str, Any]:
-    for name in ("user_vector", "short_vector"):
-        v = request[name]
-        if v is not None and v.size != model.factors:
-            raise RequestError(f"{name} has {v.size} dimensions; this model ({model.version}) has {model.factors}")
     k, w = request["k"], request["weights"]
-    vector = session_blend(request["user_vector"], request["short_vector"], w["long_term"], w["short_term"])
     banned = model.indices(request["exclude"])
     history, recent = model.indices(request["history"]), model.indices(request["recent"])
+    user, short = listener_vectors(request, model, history, recent)
+    vector = session_blend(user, short, w["long_term"], w["short_term"])
     if request["surface"] == "home":
         in_session = request["short_vector"] is not None
         items: list[dict] = model.home(vector, k, banned, history, recent, in_session)

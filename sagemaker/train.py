@@ -805,7 +805,9 @@ def train(args: argparse.Namespace) -> dict:
     final.model.rankers, final.model.home_source = rankers
     report["train_seconds"] = time.perf_counter() - started
     model = final.model
-    model.save(args.model_dir, {"metrics": report["home"]["hybrid"], "trained_pairs": len(inter)})
+    # ALS's settings as tuned (evaluate sets them): serving folds listeners in with the same equations
+    model.save(args.model_dir, {"metrics": report["home"]["hybrid"], "trained_pairs": len(inter),
+                                "als_alpha": args.alpha, "als_regularization": args.regularization})  # fmt: skip
     # The artifact carries its serving code (SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code): NumPy and SciPy,
     # which the serving container has. No requirements.txt there: the container would pip-install it on every
     # cold start.

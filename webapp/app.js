@@ -351,14 +351,17 @@ async function loadOperations() {
 
 function renderModels(view) {
   const serving = view.serving;
+  const test = serving && serving.test;
   $("serving-model").textContent = serving
-    ? `Serving model ${serving.version}, promoted ${utc(serving.promoted_at)} UTC, home NDCG@10 ${fixed(serving.metrics["ndcg@10"])}.`
+    ? `Serving model ${serving.version}, promoted ${utc(serving.promoted_at)} UTC, home NDCG@10 ${fixed(serving.metrics["ndcg@10"])}.` +
+      (test ? ` Online test: ${test.challenger} serves ${Math.round(test.share * 100)}% of listeners since ${utc(test.started_at)} UTC.` : "")
     : "No model is serving yet: every answer falls back to trending.";
   const rows = view.decisions.map((d) => el("tr", { "data-version": d.version },
     el("td", {}, d.version), el("td", {}, utc(d.decided_at)),
     el("td", { class: d.promote ? "promoted" : "kept" }, d.promote ? "promoted" : "kept the serving model"),
     el("td", {}, fixed(d.home_ndcg.hybrid)), el("td", {}, fixed(d.home_ndcg.popularity)),
-    el("td", {}, d.serving_version || "none"), el("td", {}, d.reason),
+    el("td", {}, d.serving_version || "none"),
+    el("td", {}, d.online ? `${d.reason}. Online test: ${d.online.action}: ${d.online.reason}` : d.reason),
     el("td", {}, el("button", { type: "button", "aria-label": `Compare the reports of ${d.version}`, onclick: () => loadReports(d.version) }, "Compare"))));
   $("decisions").tBodies[0].replaceChildren(...rows);
   const history = [...view.decisions].reverse(); // oldest first

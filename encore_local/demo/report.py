@@ -47,15 +47,22 @@ def render_demo(result: Any) -> str:
         if chose:
             lines.append(f"  choosing listeners: {chose['listeners']} played {chose['plays']} of the tracks they were "
                          f"shown ({chose['completes']} to the end), each with its answer's id")  # fmt: skip
-            lines.append("  attribution (the live day, by surface and model version):")
+            lines.append("  attribution (the live day, by surface, model version and variant):")
             for row in live.get("attribution", []):
                 rate = "-" if row["play_through_rate"] is None else f"{row['play_through_rate']:.0%}"
-                model = row["model_version"] or "fallback"
+                model = f"{row['model_version']} ({row['variant']})" if row["model_version"] else "fallback"
                 lines.append(
-                    f"    {row['surface']:<8} {model:<28} {row['impressions']:>5} answers  {row['plays']:>3} plays  "
+                    f"    {row['surface']:<8} {model:<40} {row['impressions']:>5} answers  {row['plays']:>3} plays  "
                     f"play-through {rate:>4}  outside window {row['outside_window']}, off list {row['off_list']}, "
                     f"unknown {row['unknown']}"
                 )
+        test = live.get("online_test")
+        if test and test.get("champion"):
+            lines.append(f"  online test ({test['days']} closed day): {test['action']}: {test['reason']}")
+            for arm in ("champion", "challenger"):
+                a = test[arm]
+                lines.append(f"    {arm:<10} {a['version']:<28} {a['plays']:>4} plays  {a['completes']:>4} to the end  "
+                             f"play-through {a['rate']:.0%}")  # fmt: skip
     lines.append("Checks:")
     lines += [f"  [{'ok' if ok else 'FAILED'}] {name}" for name, ok in result.checks.items()]
     lines += [f"      {refusal['message']}" for refusal in result.iam_refusals]

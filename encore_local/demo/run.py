@@ -47,6 +47,7 @@ from encore_local.demo.report import render_demo
 from encore_local.errors import UsageError
 from encore_local.jobs import run_job
 from encore_local.lake import import_simulation
+from encore_local.online_test import DEPLOY, JUDGE, invoke, popularity_challenger
 from encore_local.pipeline import Execution, run_state_machine, set_clock
 from encore_local.simulator import SimulationParams, simulate
 from encore_local.simulator.listeners import GroundTruth, load_ground_truth
@@ -59,6 +60,7 @@ from encore_local.twin.router import TRAINING_CHANNELS_PATH
 from encore_local.twin.services import TwinServices
 
 SAMPLE_LISTENERS = 3
+TEST_LISTENERS = 80  # choosing listeners during the online test (the local stage splits them half and half)
 HELD_OUT_LISTENERS = 200
 CHART_REGIONS = 6  # the live hour's busiest regions, and GLOBAL, are checked
 CHART_LIMIT = 20
@@ -260,8 +262,17 @@ def _live(
     result.timings.append(("genre burst and next song", time.perf_counter() - t))
 
     t = time.perf_counter()
-    chose = listeners_choose(client, day, truth, users, lambda: int(CLOCK.now().timestamp() * 1000))
+    now_ms = lambda: int(CLOCK.now().timestamp() * 1000)  # noqa: E731
+    chose = listeners_choose(client, day, truth, users, now_ms)
     result.timings.append(("listeners choose among what they are shown", time.perf_counter() - t))
+
+    t = time.perf_counter()
+    say("  online test: the popularity baseline beside the champion; listeners choose ...")
+    challenger = popularity_challenger(config, f"popularity-{hour:%Y%m%d}")
+    invoke(config, DEPLOY, challenger)
+    testers = [u for u in history_counts.index if u not in users][:TEST_LISTENERS]
+    tested = listeners_choose(client, day, truth, testers, now_ms)
+    result.timings.append(("online test: challenger deployed, listeners choose", time.perf_counter() - t))
 
     charts = f"{config.resources.state_machine}-charts"
     say(f"  charts refresh: Step Functions execution of {charts} ...")
@@ -269,11 +280,17 @@ def _live(
     refresh = run_state_machine(config, charts, name=f"demo-charts-{hour_end:%Y%m%dT%H%M}", at=hour_end)
     set_clock(url_aws, None)
     _record(result, "charts", refresh)
-    say("  attribute_plays: the plays of the live hour credited to the answers they came from ...")
-    attributed = run_job("attribute_plays", config, run_time=hour_end.isoformat())
+    # Two days on, the live day's attribution window has closed: its plays are all in, and the test is judged.
+    closed = (hour_end + timedelta(days=2)).replace(hour=0, minute=30)
+    say("  attribute_plays: the live day's plays credited to the answers they came from, once its window closed ...")
+    attributed = run_job("attribute_plays", config, run_time=closed.isoformat())
     result.timings.append(("attribute_plays", attributed.seconds))
+    set_clock(url_aws, closed)
+    judged = invoke(config, JUDGE, {})
+    set_clock(url_aws, None)
+    say(f"  judge: {judged['action']}: {judged['reason']}")
 
-    acked = replay.acked + burst.acked + chose.acked
+    acked = replay.acked + burst.acked + chose.acked + tested.acked
     with tempfile.TemporaryDirectory(prefix="encore-demo-curated-") as scratch:
         counts = curated_counts(config, f"{hour:%Y-%m-%d}", Path(scratch))
         table = attribution_table(config, f"{hour:%Y-%m-%d}", Path(scratch))
@@ -297,8 +314,9 @@ def _live(
         "held_out": asdict(held),
         "burst": asdict(burst),
         "charts": {"served": served, "expected": {r: expected.get(r, []) for r in regions}},
-        "choices": {"listeners": chose.listeners, "answers": chose.answers, "plays": len(chose.acked),
-                    "completes": chose.completes},
+        "choices": {"listeners": chose.listeners + tested.listeners, "answers": chose.answers + tested.answers,
+                    "plays": len(chose.acked) + len(tested.acked), "completes": chose.completes + tested.completes},
+        "online_test": judged,
         "attribution": json.loads(table.to_json(orient="records")),  # NaN as null
     }  # fmt: skip
     result.checks = {
@@ -309,5 +327,5 @@ def _live(
         "hour charts per region match the events sent": all(served[r] == expected.get(r, []) for r in regions),
         "no 5xx answer": not any(s >= 500 for s in client.statuses),
         "the attribution table accounts for every play that carried a known recommendation_id": bool(chose.acked)
-        and _credited(table) == len(chose.acked),
+        and _credited(table) == len(chose.acked) + len(tested.acked),
     }

@@ -2,10 +2,11 @@
 
 Training (``TrainingService``) runs the training-source asset's script in a process with the environment and
 channel folders SageMaker gives a script-mode job, then uploads ``model.tar.gz`` where SageMaker would. The
-endpoint server resolves an endpoint the way SageMaker does (endpoint -> configuration -> model ->
-ModelDataUrl, through the SageMaker API, i.e. moto), loads that artifact with the inference code it carries,
-and serves ``POST /endpoints/{name}/invocations`` and ``GET /ping``; ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``
-points boto3's sagemaker-runtime at it. The twin runs it in a process of its own (``python -m
+endpoint server resolves an endpoint the way SageMaker does (endpoint -> configuration -> each production
+variant's model -> ModelDataUrl, through the SageMaker API, i.e. moto), loads those artifacts with the inference
+code they carry, routes each request to a variant (the one it targets, else one chosen by weight) and serves
+``POST /endpoints/{name}/invocations`` and ``GET /ping``; ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` points boto3's
+sagemaker-runtime at it. The twin runs it in a process of its own (``python -m
 encore_local.twin.sagemaker``), as SageMaker runs endpoints on hosts of their own.
 """
 
@@ -16,6 +17,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -213,7 +215,31 @@ class TrainingService:
             return self.create(request)
         if operation == "DescribeTrainingJob":
             return self.describe(request["TrainingJobName"])
+        if operation == "UpdateEndpoint":
+            return update_endpoint(request, self.deployment.region)
         return None
+
+
+def update_endpoint(request: dict[str, Any], region: str) -> dict[str, Any]:
+    """``UpdateEndpoint``, which moto lacks: the endpoint serves the new configuration's variants. SageMaker takes
+    minutes (``Updating``, then ``InService``); the twin's update is done when the call returns."""
+    from moto.sagemaker.models import sagemaker_backends  # here: the endpoint's own process never needs moto
+
+    backend = sagemaker_backends[ACCOUNT][region]
+    name, config_name = str(request.get("EndpointName")), str(request.get("EndpointConfigName"))
+    endpoint = backend.endpoints.get(name)
+    if endpoint is None:
+        arn = f"arn:aws:sagemaker:{region}:{ACCOUNT}:endpoint/{name}"
+        raise SageMakerError("ValidationException", f'Could not find endpoint "{arn}".')
+    try:
+        config = backend.describe_endpoint_config(config_name)
+    except KeyError:
+        arn = f"arn:aws:sagemaker:{region}:{ACCOUNT}:endpoint-config/{config_name}"
+        raise SageMakerError("ValidationException", f'Could not find endpoint configuration "{arn}".') from None
+    endpoint.endpoint_config_name = config_name
+    endpoint.production_variants = endpoint._process_production_variants(config["ProductionVariants"])
+    endpoint.endpoint_status = "InService"
+    return {"EndpointArn": endpoint.arn}
 
 
 def _hp(value: Any) -> str:
@@ -287,14 +313,30 @@ def _import_inference(path: Path) -> ModuleType:
     return module
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A production variant of an endpoint's current configuration, as the endpoint routes to it."""
+
+    name: str
+    weight: float
+    model_data: str
+
+
+# The twin's wording: SageMaker's text for a TargetVariant the endpoint does not have was not found in public
+# references (its error code and status are botocore's: ValidationError, 400).
+UNKNOWN_VARIANT = "Variant {variant} does not exist for endpoint {endpoint} of account {account}."
+
+
 class EndpointServer(LoopbackServer):
-    """``InvokeEndpoint`` on loopback for every endpoint the twin's SageMaker API knows."""
+    """``InvokeEndpoint`` on loopback for every endpoint the twin's SageMaker API knows, routed among its production
+    variants as SageMaker routes: to ``X-Amzn-SageMaker-Target-Variant`` when given, else by variant weight."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._models: dict[str, LoadedModel] = {}
+        self._models: dict[tuple[str, str], LoadedModel] = {}  # (endpoint, variant) -> its loaded artifact
         self._lock = threading.Lock()
         self.predict_ms: list[float] = []  # time inside the model's handlers per invocation (benchmarks read it)
-        self._resolved: dict[str, tuple[str, float]] = {}  # endpoint -> (model data URL, valid until)
+        self._resolved: dict[str, tuple[list[Variant], float]] = {}  # endpoint -> (variants, valid until)
+        self.random = random.Random()  # the weighted choice of variant (tests seed it)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -327,19 +369,29 @@ class EndpointServer(LoopbackServer):
 
         LoopbackServer.__init__(self, Handler, host, port, "endpoint")
 
-    def model_data(self, endpoint: str) -> str:
-        """The artifact behind an endpoint, re-resolved every few seconds (an update takes effect that soon,
-        as SageMaker's own updates do, without three API calls on every invocation)."""
+    def variants(self, endpoint: str) -> list[Variant]:
+        """The endpoint's variants, re-resolved every few seconds (an update takes effect that soon, as SageMaker's
+        own updates do, without the API calls on every invocation). Models of variants the configuration no longer
+        has are dropped then."""
         now = time.monotonic()
         cached = self._resolved.get(endpoint)
         if cached and cached[1] > now:
             return cached[0]
         sm = get_client("sagemaker")
         config_name = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
-        variant = sm.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"][0]
-        url = str(sm.describe_model(ModelName=variant["ModelName"])["PrimaryContainer"]["ModelDataUrl"])
-        self._resolved[endpoint] = (url, now + RESOLVE_TTL_S)
-        return url
+        urls: dict[str, str] = {}  # variants may share a model
+        variants = []
+        for pv in sm.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"]:
+            model = pv["ModelName"]
+            if model not in urls:
+                urls[model] = str(sm.describe_model(ModelName=model)["PrimaryContainer"]["ModelDataUrl"])
+            variants.append(Variant(pv["VariantName"], float(pv.get("InitialVariantWeight", 1.0)), urls[model]))
+        self._resolved[endpoint] = (variants, now + RESOLVE_TTL_S)
+        names = {v.name for v in variants}
+        with self._lock:
+            for key in [k for k in self._models if k[0] == endpoint and k[1] not in names]:
+                del self._models[key]
+        return variants
 
     def invoke(self, endpoint: str, body: bytes, headers: Any) -> tuple[int, bytes, dict[str, str]]:
         def error(status: int, kind: str, message: str) -> tuple[int, bytes, dict[str, str]]:
@@ -347,13 +399,23 @@ class EndpointServer(LoopbackServer):
             return status, json.dumps(payload).encode(), {"Content-Type": "application/json", "x-amzn-ErrorType": kind}
 
         try:
-            model_data = self.model_data(endpoint)
+            variants = self.variants(endpoint)
         except Exception:
-            return error(400, "ValidationError", f"Endpoint {endpoint} of account 123456789012 not found.")
+            return error(400, "ValidationError", f"Endpoint {endpoint} of account {ACCOUNT} not found.")
+        target = headers.get("X-Amzn-SageMaker-Target-Variant")
+        if target is not None:
+            chosen = next((v for v in variants if v.name == target), None)
+            if chosen is None:
+                return error(400, "ValidationError", UNKNOWN_VARIANT.format(variant=target, endpoint=endpoint,
+                                                                            account=ACCOUNT))  # fmt: skip
+        elif sum(v.weight for v in variants) > 0:
+            chosen = self.random.choices(variants, weights=[v.weight for v in variants])[0]
+        else:  # every weight 0: nothing to route to but by target (the twin's wording)
+            return error(400, "ValidationError", f"Endpoint {endpoint} has no variant with a weight above 0.")
         with self._lock:
-            loaded = self._models.get(endpoint)
-            if loaded is None or loaded.model_data != model_data:  # a deploy switched the endpoint's model
-                loaded = self._models[endpoint] = LoadedModel(model_data)
+            loaded = self._models.get((endpoint, chosen.name))
+            if loaded is None or loaded.model_data != chosen.model_data:  # a deploy switched the variant's model
+                loaded = self._models[endpoint, chosen.name] = LoadedModel(chosen.model_data)
         started = time.perf_counter()
         try:
             out = loaded.invoke(body, headers.get("Content-Type", "application/json"), headers.get("Accept", "*/*"))
@@ -363,7 +425,7 @@ class EndpointServer(LoopbackServer):
         return (
             200,
             out.encode(),
-            {"Content-Type": "application/json", "x-Amzn-Invoked-Production-Variant": "AllTraffic"},
+            {"Content-Type": "application/json", "x-Amzn-Invoked-Production-Variant": chosen.name},
         )
 
 

@@ -24,12 +24,14 @@ from encore import observability as obs
 from encore.cache import SessionCache
 from encore.config import EncoreConfig
 from encore.errors import BadRequest, NotFound
+from encore.experiment import LiveTestReader
 from encore.http import cors_config, read_bodies_strictly, register_error_handlers
 from encore.model_client import ModelClient
 from encore.models import ProfileUpdate, RecommendationResponse, Surface
 from encore.observability import logger, metrics, tracer
 from encore.openapi import DocumentedResolver, answers
 from encore.profiles import ProfileStore
+from encore.promotion import ModelRegistry
 from encore.recommend import GLOBAL, Options, Outcome, ServingDeps, recommend, track_metadata
 from encore.regions import ISO_3166_ALPHA2
 from encore.stores import ChartStore, TrackStore
@@ -43,6 +45,7 @@ deps = ServingDeps(
     cache=SessionCache(config.cache_url, config.session.ttl_seconds),
     model=ModelClient(config.resources.endpoint_name, config.serving.endpoint_timeout_ms, config.region),
     now_ms=lambda: int(time.time() * 1000),
+    tests=LiveTestReader(ModelRegistry(config).serving),
 )
 app = DocumentedResolver(
     enable_validation=True,

@@ -1,4 +1,4 @@
-"""Pipeline step: point the endpoint at the promoted model (logic in encore.promotion)."""
+"""Pipeline step: put the promoted model on the endpoint, as champion or challenger (logic in encore.promotion)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ ROLE = os.environ["ENCORE_MODEL_EXECUTION_ROLE"]
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = deploy(event, config, SETTINGS, ROLE)
     logger.info("endpoint deployed", extra=result)
     return result

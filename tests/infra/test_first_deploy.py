@@ -58,17 +58,22 @@ def test_the_pipeline_loads_vectors_only_once_the_new_model_serves(assemblies: d
     assert describe["ResultSelector"]["config.$"] == "$.EndpointConfigName"
 
 
-def test_prod_endpoint_autoscaling_is_allowed(assemblies: dict[str, Assembly]) -> None:
+@pytest.mark.parametrize("step", ["Put a promoted model", "Decide the online test"])
+def test_prod_endpoint_autoscaling_is_allowed(assemblies: dict[str, Assembly], step: str) -> None:
+    """Both steps that change the endpoint (deploy, and the judge ending a test) scale its variants."""
     a = assemblies["prod"]
-    role = _function_role(a, "Point the endpoint")
+    role = _function_role(a, step)
     arn = f"arn:<AWS::Partition>:{{}}:{a.region}:123456789012:{{}}"
     endpoint = "encore-prod-hybrid"
     linked = "sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
     for action, resource in (
         ("sagemaker:UpdateEndpointWeightsAndCapacities", arn.format("sagemaker", f"endpoint/{endpoint}")),
-        (
-            "cloudwatch:PutMetricAlarm",
-            arn.format("cloudwatch", f"alarm:TargetTracking-endpoint/{endpoint}/variant/AllTraffic-AlarmHigh-1"),
+        *(
+            (
+                "cloudwatch:PutMetricAlarm",
+                arn.format("cloudwatch", f"alarm:TargetTracking-endpoint/{endpoint}/variant/{v}-AlarmHigh-1"),
+            )
+            for v in ("champion", "challenger")
         ),
         ("iam:CreateServiceLinkedRole", f"arn:<AWS::Partition>:iam::123456789012:role/aws-service-role/{linked}"),
         ("application-autoscaling:RegisterScalableTarget", arn.format("application-autoscaling", "scalable-target/a")),
@@ -76,7 +81,7 @@ def test_prod_endpoint_autoscaling_is_allowed(assemblies: dict[str, Assembly]) -
         assert a.allows(role, action, resource), action
     # and dev, serverless, has none of it
     dev = assemblies["dev"]
-    assert not dev.allows(_function_role(dev, "Point the endpoint"), "iam:CreateServiceLinkedRole", "*")
+    assert not dev.allows(_function_role(dev, step), "iam:CreateServiceLinkedRole", "*")
 
 
 def test_dev_tears_down_cleanly_and_prod_keeps_its_data(assemblies: dict[str, Assembly]) -> None:

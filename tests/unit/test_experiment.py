@@ -3,12 +3,25 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
+
 import pytest
+from botocore.exceptions import ClientError
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.stats import chi2_contingency
 
-from encore.experiment import Arm, decide, two_proportion_z
+from encore.experiment import (
+    CHALLENGER,
+    CHAMPION,
+    Arm,
+    LiveTest,
+    LiveTestReader,
+    assign,
+    closed_day,
+    decide,
+    two_proportion_z,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -40,3 +53,62 @@ def test_too_few_plays_or_no_difference_extends_then_keeps() -> None:
     assert close.action == "extend" and close.p_value is not None and close.p_value > 0.5
     assert decide(Arm(1000, 400), Arm(1000, 410), days_run=14).action == "keep"
     assert decide(Arm(600, 0), Arm(600, 0), days_run=3).action == "extend"  # no variance: nothing to tell apart
+
+
+def test_assignment_is_sticky_uniform_and_new_for_each_test() -> None:
+    listeners = [f"user-{i}" for i in range(20_000)]
+    first = [assign(u, "model-b", 0.1) for u in listeners]
+    assert first == [assign(u, "model-b", 0.1) for u in listeners]  # a listener sees one model
+    share = first.count(CHALLENGER) / len(listeners)
+    assert 0.09 < share < 0.11  # binomial sd is 0.002: five of them either side
+    other = [assign(u, "model-c", 0.1) for u in listeners]
+    both = sum(a == b == CHALLENGER for a, b in zip(first, other, strict=True)) / len(listeners)
+    assert 0.005 < both < 0.015  # another test draws an independent split (0.1 x 0.1 expected)
+    assert {assign(u, "model-b", 0.0) for u in listeners[:500]} == {CHAMPION}
+
+
+def test_a_live_test_sums_its_own_rows_only() -> None:
+    serving = {"version": "a", "test": {"challenger": {"version": "b"}, "share": 0.2, "started_at": 0}}
+    test = LiveTest.of(serving)
+    assert test is not None and LiveTest.of({"version": "a"}) is None and LiveTest.of(None) is None
+    assert test.variant_of(None) == CHAMPION  # answers for no listener: the champion's
+    rows = [
+        {"variant": CHAMPION, "model_version": "a", "plays": 10, "completes": 7},
+        {"variant": CHAMPION, "model_version": "a", "plays": 5, "completes": 1},
+        {"variant": CHALLENGER, "model_version": "b", "plays": 8, "completes": 2},
+        {"variant": CHALLENGER, "model_version": "old", "plays": 100, "completes": 100},  # an earlier test's
+        {"variant": None, "model_version": None, "plays": 50, "completes": 50},  # fallbacks
+    ]
+    assert test.arms(rows) == (Arm(15, 8), Arm(8, 2))
+
+
+def test_the_reader_reads_once_a_minute_and_keeps_what_it_knew_when_the_store_fails() -> None:
+    now, reads = [0.0], []
+    record: dict[str, object] = {
+        "version": "a",
+        "test": {"challenger": {"version": "b"}, "share": 0.1, "started_at": 5},
+    }
+
+    def read() -> dict[str, object]:
+        reads.append(now[0])
+        if now[0] >= 200:
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"}}, "GetObject")
+        return record
+
+    reader = LiveTestReader(read, ttl_s=60, clock=lambda: now[0])
+    test, fresh = reader.current()
+    assert fresh and test is not None and test.challenger == "b"
+    now[0] = 59
+    assert reader.current() == (test, True) and reads == [0.0]
+    record = {"version": "b"}  # the test ended
+    now[0] = 61
+    assert reader.current() == (None, True)
+    now[0] = 250
+    assert reader.current() == (None, False)  # unreadable: what was known, said so
+
+
+def test_a_day_closes_when_the_window_of_its_last_answer_has_ended() -> None:
+    at = datetime(2026, 1, 3, 0, 30, tzinfo=UTC)
+    assert closed_day(at, 24) == date(2026, 1, 1)
+    assert closed_day(at.replace(hour=0, minute=0) - timedelta(minutes=1), 24) == date(2025, 12, 31)
+    assert closed_day(at, 1) == date(2026, 1, 1)

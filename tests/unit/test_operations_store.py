@@ -89,3 +89,21 @@ def test_a_failed_execution_carries_its_error_and_cause(aws: dict[str, Any]) -> 
     assert runs["charts"].status == "FAILED" and runs["charts"].pipeline == "charts"
     assert runs["charts"].error == "Boom" and runs["charts"].cause == "it broke"
     assert runs["nightly"].status == "SUCCEEDED" and runs["nightly"].error is None
+
+
+def test_a_running_test_and_the_online_judgment_are_shown(aws: dict[str, Any]) -> None:
+    s3 = aws["s3"]
+    test = {"challenger": {"version": "v2", "model_data": "s3://lake/v2"}, "share": 0.1, "started_at": 1_700_000_000}
+    serving = {"version": "v1", "model_data": "s3://lake/v1", "metrics": {"ndcg@10": 0.3}, "test": test}
+    s3.put_object(Bucket="lake", Key="models/serving.json", Body=json.dumps(serving))
+    decide(s3, "v2", True, "v1", 0.32)
+    record = json.loads(s3.get_object(Bucket="lake", Key="models/decisions/v2.json")["Body"].read())
+    judged = {"action": "keep", "reason": "the champion is better", "confidence": 0.999, "days": 4,
+              "champion": {"rate": 0.7}, "challenger": {"rate": 0.4}}  # fmt: skip
+    record["online"] = [{**judged, "action": "extend"}, judged]
+    s3.put_object(Bucket="lake", Key="models/decisions/v2.json", Body=json.dumps(record))
+    view = aws["store"].models(30)
+    assert view.serving is not None and view.serving.test is not None
+    assert (view.serving.test.challenger, view.serving.test.share) == ("v2", 0.1)
+    online = view.decisions[0].online
+    assert online is not None and (online.action, online.challenger_rate, online.days) == ("keep", 0.4, 4)

@@ -36,6 +36,9 @@ class ResourceNames(_Frozen):
     endpoint_name: str
     model_package_group: str
     state_machine: str
+    # named, not left to CloudFormation: an operator invokes them by hand to start or judge an online test
+    deploy_function: str
+    judge_function: str
 
     @classmethod
     def for_prefix(cls, prefix: str) -> ResourceNames:
@@ -51,6 +54,8 @@ class ResourceNames(_Frozen):
             endpoint_name=f"{prefix}-hybrid",
             model_package_group=f"{prefix}-hybrid",
             state_machine=f"{prefix}-pipeline",
+            deploy_function=f"{prefix}-deploy-model",
+            judge_function=f"{prefix}-judge-test",
         )
 
 
@@ -108,6 +113,25 @@ class AttributionSettings(_Frozen):
 
     window_hours: int = Field(24, gt=0, le=24 * 7, description="a play counts for its answer within this long")
     days: int = Field(3, gt=0, le=30, description="days of answers recomputed each run (late plays still arrive)")
+
+
+class OnlineTestSettings(_Frozen):
+    """Champion/challenger tests on the endpoint (``encore.experiment``): a promoted model serves a share of the
+    listeners beside the champion until their play-through rates tell which is better."""
+
+    challenger_share: float = Field(
+        0.1, ge=0, lt=1, description="traffic a promoted model gets beside the champion; 0: it replaces the champion"
+    )
+    min_days: int = Field(3, ge=1, le=60, description="closed days of answers before the first decision")
+    max_days: int = Field(14, ge=1, le=90, description="with no significant difference by then, the champion stays")
+    min_plays: int = Field(500, ge=1, description="attributed plays each variant needs before the test is judged")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="two-sided significance level of the two-proportion test")
+
+    @model_validator(mode="after")
+    def _window(self) -> Self:
+        if self.max_days < self.min_days:
+            raise ValueError(f"max_days ({self.max_days}) must be at least min_days ({self.min_days})")
+        return self
 
 
 class ServingSettings(_Frozen):
@@ -234,6 +258,7 @@ class EncoreConfig(BaseSettings):
     rating: RatingWeights = RatingWeights()
     session: SessionSettings = SessionSettings()
     attribution: AttributionSettings = AttributionSettings()
+    online_test: OnlineTestSettings = OnlineTestSettings()
     serving: ServingSettings = ServingSettings()
     deploy: DeploySettings = DeploySettings()
 

@@ -51,6 +51,7 @@ def impression_of(
         user_id=user_id,
         seed_track_id=seed_track_id,
         model_version=response.model_version,
+        variant=response.variant,
         track_ids=[item.track_id for item in response.items],
         fallback=response.fallback,
         fallback_reason=response.fallback_reason,

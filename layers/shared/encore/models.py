@@ -228,6 +228,8 @@ class RecommendationResponse(_Contract):
     model_version: StrictStr | None
     fallback: StrictBool = False
     fallback_reason: StrictStr | None = None
+    # The endpoint's production variant that answered ("champion", or "challenger" while an online test runs).
+    variant: StrictStr | None = None
     items: list[RecommendationItem]
 
 
@@ -236,6 +238,7 @@ class InferenceWeights(_Contract):
     content: Number = Field(0.4, ge=0, le=1)
     long_term: Number = Field(0.7, ge=0, le=1)
     short_term: Number = Field(0.3, ge=0, le=1)
+    ema_keep: Number = Field(0.5, ge=0, le=1)
 
 
 class InferenceRequest(_Contract):
@@ -244,6 +247,9 @@ class InferenceRequest(_Contract):
     surface: Surface
     user_vector: list[Number] | None = None
     short_vector: list[Number] | None = None
+    # The model version whose factor space the vectors are in: a model of another version (a challenger) derives
+    # its own from history and recent instead.
+    vectors_of: StrictStr | None = None
     seed_track_id: Identifier | None = None
     exclude: list[Identifier] = Field(default_factory=list, max_length=5000)
     # What the ranking stage knows of the listener: liked tracks (the profile's, from the last training) and the

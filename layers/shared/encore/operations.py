@@ -32,10 +32,36 @@ _READERS = 8  # decision files read at once
 NEXT_METRIC = "hit_rate@10"
 
 
+class RunningTest(BaseModel):
+    challenger: str = Field(description="the model version on test beside the serving model")
+    share: float = Field(description="the challenger's share of listeners")
+    started_at: int = Field(description="epoch seconds")
+
+
 class ServingModel(BaseModel):
     version: str
     promoted_at: int | None = Field(None, description="epoch seconds")
     metrics: dict[str, float] = Field(default_factory=dict, description="its home metrics when it was promoted")
+    test: RunningTest | None = Field(None, description="the online test running on the endpoint, if any")
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> ServingModel:
+        test = record.get("test")
+        running = (
+            RunningTest(challenger=test["challenger"]["version"], share=test["share"], started_at=test["started_at"])
+            if test
+            else None
+        )
+        return cls.model_validate({k: v for k, v in record.items() if k != "test"} | {"test": running}, strict=False)
+
+
+class OnlineJudgment(BaseModel):
+    action: str = Field(description="promote, keep or extend")
+    reason: str
+    confidence: float | None = Field(None, description="1 - p of the two-proportion test")
+    champion_rate: float = Field(description="the champion's play-through rate over the test")
+    challenger_rate: float
+    days: int = Field(description="closed days counted")
 
 
 class DecisionSummary(BaseModel):
@@ -46,6 +72,7 @@ class DecisionSummary(BaseModel):
     serving_version: str | None = Field(None, description="what served when the gate decided")
     home_ndcg: dict[str, float] = Field(description=f"home {METRIC} of each model in the candidate's report")
     next_hit_rate: dict[str, float] = Field(description=f"next-song {NEXT_METRIC} of each model in that report")
+    online: OnlineJudgment | None = Field(None, description="the online test's latest judgment of this model")
 
 
 class ModelsView(BaseModel):
@@ -94,6 +121,21 @@ def _summary(version: str, record: dict[str, Any]) -> DecisionSummary:
         next_hit_rate={
             name: float(m[NEXT_METRIC]) for name, m in candidate.get("next", {}).items() if NEXT_METRIC in m
         },
+        online=_judgment(record.get("online")),
+    )
+
+
+def _judgment(online: list[dict[str, Any]] | None) -> OnlineJudgment | None:
+    if not online:
+        return None
+    last = online[-1]
+    return OnlineJudgment(
+        action=last["action"],
+        reason=last["reason"],
+        confidence=last.get("confidence"),
+        champion_rate=last["champion"]["rate"],
+        challenger_rate=last["challenger"]["rate"],
+        days=last["days"],
     )
 
 
@@ -128,7 +170,7 @@ class OperationsStore:
 
     def serving(self) -> ServingModel | None:
         record = self._read(self.prefix + SERVING_KEY)
-        return None if record is None else ServingModel.model_validate(record, strict=False)
+        return None if record is None else ServingModel.of(record)
 
     def models(self, limit: int) -> ModelsView:
         keys = self._decision_keys()

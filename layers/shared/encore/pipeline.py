@@ -22,8 +22,15 @@ BUILD_FEATURES = PipelineStep("build_features", "glue", "90 days of events -> in
 BUILD_CHARTS = PipelineStep("build_charts", "glue", "top tracks per region per hour and day, 7-day trending")
 TRAIN = PipelineStep("train", "training", "ALS + content encoder + cold-start regression; evaluation report")
 GATE = PipelineStep("gate", "lambda", "promote only if NDCG@10 beats the serving model and popularity; register")
-DEPLOY = PipelineStep("deploy", "lambda", "point the endpoint at the promoted model")
-LOAD_VECTORS = PipelineStep("load_vectors", "glue", "user and track vectors into the users and tracks tables")
+DEPLOY = PipelineStep(
+    "deploy", "lambda", "put the promoted model on the endpoint: challenger beside the champion, or champion"
+)
+LOAD_VECTORS = PipelineStep(
+    "load_vectors", "glue", "the champion's user and track vectors into the users and tracks tables, if not there yet"
+)
+JUDGE_TEST = PipelineStep(
+    "judge_test", "lambda", "decide the online test on play-through: promote the challenger, keep the champion, or wait"
+)
 ATTRIBUTE_PLAYS = PipelineStep(
     "attribute_plays", "glue", "plays joined to the recommendation answers they came from; daily table and metrics"
 )
@@ -34,6 +41,7 @@ NIGHTLY: tuple[PipelineStep, ...] = (
     BUILD_FEATURES,
     BUILD_CHARTS,
     ATTRIBUTE_PLAYS,
+    JUDGE_TEST,
     TRAIN,
     GATE,
     DEPLOY,

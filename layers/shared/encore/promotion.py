@@ -1,8 +1,9 @@
-"""The promotion gate and the deploy step: promote a candidate only if it beats the serving model and
-popularity on NDCG@10, register it, and point the endpoint at it.
+"""The promotion gate, the deploy step and the online test's judge: promote a candidate only if it beats the
+serving model and popularity on NDCG@10, register it, put it on the endpoint (as the challenger of an online test
+beside the champion, or as the champion), and end a test when its play-through rates say which model is better.
 
-State in the lake: ``models/serving.json`` (what the endpoint serves, with its report) and
-``models/decisions/<version>.json`` (every decision with both reports).
+State in the lake: ``models/serving.json`` (what the endpoint serves, with its report, and the running test) and
+``models/decisions/<version>.json`` (every decision with both reports, and the online test's judgments).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import tarfile
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
@@ -18,9 +20,12 @@ from botocore.exceptions import ClientError
 
 from encore.clients import get_client
 from encore.config import EncoreConfig, EndpointSettings
+from encore.experiment import CHALLENGER, CHAMPION, LiveTest, closed_day
+from encore.experiment import decide as decide_online
 
 METRIC = "ndcg@10"
 SERVING_KEY = "serving.json"
+VECTORS_KEY = "vectors.json"  # which model's vectors the users and tracks tables hold (load_vectors)
 
 
 def _s3_url(url: str) -> tuple[str, str]:
@@ -77,6 +82,9 @@ def decide(candidate: dict[str, Any], serving: dict[str, Any] | None, min_gain: 
             return False, f"{METRIC} {cand:.4f} does not beat its own source {source} alone ({alone:.4f})"
     if serving is None:
         return True, f"{METRIC} {cand:.4f} beats popularity ({pop:.4f}); nothing is serving yet"
+    if serving.get("test"):
+        challenger = serving["test"]["challenger"]["version"]
+        return False, f"an online test of {challenger} is running: no new challenger until it is decided"
     current = serving["metrics"].get(METRIC, 0.0)
     if cand <= current * (1 + min_gain):
         return False, f"{METRIC} {cand:.4f} does not beat the serving model's {current:.4f}"
@@ -91,14 +99,29 @@ class ModelRegistry:
         self.bucket = config.resources.lake_bucket
         self.prefix = config.lake.models
 
-    def serving(self) -> dict[str, Any] | None:
+    def _get(self, key: str) -> dict[str, Any] | None:
         try:
-            body = get_client("s3", self.config.region).get_object(Bucket=self.bucket, Key=self.prefix + SERVING_KEY)
+            body = get_client("s3", self.config.region).get_object(Bucket=self.bucket, Key=self.prefix + key)
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
                 return None
             raise
         return json.loads(body["Body"].read())  # type: ignore[no-any-return]
+
+    def serving(self) -> dict[str, Any] | None:
+        return self._get(SERVING_KEY)
+
+    def decision(self, version: str) -> dict[str, Any]:
+        found = self._get(f"decisions/{version}.json")
+        if found is None:
+            raise KeyError(f"no decision recorded for model {version}")
+        return found
+
+    def vectors_version(self) -> str | None:
+        return (self._get(VECTORS_KEY) or {}).get("version")
+
+    def set_vectors_version(self, version: str) -> None:
+        self._put(VECTORS_KEY, {"version": version, "loaded_at": int(time.time())})
 
     def record(self, decision: Decision, candidate: dict[str, Any], serving: dict[str, Any] | None) -> None:
         body = {
@@ -107,20 +130,39 @@ class ModelRegistry:
             "serving": serving,
             "decided_at": int(time.time()),
         }
+        self._put(f"decisions/{decision.version}.json", body)
+
+    def _put(self, key: str, body: dict[str, Any]) -> None:
         get_client("s3", self.config.region).put_object(
-            Bucket=self.bucket, Key=f"{self.prefix}decisions/{decision.version}.json", Body=json.dumps(body, indent=2)
+            Bucket=self.bucket, Key=self.prefix + key, Body=json.dumps(body, indent=2)
         )
 
     def set_serving(self, decision: dict[str, Any], metrics: dict[str, Any]) -> None:
+        """The champion, alone: no test runs."""
         record = {
             "version": decision["version"],
             "model_data": decision["model_data"],
+            "model_name": decision.get("model_name"),
             "metrics": metrics,
             "promoted_at": int(time.time()),
         }
-        get_client("s3", self.config.region).put_object(
-            Bucket=self.bucket, Key=self.prefix + SERVING_KEY, Body=json.dumps(record, indent=2)
-        )
+        self._put(SERVING_KEY, record)
+
+    def start_test(self, serving: dict[str, Any], challenger: dict[str, Any], share: float) -> None:
+        entrant = {k: challenger.get(k) for k in ("version", "model_data", "model_name")}
+        test = {"challenger": entrant | {"metrics": challenger.get("metrics", {})}, "share": share,
+                "started_at": int(time.time())}  # fmt: skip
+        self._put(SERVING_KEY, {**serving, "test": test})
+
+    def end_test(self, serving: dict[str, Any]) -> None:
+        """The champion stays, alone."""
+        self._put(SERVING_KEY, {k: v for k, v in serving.items() if k != "test"})
+
+    def record_online(self, version: str, judgment: dict[str, Any]) -> None:
+        """An online test's judgment, added to the model's decision record beside the offline gate's."""
+        record = self._get(f"decisions/{version}.json") or {"decision": {"version": version}}
+        record.setdefault("online", []).append(judgment)
+        self._put(f"decisions/{version}.json", record)
 
     def register(self, decision: Decision) -> str:
         resp = get_client("sagemaker", self.config.region).create_model_package(
@@ -162,21 +204,37 @@ def gate(event: dict[str, Any], config: EncoreConfig, image: str, min_gain: floa
     return {**asdict(decision), "metrics": home["hybrid"]}
 
 
-def deploy(decision: dict[str, Any], config: EncoreConfig, settings: EndpointSettings, role_arn: str) -> dict[str, str]:
-    """Create the version's model and endpoint configuration, then create or update the endpoint."""
-    sm = get_client("sagemaker", config.region)
-    endpoint = config.resources.endpoint_name
-    name = f"{endpoint}-{decision['version']}"[:63].rstrip("-")
+class EndpointBusy(Exception):
+    """The endpoint is being created or updated: the pipeline waits and tries again (its Retry names this)."""
+
+
+BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
+
+
+def model_name(endpoint: str, version: str) -> str:
+    return f"{endpoint}-{version}"[:63].rstrip("-")
+
+
+def _create_model(sm: Any, name: str, image: str, model_data: str, role_arn: str) -> None:
+    try:
+        sm.describe_model(ModelName=name)
+        return  # deployed before (the champion again, or a retried step): the same artifact under the same name
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ValidationException":
+            raise
     sm.create_model(
         ModelName=name,
         ExecutionRoleArn=role_arn,
         PrimaryContainer={
-            "Image": decision["image"],
-            "ModelDataUrl": decision["model_data"],
+            "Image": image,
+            "ModelDataUrl": model_data,
             "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"},
         },
     )
-    variant: dict[str, Any] = {"VariantName": "AllTraffic", "ModelName": name}
+
+
+def _variant(name: str, model: str, weight: float, settings: EndpointSettings) -> dict[str, Any]:
+    variant: dict[str, Any] = {"VariantName": name, "ModelName": model, "InitialVariantWeight": weight}
     if settings.kind == "serverless":
         variant["ServerlessConfig"] = {
             "MemorySizeInMB": settings.serverless_memory_mb,
@@ -184,19 +242,14 @@ def deploy(decision: dict[str, Any], config: EncoreConfig, settings: EndpointSet
         }
     else:
         variant |= {"InstanceType": settings.instance_type, "InitialInstanceCount": settings.instance_min}
-    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant])
-    try:
-        sm.describe_endpoint(EndpointName=endpoint)
-        sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=name)
-        action = "updated"
-    except ClientError as exc:
-        if "Could not find" not in str(exc) and exc.response["Error"]["Code"] != "ValidationException":
-            raise
-        sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=name)
-        action = "created"
-    if settings.kind == "instance":
-        scaling = get_client("application-autoscaling", config.region)
-        resource = f"endpoint/{endpoint}/variant/AllTraffic"
+    return variant
+
+
+def _autoscale(config: EncoreConfig, settings: EndpointSettings, variants: list[str]) -> None:
+    scaling = get_client("application-autoscaling", config.region)
+    endpoint = config.resources.endpoint_name
+    for variant in variants:
+        resource = f"endpoint/{endpoint}/variant/{variant}"
         scaling.register_scalable_target(
             ServiceNamespace="sagemaker",
             ResourceId=resource,
@@ -205,7 +258,7 @@ def deploy(decision: dict[str, Any], config: EncoreConfig, settings: EndpointSet
             MaxCapacity=settings.instance_max,
         )
         scaling.put_scaling_policy(
-            PolicyName=f"{endpoint}-invocations",
+            PolicyName=f"{endpoint}-{variant}-invocations",
             ServiceNamespace="sagemaker",
             ResourceId=resource,
             ScalableDimension="sagemaker:variant:DesiredInstanceCount",
@@ -215,5 +268,124 @@ def deploy(decision: dict[str, Any], config: EncoreConfig, settings: EndpointSet
                 "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
             },
         )
-    ModelRegistry(config).set_serving(decision, decision.get("metrics", {}))
-    return {"endpoint": endpoint, "endpoint_config": name, "model": name, "action": action}
+
+
+def point_endpoint(
+    config: EncoreConfig, settings: EndpointSettings, config_name: str, variants: list[tuple[str, str, float]]
+) -> dict[str, str]:
+    """Serve ``variants`` (name, model, weight) under the endpoint configuration ``config_name`` (made once, then
+    reused), creating the endpoint or updating it. Raises ``EndpointBusy`` while an update is still under way."""
+    sm = get_client("sagemaker", config.region)
+    endpoint = config.resources.endpoint_name
+    try:
+        status = sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"]
+    except ClientError as exc:
+        if "Could not find" not in str(exc) and exc.response["Error"]["Code"] != "ValidationException":
+            raise
+        status = None
+    if status in BUSY:
+        raise EndpointBusy(f"endpoint {endpoint} is {status}")
+    try:
+        sm.describe_endpoint_config(EndpointConfigName=config_name)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ValidationException":
+            raise
+        sm.create_endpoint_config(
+            EndpointConfigName=config_name,
+            ProductionVariants=[_variant(name, model, weight, settings) for name, model, weight in variants],
+        )
+    if status is None:
+        sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config_name)
+        action = "created"
+    else:
+        sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=config_name)
+        action = "updated"
+    if settings.kind == "instance":
+        _autoscale(config, settings, [name for name, _, _ in variants])
+    return {"endpoint": endpoint, "endpoint_config": config_name, "action": action}
+
+
+def deploy(decision: dict[str, Any], config: EncoreConfig, settings: EndpointSettings, role_arn: str) -> dict[str, Any]:
+    """Put a promoted model on the endpoint: beside the champion as the challenger of an online test when the
+    stage gives challengers a share of traffic and a champion serves, else as the champion (``role``)."""
+    sm = get_client("sagemaker", config.region)
+    registry = ModelRegistry(config)
+    endpoint = config.resources.endpoint_name
+    name = model_name(endpoint, decision["version"])
+    _create_model(sm, name, decision["image"], decision["model_data"], role_arn)
+    serving, share = registry.serving(), config.online_test.challenger_share
+    if serving is not None and share > 0 and serving["version"] != decision["version"]:
+        champion = serving.get("model_name") or model_name(endpoint, serving["version"])
+        variants = [(CHAMPION, champion, round(1 - share, 6)), (CHALLENGER, name, share)]
+        result = point_endpoint(config, settings, f"{name[:58]}-test", variants)
+        registry.start_test(serving, decision | {"model_name": name}, share)
+        return {**result, "model": name, "role": CHALLENGER}
+    result = point_endpoint(config, settings, name, [(CHAMPION, name, 1.0)])
+    registry.set_serving(decision | {"model_name": name}, decision.get("metrics", {}))
+    return {**result, "model": name, "role": CHAMPION}
+
+
+def attribution_totals_key(config: EncoreConfig, day: date) -> str:
+    """Where ``attribute_plays`` leaves a day's attribution rows as JSON, for the test's judge (no Parquet reader)."""
+    return f"{config.lake.features}attribution_totals/day={day.isoformat()}.json"
+
+
+def _attribution_rows(config: EncoreConfig, first: date, last: date) -> list[dict[str, Any]]:
+    s3, rows = get_client("s3", config.region), []
+    for n in range((last - first).days + 1):
+        try:
+            body = s3.get_object(
+                Bucket=config.resources.lake_bucket, Key=attribution_totals_key(config, first + timedelta(n))
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                continue  # a day without answers
+            raise
+        rows += json.loads(body["Body"].read())
+    return rows
+
+
+def judge(config: EncoreConfig, settings: EndpointSettings, now: datetime | None = None) -> dict[str, Any]:
+    """The pipeline's judge step: decide a running online test on the closed days since it began (promote the
+    challenger, keep the champion, or let it run on), record the judgment beside the gate's decision, and, when
+    the test ends, leave the winner alone on the endpoint."""
+    now = now or datetime.fromtimestamp(time.time(), UTC)  # time.time: the clock a test (or the twin) can set
+    registry = ModelRegistry(config)
+    serving = registry.serving()
+    test = LiveTest.of(serving)
+    if serving is None or test is None:
+        return {"action": "none", "reason": "no online test is running"}
+    rules = config.online_test
+    first = datetime.fromtimestamp(test.started_at, UTC).date()
+    last = closed_day(now, config.attribution.window_hours)
+    days = max(0, (last - first).days + 1)
+    if days < rules.min_days:
+        return {"action": "running", "reason": f"{days} closed day(s) of the test; judged after {rules.min_days}",
+                "challenger": test.challenger}  # fmt: skip
+    champion, challenger = test.arms(_attribution_rows(config, first, last))
+    verdict = decide_online(champion, challenger, days_run=days, alpha=rules.alpha, min_plays=rules.min_plays,
+                     max_days=rules.max_days)  # fmt: skip
+    judgment = {
+        "action": verdict.action,
+        "reason": verdict.reason,
+        "champion": {"version": test.champion, **asdict(champion), "rate": champion.rate},
+        "challenger": {"version": test.challenger, **asdict(challenger), "rate": challenger.rate},
+        "z": verdict.z,
+        "p_value": verdict.p_value,
+        "confidence": verdict.confidence,
+        "days": days,
+        "first_day": first.isoformat(),
+        "last_day": last.isoformat(),
+        "decided_at": int(now.timestamp()),
+    }
+    registry.record_online(test.challenger, judgment)
+    if verdict.action == "extend":
+        return judgment
+    winner = serving["test"]["challenger"] if verdict.action == "promote" else serving
+    name = winner.get("model_name") or model_name(config.resources.endpoint_name, winner["version"])
+    endpoint = point_endpoint(config, settings, name, [(CHAMPION, name, 1.0)])
+    if verdict.action == "promote":
+        registry.set_serving(winner | {"model_name": name}, winner.get("metrics", {}))
+    else:
+        registry.end_test(serving)
+    return judgment | {"endpoint": endpoint}

@@ -21,6 +21,7 @@ from encore.cache import CacheUnavailable, SessionCache, track_metadata_key
 from encore.cache import result_key as cache_result_key
 from encore.config import EncoreConfig
 from encore.errors import NotFound
+from encore.experiment import CHAMPION, LiveTest, LiveTestReader
 from encore.model_client import ModelClient, ModelRejected, ModelUnavailable
 from encore.models import InferenceRequest, InferenceWeights, RecommendationItem, RecommendationResponse, Surface
 from encore.profiles import DEPENDENCY_ERRORS, ProfileStore
@@ -46,6 +47,7 @@ class ServingDeps:
     cache: SessionCache
     model: ModelClient
     now_ms: Callable[[], int]
+    tests: LiveTestReader
     # The version the endpoint last answered with: result keys carry it, so a deploy retires cached results.
     serving_version: str = "none"
     local_metadata: TTLCache[str, dict[str, Any]] = field(
@@ -210,6 +212,12 @@ def result_key(
     )
 
 
+def _vectors_of(profile: dict[str, Any], test: LiveTest | None) -> str | None:
+    """The version whose factor space the listener's vectors are in: the long-term vector's own, else (a session
+    vector alone) the champion's, whose track vectors the events path averages."""
+    return profile.get("model_version") or (test.champion if test else None)
+
+
 def recommend(
     deps: ServingDeps, surface: Surface, user_id: str | None, seed_track_id: str | None, opts: Options
 ) -> tuple[RecommendationResponse, Outcome]:
@@ -224,11 +232,15 @@ def recommend(
         if seed_track_id not in known:
             raise NotFound(f"track '{seed_track_id}' is not in the catalog")
 
+    test, read = deps.tests.current()
+    if not read:
+        outcome.degraded.append("serving_record_unavailable")
+    # In an online test each listener asks their variant's model; otherwise SageMaker routes (one variant).
+    variant = test.variant_of(user_id) if test else None
+    version = test.version_of(variant) if test and variant else deps.serving_version
     generation, short = _session(deps, user_id, outcome) if user_id else (0, None)
     if generation is not None:
-        cached = _cache_get(
-            deps, result_key(deps.serving_version, surface, user_id, seed_track_id, generation, opts), outcome
-        )
+        cached = _cache_get(deps, result_key(version, surface, user_id, seed_track_id, generation, opts), outcome)
         if cached is not None:
             outcome.cache_hit = True
             cached["recommendation_id"] = str(uuid.uuid4())  # each answer is attributed on its own
@@ -249,6 +261,7 @@ def recommend(
         surface=surface,
         user_vector=v_long.tolist() if v_long is not None else None,
         short_vector=short.tolist() if short is not None else None,
+        vectors_of=_vectors_of(profile, test),
         seed_track_id=seed_track_id,
         exclude=sorted(exclude)[:5000],
         history=history[:1000],
@@ -256,22 +269,30 @@ def recommend(
         # Headroom for the artist cap, applied here after the model: a ranker that weighs artist affinity can fill
         # a short list with few artists, so never ask for fewer than CAP_HEADROOM.
         k=min(max(opts.limit * 3, CAP_HEADROOM), 500),
-        weights=InferenceWeights(cf=w.cf, content=w.content, long_term=w.long_term, short_term=w.short_term),
+        weights=InferenceWeights(
+            cf=w.cf, content=w.content, long_term=w.long_term, short_term=w.short_term, ema_keep=w.ema_keep
+        ),
     )
     try:
-        answer = deps.model.invoke(request)
+        answered = deps.model.invoke(request, variant)
     except ModelUnavailable as exc:
         return _fallback(deps, surface.value, region, opts, outcome, exc.cause, exclude), outcome
     except ModelRejected:
         return _fallback(deps, surface.value, region, opts, outcome, "model_rejected", exclude), outcome
-    deps.serving_version = answer.model_version
+    answer = answered.response
+    if test is None or answered.variant == CHAMPION:
+        deps.serving_version = answer.model_version
     ranked = [i.model_dump() for i in answer.items if i.track_id not in exclude]
     try:
         items = _decorate(deps, ranked, opts, outcome, "model")
     except DEPENDENCY_ERRORS:
         return _fallback(deps, surface.value, region, opts, outcome, "tracks_unavailable", exclude), outcome
     response = RecommendationResponse(
-        recommendation_id=str(uuid.uuid4()), surface=surface.value, model_version=answer.model_version, items=items
+        recommendation_id=str(uuid.uuid4()),
+        surface=surface.value,
+        model_version=answer.model_version,
+        variant=answered.variant,
+        items=items,
     )
     if generation is not None:
         key = result_key(answer.model_version, surface, user_id, seed_track_id, generation, opts)

@@ -15,8 +15,7 @@ from botocore.exceptions import ClientError
 
 from encore.clients import get_client
 from encore.config import EncoreConfig
-
-VARIANT = "AllTraffic"
+from encore.experiment import CHALLENGER, CHAMPION
 
 
 def _missing(exc: ClientError) -> bool:
@@ -34,16 +33,17 @@ def delete_endpoint(config: EncoreConfig) -> list[str]:
     sm = get_client("sagemaker", config.region)
     name = config.resources.endpoint_name
     deleted = []
-    try:
-        get_client("application-autoscaling", config.region).deregister_scalable_target(
-            ServiceNamespace="sagemaker",
-            ResourceId=f"endpoint/{name}/variant/{VARIANT}",
-            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
-        )
-        deleted.append(f"scalable target of {name}")
-    except ClientError as exc:
-        if not _missing(exc):
-            raise
+    for variant in (CHAMPION, CHALLENGER):
+        try:
+            get_client("application-autoscaling", config.region).deregister_scalable_target(
+                ServiceNamespace="sagemaker",
+                ResourceId=f"endpoint/{name}/variant/{variant}",
+                ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+            )
+            deleted.append(f"scalable target of {name}'s {variant}")
+        except ClientError as exc:
+            if not _missing(exc):
+                raise
     try:
         sm.delete_endpoint(EndpointName=name)
         deleted.append(f"endpoint {name}")

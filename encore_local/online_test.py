@@ -1,0 +1,68 @@
+"""An online test by hand: put the popularity baseline on the endpoint as the challenger, and ask the deployed
+judge for its decision, through the stack's own pipeline functions (as ``aws lambda invoke`` would).
+
+The baseline is the champion's artifact answering every surface with the most popular tracks
+(``HybridModel.as_popularity_baseline``, in the artifact's own serving code): the deliberately weaker model that
+shows, with listeners, whether the champion earns more complete plays than popularity.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from encore.clients import get_client
+from encore.config import EncoreConfig
+from encore.promotion import ModelRegistry, _s3_url
+from encore_local.errors import UsageError
+from encore_local.twin.sagemaker import _import_inference
+
+DEPLOY, JUDGE = "deploy", "judge"
+
+
+def invoke(config: EncoreConfig, step: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Invoke the stage's deploy or judge function and return its answer; a function error is raised."""
+    names = {DEPLOY: config.resources.deploy_function, JUDGE: config.resources.judge_function}
+    resp = get_client("lambda", config.region).invoke(FunctionName=names[step], Payload=json.dumps(payload).encode())
+    body = json.loads(resp["Payload"].read() or b"null")
+    if resp.get("FunctionError"):
+        raise UsageError(f"the {step} function failed: {body.get('errorType')}: {body.get('errorMessage')}")
+    return body  # type: ignore[no-any-return]
+
+
+def popularity_challenger(config: EncoreConfig, version: str) -> dict[str, Any]:
+    """Make the popularity baseline of the serving champion under ``version``, upload it beside the models, and
+    return the decision the deploy step takes (image and report as the champion's)."""
+    registry = ModelRegistry(config)
+    serving = registry.serving()
+    if serving is None:
+        raise UsageError("no model serves yet: run the nightly pipeline first")
+    if serving.get("test"):
+        raise UsageError(f"an online test of {serving['test']['challenger']['version']} is running already")
+    champion = registry.decision(serving["version"])
+    s3 = get_client("s3", config.region)
+    with tempfile.TemporaryDirectory(prefix="encore-baseline-") as tmp:
+        archive, model_dir = Path(tmp) / "champion.tar.gz", Path(tmp) / "model"
+        s3.download_file(*_s3_url(serving["model_data"]), str(archive))
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(model_dir, filter="data")
+        serving_code = _import_inference(model_dir / "code" / "inference.py")  # the code the endpoint runs
+        baseline = serving_code.model_fn(str(model_dir)).as_popularity_baseline(version)
+        meta = json.loads((model_dir / "meta.json").read_text())
+        baseline.save(model_dir, {k: v for k, v in meta.items() if k not in ("version", "home_source")})
+        out = Path(tmp) / "model.tar.gz"
+        with tarfile.open(out, "w:gz") as tar:
+            for path in sorted(model_dir.iterdir()):
+                tar.add(path, arcname=path.name)
+        key = f"{config.lake.models}baselines/{version}/model.tar.gz"
+        s3.upload_file(str(out), config.resources.lake_bucket, key)
+    return {
+        "version": version,
+        "model_data": f"s3://{config.resources.lake_bucket}/{key}",
+        "image": champion["decision"]["image"],
+        "metrics": {},
+        "reason": f"popularity baseline of {serving['version']}, put on test by hand",
+    }
