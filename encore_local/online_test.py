@@ -1,18 +1,23 @@
-"""An online test by hand: put the popularity baseline on the endpoint as the challenger, and ask the deployed
-judge for its decision, through the stack's own pipeline functions (as ``aws lambda invoke`` would).
+"""An online test by hand: put a model derived from the champion on the endpoint as the challenger, and ask the
+deployed judge for its decision, through the stack's own pipeline functions (as ``aws lambda invoke`` would).
 
-The baseline is the champion's artifact answering every surface with the most popular tracks
-(``HybridModel.as_popularity_baseline``, in the artifact's own serving code): the deliberately weaker model that
-shows, with listeners, whether the champion earns more complete plays than popularity.
+Two derived challengers, both the champion's artifact changed in the artifact's own serving code:
+- ``popularity``: answering every surface with the most popular tracks (``HybridModel.as_popularity_baseline``),
+  to see with listeners whether the champion earns more complete plays than popularity;
+- ``shuffled``: its track ids shuffled among its arrays, as a deploy with a broken id mapping would serve. Its
+  report looks as good as the champion's; only listeners can tell. The demo tests it as the weaker challenger.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from encore.clients import get_client
 from encore.config import EncoreConfig
@@ -33,9 +38,22 @@ def invoke(config: EncoreConfig, step: str, payload: dict[str, Any]) -> dict[str
     return body  # type: ignore[no-any-return]
 
 
-def popularity_challenger(config: EncoreConfig, version: str) -> dict[str, Any]:
-    """Make the popularity baseline of the serving champion under ``version``, upload it beside the models, and
-    return the decision the deploy step takes (image and report as the champion's)."""
+KINDS = ("popularity", "shuffled")
+
+
+def _derive(model: Any, kind: str, version: str) -> Any:
+    if kind == "popularity":
+        return model.as_popularity_baseline(version)
+    order = np.random.default_rng(7).permutation(model.track_ids.size)
+    return dataclasses.replace(model, version=version, track_ids=model.track_ids[order],
+                               artist_ids=model.artist_ids[order])  # fmt: skip
+
+
+def derived_challenger(config: EncoreConfig, kind: str, version: str) -> dict[str, Any]:
+    """Make a challenger of ``kind`` (``KINDS``) from the serving champion under ``version``, upload it beside the
+    models, and return the decision the deploy step takes (image as the champion's)."""
+    if kind not in KINDS:
+        raise UsageError(f"unknown challenger kind {kind!r}: one of {', '.join(KINDS)}")
     registry = ModelRegistry(config)
     serving = registry.serving()
     if serving is None:
@@ -50,19 +68,19 @@ def popularity_challenger(config: EncoreConfig, version: str) -> dict[str, Any]:
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(model_dir, filter="data")
         serving_code = _import_inference(model_dir / "code" / "inference.py")  # the code the endpoint runs
-        baseline = serving_code.model_fn(str(model_dir)).as_popularity_baseline(version)
+        derived = _derive(serving_code.model_fn(str(model_dir)), kind, version)
         meta = json.loads((model_dir / "meta.json").read_text())
-        baseline.save(model_dir, {k: v for k, v in meta.items() if k not in ("version", "home_source")})
+        derived.save(model_dir, {k: v for k, v in meta.items() if k not in ("version", "home_source")})
         out = Path(tmp) / "model.tar.gz"
         with tarfile.open(out, "w:gz") as tar:
             for path in sorted(model_dir.iterdir()):
                 tar.add(path, arcname=path.name)
-        key = f"{config.lake.models}baselines/{version}/model.tar.gz"
+        key = f"{config.lake.models}derived/{version}/model.tar.gz"
         s3.upload_file(str(out), config.resources.lake_bucket, key)
     return {
         "version": version,
         "model_data": f"s3://{config.resources.lake_bucket}/{key}",
         "image": champion["decision"]["image"],
         "metrics": {},
-        "reason": f"popularity baseline of {serving['version']}, put on test by hand",
+        "reason": f"{kind} copy of {serving['version']}, put on test by hand",
     }

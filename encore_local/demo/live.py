@@ -33,6 +33,8 @@ POST_ATTEMPTS = 4  # a 503 (the stream would not take the batch) is retried whol
 HOME_LIMIT = 20
 BURST_PLAYS = 8
 CHOOSING_PLAYS = 5  # plays per choosing listener: one from home, then from each next-song answer
+HOME_GLANCE = 3  # the home tracks a listener looks at before choosing (what one screen shows)
+LIKED_PERCENTILE = 90  # a track is played to the end when liked more than this share of the catalog
 
 
 class ApiClient:
@@ -125,6 +127,7 @@ class Replay:
     hour_start_ms: int
     posted: int = 0
     acked: list[dict[str, Any]] = field(default_factory=list)
+    shown: dict[str, list[list[str]]] = field(default_factory=dict)  # each listener's answers, in the order shown
     reads: int = 0
     seconds: float = 0.0
 
@@ -343,6 +346,7 @@ class Choices:
     answers: int = 0
     posted: int = 0
     acked: list[dict[str, Any]] = field(default_factory=list)
+    shown: dict[str, list[list[str]]] = field(default_factory=dict)  # each listener's answers, in the order shown
 
     @property
     def completes(self) -> int:
@@ -350,11 +354,14 @@ class Choices:
 
 
 def listeners_choose(client: ApiClient, day: LiveDay, truth: Any, users: list[str], now_ms: Any) -> Choices:
-    """Each sample listener uses the app as a person would: they open their home page, play the shown track their
-    true taste (the simulator's ground truth) likes best, to the end when they like it more than a typical track of
-    the catalog, else skipping it after a few seconds; then they ask what comes next and choose again,
-    ``CHOOSING_PLAYS`` times. Every play carries the ``recommendation_id`` and context of the answer it came from,
-    so a model that shows them what they like earns more complete plays. ``now_ms()``: the twin's clock."""
+    """Each sample listener uses the app as a person would, with the position bias people have: they open their
+    home page and play the one of its first ``HOME_GLANCE`` tracks their true taste (the simulator's ground truth)
+    likes best; then the player goes on to the first track of each next-song answer, ``CHOOSING_PLAYS`` plays in
+    all. A track is played to the end when the listener likes it more than ``LIKED_PERCENTILE`` % of the catalog,
+    else skipped after a few seconds. Every play carries the ``recommendation_id`` and context of the answer it
+    came from, so a model that puts what they like first earns more complete plays. (Picking the best of all ten
+    shown, a list of popular tracks almost always holds one to like: that measures the list's best track, not the
+    list.) ``now_ms()``: the twin's clock."""
     user_index = {str(u): i for i, u in enumerate(truth.user_ids)}
     track_index = {str(t): i for i, t in enumerate(truth.track_ids)}
     durations = dict(zip(day.tracks["track_id"], day.tracks["duration_ms"], strict=True))
@@ -364,16 +371,18 @@ def listeners_choose(client: ApiClient, day: LiveDay, truth: Any, users: list[st
         if user not in user_index:
             continue
         affinity = truth.affinity(user_index[user])
-        typical = float(np.median(affinity))
+        bar = float(np.percentile(affinity, LIKED_PERCENTILE))
         out.listeners += 1
         answer, context, at = client.get("home", f"/v1/users/{user}/recommendations", limit=10), "home", now_ms()
         for step in range(CHOOSING_PLAYS):
             out.answers += 1
             shown = [i["track_id"] for i in answer["items"] if i["track_id"] in track_index]
+            out.shown.setdefault(user, []).append(shown)
             if not shown:
                 break
-            pick = max(shown, key=lambda t: affinity[track_index[t]])
-            liked = affinity[track_index[pick]] > typical
+            glance = shown[:HOME_GLANCE] if context == "home" else shown[:1]  # next song: the player goes on
+            pick = max(glance, key=lambda t: affinity[track_index[t]])
+            liked = affinity[track_index[pick]] > bar
             duration = int(durations.get(pick, 180_000))
             played = duration if liked else 5_000
             event = {

@@ -47,7 +47,7 @@ from encore_local.demo.report import render_demo
 from encore_local.errors import UsageError
 from encore_local.jobs import run_job
 from encore_local.lake import import_simulation
-from encore_local.online_test import DEPLOY, JUDGE, invoke, popularity_challenger
+from encore_local.online_test import DEPLOY, JUDGE, derived_challenger, invoke
 from encore_local.pipeline import Execution, run_state_machine, set_clock
 from encore_local.simulator import SimulationParams, simulate
 from encore_local.simulator.listeners import GroundTruth, load_ground_truth
@@ -267,8 +267,8 @@ def _live(
     result.timings.append(("listeners choose among what they are shown", time.perf_counter() - t))
 
     t = time.perf_counter()
-    say("  online test: the popularity baseline beside the champion; listeners choose ...")
-    challenger = popularity_challenger(config, f"popularity-{hour:%Y%m%d}")
+    say("  online test: a copy of the champion with its track ids shuffled, beside it; listeners choose ...")
+    challenger = derived_challenger(config, "shuffled", f"shuffled-{hour:%Y%m%d}")
     invoke(config, DEPLOY, challenger)
     testers = [u for u in history_counts.index if u not in users][:TEST_LISTENERS]
     tested = listeners_choose(client, day, truth, testers, now_ms)
@@ -303,7 +303,7 @@ def _live(
     result.live = {
         "hour_start_ms": hour_start,
         "hour": f"{hour:%Y-%m-%dT%H}",
-        "events_posted": replay.posted + len(burst.played) + chose.posted,
+        "events_posted": replay.posted + len(burst.played) + chose.posted + tested.posted,
         "events_acked": len(acked),
         "acked": acked,
         "reads": replay.reads,
@@ -316,9 +316,14 @@ def _live(
         "charts": {"served": served, "expected": {r: expected.get(r, []) for r in regions}},
         "choices": {"listeners": chose.listeners + tested.listeners, "answers": chose.answers + tested.answers,
                     "plays": len(chose.acked) + len(tested.acked), "completes": chose.completes + tested.completes},
-        "online_test": judged,
+        "online_test": judged | {"shown": tested.shown},
         "attribution": json.loads(table.to_json(orient="records")),  # NaN as null
     }  # fmt: skip
+    challenger_lost = (
+        judged["action"] == "keep"
+        and judged["challenger"]["rate"] < judged["champion"]["rate"]
+        and (judged.get("confidence") or 0) >= 1 - config.online_test.alpha
+    )
     result.checks = {
         "every acknowledged event is in the curated table exactly once": bool(acked)
         and all(counts.get(e["event_id"], 0) == 1 for e in acked),
@@ -328,4 +333,5 @@ def _live(
         "no 5xx answer": not any(s >= 500 for s in client.statuses),
         "the attribution table accounts for every play that carried a known recommendation_id": bool(chose.acked)
         and _credited(table) == len(chose.acked) + len(tested.acked),
+        "the weaker challenger (shuffled track ids) loses the online test with the confidence stated": challenger_lost,
     }

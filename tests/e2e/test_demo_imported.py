@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from encore.pipeline import NIGHTLY
 from encore_local.cli import main
 from encore_local.playlists import PlaylistParams, generate_mpd
 
@@ -30,8 +31,7 @@ def test_imported_playlists_train_a_promoted_model_with_continuation_quality(dem
     report = demo["report"]
     assert demo["code"] == 0 and all(report["checks"].values()), report["checks"]
     states = [s["state"] for s in report["executions"]["nightly"]["states"]]
-    assert states[:7] == ["load_catalog", "curate_events", "build_features", "build_charts", "attribute_plays",
-                           "train", "gate"]  # fmt: skip
+    assert states[:8] == [step.name for step in NIGHTLY[:8]]  # the nightly steps up to the gate, in order
     model = report["model"]
     assert model["promoted"]
     continuation = model["continuation"]

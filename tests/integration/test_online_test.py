@@ -18,7 +18,7 @@ from encore.clients import get_client
 from encore.config import EncoreConfig
 from encore.experiment import CHALLENGER, CHAMPION, LiveTest
 from encore.promotion import SERVING_KEY, ModelRegistry, attribution_totals_key, point_endpoint
-from encore_local.online_test import DEPLOY, JUDGE, invoke, popularity_challenger
+from encore_local.online_test import DEPLOY, JUDGE, derived_challenger, invoke
 from encore_local.pipeline import set_clock
 from encore_local.twin.apigateway import DEFAULT_API_KEY
 
@@ -71,7 +71,7 @@ def test_a_weaker_challenger_gets_its_listeners_and_loses(
 ) -> None:
     config, url_aws = served_lake["config"], served_lake["twin"].aws_endpoint
     registry = ModelRegistry(config)
-    deployed = invoke(config, DEPLOY, popularity_challenger(config, "popularity-keep"))
+    deployed = invoke(config, DEPLOY, derived_challenger(config, "popularity", "popularity-keep"))
     assert deployed["role"] == CHALLENGER
     test = LiveTest.of(registry.serving())
     assert test is not None and test.share == config.online_test.challenger_share
@@ -105,14 +105,14 @@ def test_a_better_challenger_is_promoted_and_serves_alone(
 ) -> None:
     config, url_aws = served_lake["config"], served_lake["twin"].aws_endpoint
     registry = ModelRegistry(config)
-    deployed = invoke(config, DEPLOY, popularity_challenger(config, "popularity-promote"))
+    deployed = invoke(config, DEPLOY, derived_challenger(config, "shuffled", "shuffled-promote"))
     test = LiveTest.of(registry.serving())
     assert test is not None
     set_clock(url_aws, _days_of(config, test, champion=(150, 60), challenger=(150, 105)))
     judged = invoke(config, JUDGE, {})
     assert judged["action"] == "promote", judged
     serving = registry.serving()
-    assert serving is not None and serving["version"] == "popularity-promote" and "test" not in serving
+    assert serving is not None and serving["version"] == "shuffled-promote" and "test" not in serving
     assert _variants(config) == {CHAMPION: deployed["model"]}
     # a new candidate may be tested again: the gate holds none back
     assert invoke(config, JUDGE, {})["action"] == "none"

@@ -16,6 +16,7 @@ import requests
 
 from encore.cache import track_metadata_key
 from encore.clients import get_client
+from encore.pipeline import NIGHTLY
 from encore_local.apigw import LambdaContext, load_handler, rest_event
 from encore_local.twin.faults import set_faults
 
@@ -302,8 +303,7 @@ def test_vectors_of_the_promoted_model_are_loaded(served: dict[str, Any]) -> Non
     count = get_client("dynamodb").scan(TableName=config.resources.users_table, Select="COUNT")["Count"]
     assert count > 100
     tasks = [s["state"] for s in served["run"].states if s["type"] == "Task" and s["status"] == "succeeded"]
-    assert tasks[:8] == ["load_catalog", "curate_events", "build_features", "build_charts", "attribute_plays", "train",
-                         "gate", "deploy"]  # fmt: skip
+    assert tasks[:9] == [*(step.name for step in NIGHTLY[:9])]  # through deploy, in order
     assert tasks[-2:] == ["describe endpoint", "load_vectors"]
 
 
