@@ -8,12 +8,13 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from encore.config import EncoreConfig
 from encore_local.errors import UsageError
+from encore_local.online_test import KINDS
 from encore_local.simulator.summary import render_summary
 
 if TYPE_CHECKING:
@@ -113,9 +114,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--run-time", help="the job's notion of now (ISO time); default: now")
     run.add_argument("--lookback-days", type=_non_negative_int, help="curate_events: raw days to read (0: all)")
-    run.add_argument("--model-data", help="load_vectors: s3:// URL of model.tar.gz")
     run.add_argument("--stage", choices=["local", "dev", "prod"], default="local")
     run.add_argument("--state-dir", type=Path, default=Path(".encore"), help="the running twin's state folder")
+
+    test = sub.add_parser(
+        "online-test", help="champion/challenger on the endpoint: start one, see it, have it judged (docs/online.md)"
+    )
+    test_sub = test.add_subparsers(dest="test_command", required=True, parser_class=_Parser)
+    start = test_sub.add_parser("start", help="put a model on the endpoint as the challenger (the deploy function)")
+    which = start.add_mutually_exclusive_group(required=True)
+    which.add_argument("--version", help="a model the gate decided on (models/decisions/<version>.json)")
+    which.add_argument("--derived", choices=KINDS, help="a copy of the champion: popularity, or shuffled track ids")
+    test_sub.add_parser("status", help="the champion, the running test and the challenger's judgments")
+    test_sub.add_parser("judge", help="ask the judge function for its decision now")
+    for p in (start, *(test_sub.choices[c] for c in ("status", "judge"))):
+        p.add_argument("--stage", choices=["local", "dev", "prod"], default="local")
+        p.add_argument("--state-dir", type=Path, default=Path(".encore"), help="the running twin's state folder")
 
     api = sub.add_parser("api", help="the twin's API Gateway: the Lambda handlers behind a local HTTP server")
     api_sub = api.add_subparsers(dest="api_command", required=True, parser_class=_Parser)
@@ -239,12 +253,33 @@ def _job(args: argparse.Namespace) -> None:
 
     glue_job_name(EncoreConfig.for_stage(args.stage), args.name)  # an unknown name is a usage error at once
     config = _use_twin(args.state_dir, args.stage)
-    extra = {"model_data": args.model_data} if args.model_data else None
     try:
-        result = run_job(args.name, config, run_time=args.run_time, lookback_days=args.lookback_days, extra=extra)
+        result = run_job(args.name, config, run_time=args.run_time, lookback_days=args.lookback_days)
     except JobFailed as failed:
         raise UsageError(str(failed)) from None
     print(f"{result.name} ({result.run_id}): {result.state} in {result.seconds:.1f} s: {result.result}")
+
+
+def _online_test(args: argparse.Namespace) -> None:
+    from encore.promotion import ModelRegistry
+    from encore_local import online_test
+
+    config = _use_twin(args.state_dir, args.stage)
+    registry = ModelRegistry(config)
+    if args.test_command == "start":
+        version = args.version or f"{args.derived}-{datetime.now(UTC):%Y%m%d%H%M%S}"
+        decision = (
+            online_test.recorded_challenger(config, version)
+            if args.version
+            else online_test.derived_challenger(config, args.derived, version)
+        )
+        result = online_test.invoke(config, online_test.DEPLOY, decision)
+        print(f"{decision['version']} is on the endpoint as the {result['role']} ({result['endpoint_config']})")
+    elif args.test_command == "judge":
+        judged = online_test.invoke(config, online_test.JUDGE, {})
+        print(f"{judged['action']}: {judged['reason']}")
+    serving = registry.serving()
+    print(online_test.describe(serving, registry))
 
 
 def _import(args: argparse.Namespace) -> None:
@@ -294,7 +329,8 @@ def _demo(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"simulate": _simulate, "twin": _twin, "job": _job, "api": _api, "import": _import, "demo": _demo}
+    handlers = {"simulate": _simulate, "twin": _twin, "job": _job, "api": _api, "import": _import, "demo": _demo,
+                "online-test": _online_test}  # fmt: skip
     try:
         handlers[args.command](args)
     except UsageError as exc:

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import tarfile
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,44 @@ def _derive(model: Any, kind: str, version: str) -> Any:
     order = np.random.default_rng(7).permutation(model.track_ids.size)
     return dataclasses.replace(model, version=version, track_ids=model.track_ids[order],
                                artist_ids=model.artist_ids[order])  # fmt: skip
+
+
+def recorded_challenger(config: EncoreConfig, version: str) -> dict[str, Any]:
+    """The decision the deploy step takes for a model the gate decided on, promoted or not (an operator may test
+    online a candidate the offline gate held back)."""
+    try:
+        record = ModelRegistry(config).decision(version)
+    except KeyError as exc:
+        raise UsageError(f"{exc.args[0]}: see GET /v1/ops/models for the versions") from None
+    decision = record.get("decision", {})
+    if not decision.get("model_data") or not decision.get("image"):
+        raise UsageError(f"the record of {version} names no model artifact: it was not trained by the pipeline")
+    metrics = record.get("candidate", {}).get("home", {}).get("hybrid", {})
+    return {**decision, "metrics": metrics}
+
+
+def describe(serving: dict[str, Any] | None, registry: ModelRegistry) -> str:
+    """The champion, the running test and the challenger's judgments, for a terminal."""
+    if serving is None:
+        return "no model serves yet"
+    lines = [f"champion: {serving['version']}"]
+    test = serving.get("test")
+    if test:
+        started = datetime.fromtimestamp(test["started_at"], UTC)
+        challenger = test["challenger"]["version"]
+        lines.append(
+            f"online test: {challenger} serves {test['share']:.0%} of listeners since {started:%Y-%m-%d %H:%M} UTC"
+        )
+        try:
+            judgments = registry.decision(challenger).get("online", [])
+        except KeyError:
+            judgments = []
+        for j in judgments:
+            when = datetime.fromtimestamp(j["decided_at"], UTC)
+            lines.append(f"  {when:%Y-%m-%d %H:%M} {j['action']}: {j['reason']}")
+    else:
+        lines.append("no online test is running")
+    return "\n".join(lines)
 
 
 def derived_challenger(config: EncoreConfig, kind: str, version: str) -> dict[str, Any]:

@@ -71,6 +71,21 @@ def _held_out_plot(held: dict[str, Any]) -> str:
     return _png(fig)
 
 
+def _test_plot(test: dict[str, Any]) -> str:
+    """Each arm's play-through rate with its 95% interval (normal approximation)."""
+    arms = [test["champion"], test["challenger"]]
+    rates = [a["rate"] for a in arms]
+    errors = [1.96 * (a["rate"] * (1 - a["rate"]) / a["plays"]) ** 0.5 if a["plays"] else 0.0 for a in arms]
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.bar(["champion", "challenger"], rates, yerr=errors, capsize=6, color=["#55a868", "#c44e52"])
+    for i, a in enumerate(arms):
+        ax.text(i, 0, f"{a['completes']}/{a['plays']}", ha="center", va="bottom", fontsize=8, color="white")
+    ax.set_ylabel("play-through rate")
+    said = f"p = {test['p_value']:.2g}" if test.get("p_value") is not None else "too few plays to test"
+    ax.set_title(f"Online test: {test['action']} ({said}); 95% intervals", fontsize=9)
+    return _png(fig)
+
+
 def _latency_plot(latency: dict[str, dict[str, float]]) -> str:
     routes = list(latency)
     fig, ax = plt.subplots(figsize=(10, 3))
@@ -89,6 +104,23 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><tr>{th}</tr>{body}</table>"
+
+
+def _listeners_section(live: dict[str, Any]) -> list[str]:
+    """What the choosing listeners did with the answers (the attribution table), and the online test."""
+    parts = ["<h3>What listeners did with the recommendations</h3>"]
+    rows = [[r["surface"], r["model_version"] or "fallback", r["variant"] or "-", r["impressions"], r["plays"],
+             r["completes"], "-" if r["play_through_rate"] is None else f"{r['play_through_rate']:.0%}",
+             r["outside_window"] + r["off_list"] + r["unknown"]] for r in live.get("attribution", [])]  # fmt: skip
+    parts.append(_table(["surface", "model", "variant", "answers", "plays", "to the end", "play-through",
+                         "not credited"], rows))  # fmt: skip
+    test = live.get("online_test") or {}
+    if test.get("champion"):
+        parts.append("<div class='grid'><div>" + _test_plot(test) + "</div><div class='card'>")
+        parts.append(f"<b>Online test</b>: {html.escape(test['champion']['version'])} (champion) against "
+                     f"{html.escape(test['challenger']['version'])} (challenger), {test['days']} closed day. "
+                     f"<b>{html.escape(test['action'])}</b>: {html.escape(test['reason'])}.</div></div>")  # fmt: skip
+    return parts
 
 
 def write_html(result: Any, path: Path) -> Path:
@@ -153,6 +185,7 @@ def write_html(result: Any, path: Path) -> Path:
                  ", ".join(f"{t} ({n})" for t, n in served[r][:3])] for r in served]  # fmt: skip
         parts.append("<h3>Hour charts against the events sent</h3>")
         parts.append(_table(["region", "entries", "match", "top 3 (plays)"], rows))
+        parts += _listeners_section(live)
     if result.latency_ms:
         parts += ["<h2>API latency</h2>", _latency_plot(result.latency_ms)]
         parts.append(_table(["route", "requests", "p50 ms", "p95 ms", "p99 ms"],

@@ -18,7 +18,8 @@ from encore.clients import get_client
 from encore.config import EncoreConfig
 from encore.experiment import CHALLENGER, CHAMPION, LiveTest
 from encore.promotion import SERVING_KEY, ModelRegistry, attribution_totals_key, point_endpoint
-from encore_local.online_test import DEPLOY, JUDGE, derived_challenger, invoke
+from encore_local.errors import UsageError
+from encore_local.online_test import DEPLOY, JUDGE, derived_challenger, describe, invoke, recorded_challenger
 from encore_local.pipeline import set_clock
 from encore_local.twin.apigateway import DEFAULT_API_KEY
 
@@ -88,6 +89,8 @@ def test_a_weaker_challenger_gets_its_listeners_and_loses(
             assert answer["model_version"] == test.version_of(answer["variant"])
 
     assert invoke(config, JUDGE, {})["action"] == "running"  # no closed day yet
+    shown = describe(registry.serving(), registry)
+    assert f"champion: {test.champion}" in shown and "online test: popularity-keep serves 10% of listeners" in shown
     later = _days_of(config, test, champion=(150, 105), challenger=(150, 60))  # 70% against 40%
     set_clock(url_aws, later)
     judged = invoke(config, JUDGE, {})
@@ -116,3 +119,14 @@ def test_a_better_challenger_is_promoted_and_serves_alone(
     assert _variants(config) == {CHAMPION: deployed["model"]}
     # a new candidate may be tested again: the gate holds none back
     assert invoke(config, JUDGE, {})["action"] == "none"
+    assert "no online test is running" in describe(registry.serving(), registry)
+
+
+def test_a_recorded_candidate_can_be_put_on_test_by_version(served_lake: dict[str, Any]) -> None:
+    config = served_lake["config"]
+    gate = served_lake["run"].gate
+    decision = recorded_challenger(config, gate["version"])
+    assert decision["model_data"] == gate["model_data"] and decision["image"] == gate["image"]
+    assert decision["metrics"]["ndcg@10"] == gate["candidate_ndcg"]
+    with pytest.raises(UsageError, match="no decision recorded for model nope"):
+        recorded_challenger(config, "nope")

@@ -29,6 +29,9 @@ pytestmark = pytest.mark.unit
         ["twin", "up", "--cache", "memcached"],
         ["twin", "up", "--stage", "qa"],
         ["demo", "--users", "0"],
+        ["online-test", "start"],  # which model: --version or --derived
+        ["online-test", "start", "--version", "v1", "--derived", "popularity"],
+        ["online-test", "start", "--derived", "random"],
     ],
 )
 def test_bad_arguments_give_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -41,6 +44,13 @@ def test_bad_arguments_give_one_line(argv: list[str], capsys: pytest.CaptureFixt
     assert len(err.strip().splitlines()) == 1, err
     assert err.startswith("encore")
     assert "Traceback" not in err
+
+
+def test_online_test_without_a_twin(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    assert main(["online-test", "status", "--state-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"encore online-test: no twin is running from {tmp_path}")
 
 
 @pytest.mark.parametrize("cmd", ["down", "status", "env"])
