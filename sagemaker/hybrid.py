@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from filters import CatalogFacts
 from ranker import Trees
 
 ARTIFACT = "hybrid.npz"
@@ -136,6 +137,7 @@ class HybridModel:
     home_source: str = "ranker"
     album: np.ndarray | None = None  # (n,) the track's album (an index; -1: none known)
     tags: np.ndarray | None = None  # (n, 2) its first two genre tags, genre and style (indices; -1: none)
+    facts: CatalogFacts | None = None  # explicit, release day, genres: what request filters select on
     # ALS as trained (confidence = alpha x rating, regularisation): ``fold_in`` solves the same equations
     als_alpha: float = 2.0
     als_regularization: float = 0.1
@@ -531,6 +533,8 @@ class HybridModel:
             arrays["album"] = self.album.astype(np.int32)
         if self.tags is not None:
             arrays["tags"] = self.tags.astype(np.int32)
+        if self.facts is not None:
+            arrays.update(self.facts.arrays())
         for name, matrix in (("item_item", self.item_item), ("sequence", self.sequence),
                              ("transitions", self.transitions)):  # fmt: skip
             if matrix is not None:
@@ -577,6 +581,7 @@ class HybridModel:
                 transitions=_csr(z, "transitions", n),
                 album=z["album"].astype(np.int64) if "album" in z else None,
                 tags=z["tags"].astype(np.int64) if "tags" in z else None,
+                facts=CatalogFacts.from_arrays(z, z["artist_ids"]),
                 rankers={r: Trees.from_arrays(z, f"ranker_{r}") for r in RANKERS if f"ranker_{r}_feature" in z},
                 als_alpha=float(meta.get("als_alpha", 2.0)),
                 als_regularization=float(meta.get("als_regularization", 0.1)),

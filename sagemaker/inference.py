@@ -1,19 +1,23 @@
 """SageMaker inference handlers for the hybrid model: ``model_fn``, ``input_fn``, ``predict_fn``, ``output_fn``.
 
 Request (JSON): ``{surface: home|next|similar, user_vector?, short_vector?, vectors_of?, seed_track_id?, exclude?,
-history?, recent?, k, weights?}``; the model blends the long- and short-term vectors (``weights.long_term/short_term``)
-and a short-term vector means a session is going on. ``vectors_of`` names the model version whose factor space the
-vectors are in: a model of another version (a challenger beside the champion) derives its own from ``history`` and
-``recent`` instead. Response: ``{items: [{track_id, score, cf, content}], model_version}``. The serving Lambda
-builds requests from ``encore.models.InferenceRequest``; this side checks them again, since an endpoint can be
-called by anyone holding the permission, and says exactly what is wrong. Python 3.9-compatible (the scikit-learn
-container).
+history?, recent?, k, weights?, filter?}``.
+- The model blends the long- and short-term vectors (``weights.long_term/short_term``); a short-term vector means
+  a session is going on.
+- ``vectors_of`` names the model version whose factor space the vectors are in: a model of another version (a
+  challenger beside the champion) derives its own from ``history`` and ``recent`` instead.
+- ``filter`` (keys: ``filters.KEYS``) leaves the tracks outside it out of every source.
+
+Response: ``{items: [{track_id, score, cf, content}], model_version}``. The serving Lambda builds requests from
+``encore.models.InferenceRequest``; this side checks them again, since an endpoint can be called by anyone holding
+the permission, and says exactly what is wrong. Python 3.9-compatible (the scikit-learn container).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import filters
 from hybrid import HybridModel, session_blend
 
 SURFACES = ("home", "next", "similar")
@@ -30,7 +35,7 @@ MAX_HISTORY = 1000
 MAX_RECENT = 100
 WEIGHTS = {"cf": 0.6, "content": 0.4, "long_term": 0.7, "short_term": 0.3, "ema_keep": 0.5}
 FIELDS = {"surface", "user_vector", "short_vector", "vectors_of", "seed_track_id", "exclude", "history", "recent",
-          "k", "weights"}  # fmt: skip
+          "k", "weights", "filter"}  # fmt: skip
 JSON = "application/json"
 
 
@@ -89,9 +94,14 @@ def input_fn(body: Any, content_type: str = JSON) -> dict[str, Any]:
     vectors_of = data.get("vectors_of")
     if vectors_of is not None and not isinstance(vectors_of, str):
         raise RequestError("vectors_of must be a model version (a string)")
+    try:
+        catalog_filter = filters.check(data["filter"]) if data.get("filter") is not None else {}
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
     request = {
         "surface": surface,
         "k": k,
+        "filter": catalog_filter,
         **lists,
         "user_vector": _vector(data.get("user_vector"), "user_vector"),
         "short_vector": _vector(data.get("short_vector"), "short_vector"),
@@ -126,6 +136,12 @@ def listener_vectors(request: dict[str, Any], model: HybridModel, history: np.nd
 def predict_fn(request: dict[str, Any], model: HybridModel) -> dict[str, Any]:
     k, w = request["k"], request["weights"]
     banned = model.indices(request["exclude"])
+    if request.get("filter"):
+        if model.facts is None:
+            raise RequestError(f"model {model.version} was trained without catalog facts: it cannot filter")
+        allowed = model.facts.mask(request["filter"], datetime.now(timezone.utc).date())
+        if allowed is not None:  # outside the filter is banned like a played track: every source ranks within it
+            banned = np.concatenate([banned, np.flatnonzero(~allowed)])
     history, recent = model.indices(request["history"]), model.indices(request["recent"])
     user, short = listener_vectors(request, model, history, recent)
     vector = session_blend(user, short, w["long_term"], w["short_term"])

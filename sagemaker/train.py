@@ -52,10 +52,11 @@ from evaluation import (
     recall_on,
     write_report,
 )
+from filters import CatalogFacts
 from hybrid import CONTEXT, EMPTY, HOME_FEATURES, NEXT_FEATURES, RECENT, HybridModel, Listener, session_blend, top_k
 from sources import Sessions
 
-SERVING_CODE = ("inference.py", "hybrid.py", "ranker.py")
+SERVING_CODE = ("inference.py", "hybrid.py", "ranker.py", "filters.py")
 
 AUDIO = [
     "danceability",
@@ -314,6 +315,15 @@ def catalog_groups(tracks: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return album, tags
 
 
+def catalog_facts(tracks: pd.DataFrame) -> CatalogFacts:
+    """What request filters select on, in the model's track order (a catalog without a column: unknown)."""
+    n = len(tracks)
+    column = lambda name: tracks[name].tolist() if name in tracks else [None] * n  # noqa: E731
+    genres = [[] if g is None or isinstance(g, str) else [str(x) for x in g] for g in column("genres")]
+    return CatalogFacts.of(column("explicit"), column("release_date"), genres,
+                           tracks["artist_id"].to_numpy().astype(str))  # fmt: skip
+
+
 def fit_window(tracks: pd.DataFrame, inter: pd.DataFrame, sessions: Sessions, content: np.ndarray,
                args: argparse.Namespace, version: str, end_ms: int,
                als: tuple[np.ndarray, np.ndarray] | None = None) -> Fitted:  # fmt: skip
@@ -359,6 +369,7 @@ def fit_window(tracks: pd.DataFrame, inter: pd.DataFrame, sessions: Sessions, co
         transitions=transitions,
         album=album,
         tags=tags,
+        facts=catalog_facts(tracks),
     )
     state, seen = listener_state(inter, items, end_ms)
     for u, who in state.items():

@@ -150,7 +150,7 @@ def test_training_writes_a_servable_artifact(tmp_path: Path, small_sim: Any) -> 
     tracks = pd.read_csv(sim_dir / "catalog/tracks.csv", keep_default_na=False).rename(
         columns={"track_name": "name", "artists": "artist_name"}
     )
-    tracks["genres"] = tracks["track_genre"] + " " + tracks["sub_genre"]
+    tracks["genres"] = [[g, sub] for g, sub in zip(tracks["track_genre"], tracks["sub_genre"], strict=True)]
     (tmp_path / "i").mkdir()
     (tmp_path / "t").mkdir()
     inter.to_parquet(tmp_path / "i" / "part.parquet")
@@ -176,3 +176,9 @@ def test_training_writes_a_servable_artifact(tmp_path: Path, small_sim: Any) -> 
     v = np.frombuffer(users["vector"].iloc[0], dtype="<f4").tolist()
     answer = ask(served, {"surface": "home", "user_vector": v, "k": 5})
     assert answer["model_version"] == "small" and len(answer["items"]) == 5
+    # the catalog's facts travel with the artifact: a filtered answer holds only what the filter allows
+    assert served.facts is not None and served.facts.genre_names.size > 0
+    genre = str(served.facts.genre_names[0])
+    picked = ask(served, {"surface": "home", "user_vector": v, "k": 5, "filter": {"genres_in": [genre]}})["items"]
+    column = served.facts.genre_of[:, 0].toarray().ravel()
+    assert picked and all(column[served.index[i["track_id"]]] for i in picked)

@@ -1,0 +1,134 @@
+"""Catalog filters applied inside the model's exact top-K: what the catalog says of each track (explicit, release
+day, genres, artist), and a request's filter turned into a mask over the catalog. Tracks outside the mask are
+banned like the listener's own plays, so every source ranks only allowed tracks and a page comes back short only
+when the filter leaves fewer tracks than it asks for. Python 3.9-compatible (the scikit-learn container).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+MAX_LISTED = 100  # genres or artists named in one filter
+# A request's filter: what each key takes.
+KEYS = {
+    "genres_in": "a list of genres (a track passes with any of them)",
+    "genres_not_in": "a list of genres (a track with any of them is left out)",
+    "explicit": "true or false (false leaves explicit tracks out)",
+    "released_within_days": "a whole number of days, 0 or more",
+    "released_before": "a date, YYYY-MM-DD",
+    "exclude_artists": "a list of artist ids",
+}
+EPOCH = dt.date(1970, 1, 1)
+
+
+def check(spec: Any) -> dict[str, Any]:
+    """The filter as the model applies it; a ``ValueError`` that says what to change otherwise."""
+    if not isinstance(spec, dict):
+        raise ValueError("filter must be a JSON object")
+    unknown = set(spec) - set(KEYS)
+    if unknown:
+        raise ValueError(f"unknown filter keys: {', '.join(sorted(unknown))} (known: {', '.join(KEYS)})")
+    out: dict[str, Any] = {}
+    for key, value in spec.items():
+        if value is None:
+            continue
+        if key in ("genres_in", "genres_not_in", "exclude_artists"):
+            if (not isinstance(value, list) or len(value) > MAX_LISTED
+                    or not all(isinstance(v, str) and v for v in value)):  # fmt: skip
+                raise ValueError(f"filter.{key} must be {KEYS[key]}, at most {MAX_LISTED}")
+            out[key] = [v.lower() for v in value] if key != "exclude_artists" else list(value)
+        elif key == "explicit":
+            if not isinstance(value, bool):
+                raise ValueError(f"filter.explicit must be {KEYS[key]}")
+            out[key] = value
+        elif key == "released_within_days":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"filter.released_within_days must be {KEYS[key]}")
+            out[key] = value
+        else:
+            try:
+                out[key] = dt.date.fromisoformat(value) if isinstance(value, str) else None
+            except ValueError:
+                out[key] = None
+            if out[key] is None:
+                raise ValueError(f"filter.released_before must be {KEYS[key]}")
+    return out
+
+
+@dataclass
+class CatalogFacts:
+    """Per track (aligned with the model's track ids): explicit or not, release day, genres, artist."""
+
+    explicit: np.ndarray  # (n,) bool; unknown counts as not explicit
+    released_day: np.ndarray  # (n,) days since 1970-01-01; NaN where the catalog has no date
+    genre_names: np.ndarray  # (g,) lower-case genre names
+    genre_of: sp.csr_matrix  # (n, g): 1 where the track has the genre
+    artist_ids: np.ndarray  # (n,) str
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        m = sp.csr_matrix(self.genre_of, dtype=np.int8)
+        return {"facts_explicit": self.explicit, "facts_released_day": self.released_day.astype(np.float32),
+                "facts_genre_names": self.genre_names.astype(str), "facts_genre_data": m.data,
+                "facts_genre_indices": m.indices, "facts_genre_indptr": m.indptr}  # fmt: skip
+
+    @classmethod
+    def from_arrays(cls, z: Any, artist_ids: np.ndarray) -> CatalogFacts | None:
+        if "facts_explicit" not in z:
+            return None
+        n, names = int(z["facts_explicit"].size), z["facts_genre_names"]
+        genre_of = sp.csr_matrix((z["facts_genre_data"], z["facts_genre_indices"], z["facts_genre_indptr"]),
+                                 shape=(n, names.size))  # fmt: skip
+        return cls(z["facts_explicit"].astype(bool), z["facts_released_day"].astype(np.float64), names, genre_of,
+                   artist_ids)  # fmt: skip
+
+    @classmethod
+    def of(cls, explicit: list[Any], release_dates: list[Any], genres: list[list[str]],
+           artist_ids: np.ndarray) -> CatalogFacts:  # fmt: skip
+        """From the catalog's columns, in the model's track order."""
+        names = sorted({g.lower() for gs in genres for g in gs if g})
+        column = {g: j for j, g in enumerate(names)}
+        rows = [i for i, gs in enumerate(genres) for g in dict.fromkeys(x.lower() for x in gs if x)]
+        cols = [column[g] for gs in genres for g in dict.fromkeys(x.lower() for x in gs if x)]
+        genre_of = sp.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(len(genres), len(names)))
+        days = np.full(len(release_dates), np.nan)
+        for i, value in enumerate(release_dates):
+            try:
+                days[i] = (dt.date.fromisoformat(str(value)[:10]) - EPOCH).days
+            except ValueError:
+                continue  # a year alone, or nothing: unknown
+        flags = np.array([v is True or str(v).lower() == "true" for v in explicit], dtype=bool)
+        return cls(flags, days, np.array(names, dtype=str), genre_of, artist_ids)
+
+    def mask(self, spec: dict[str, Any], today: dt.date) -> np.ndarray | None:
+        """The tracks the filter allows (``None``: it allows every track)."""
+        if not spec:
+            return None
+        allowed = np.ones(self.explicit.size, dtype=bool)
+        column = {g: j for j, g in enumerate(self.genre_names.tolist())}
+
+        def having(genres: list[str]) -> np.ndarray:
+            cols = [column[g] for g in genres if g in column]
+            if not cols:
+                return np.zeros(allowed.size, dtype=bool)
+            return np.asarray(self.genre_of[:, cols].sum(axis=1)).ravel() > 0
+
+        if "genres_in" in spec:
+            allowed &= having(spec["genres_in"])
+        if "genres_not_in" in spec:
+            allowed &= ~having(spec["genres_not_in"])
+        if spec.get("explicit") is False:
+            allowed &= ~self.explicit
+        today_day = (today - EPOCH).days
+        with np.errstate(invalid="ignore"):  # an unknown release date passes no date filter
+            if "released_within_days" in spec:
+                allowed &= self.released_day >= today_day - spec["released_within_days"]
+            if "released_before" in spec:
+                allowed &= self.released_day < (spec["released_before"] - EPOCH).days
+        if "exclude_artists" in spec:
+            allowed &= ~np.isin(self.artist_ids, spec["exclude_artists"])
+        return allowed
