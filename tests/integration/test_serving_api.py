@@ -113,7 +113,10 @@ def test_next_song_and_similar(served: dict[str, Any]) -> None:
         params={"user_id": user},
     )
     assert status == 200 and body["surface"] == "next" and len(body["items"]) == 5
-    assert all(0 <= i["cf"] <= 1 and 0 <= i["content"] <= 1 for i in body["items"])
+    # next song's ranking stage reports each source's score scaled by the candidates' best (HybridModel._scaled):
+    # a cosine can be negative, so the range is [-1, 1], not [0, 1]
+    assert all(-1 <= i["cf"] <= 1 and -1 <= i["content"] <= 1 for i in body["items"])
+    assert [i["score"] for i in body["items"]] == sorted((i["score"] for i in body["items"]), reverse=True)
     assert track not in {i["track_id"] for i in body["items"]}
     status, body = call(
         served["api"],
@@ -124,6 +127,7 @@ def test_next_song_and_similar(served: dict[str, Any]) -> None:
         params={"track_id": track},
     )
     assert status == 200 and body["surface"] == "similar" and len(body["items"]) == 5
+    assert all(0 <= i["cf"] <= 1 and 0 <= i["content"] <= 1 for i in body["items"])  # min-max over the union
 
 
 def test_a_new_event_invalidates_the_cached_answer(served: dict[str, Any]) -> None:
