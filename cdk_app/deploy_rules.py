@@ -357,6 +357,24 @@ def no_foreign_region(a: Assembly) -> list[str]:
     return problems
 
 
+LAMBDA_ENVIRONMENT_BYTES = 4096  # Lambda: all of a function's environment variables together
+PLACEHOLDER = re.compile(r"<[^<>]*>")
+LONGEST_NAME = 255  # what a value known only at deploy (a bucket name, an ARN, a URL) may take, at most
+
+
+def lambda_environments_fit(a: Assembly) -> list[str]:
+    """Each function's environment variables within Lambda's 4 KB (names and values; a value known only at deploy
+    counted at its longest): named filters and promotions travel there, and a stack that passes them all fails
+    at creation."""
+    problems = []
+    for lid, fn in a.of_type("AWS::Lambda::Function").items():
+        env = fn["Properties"].get("Environment", {}).get("Variables", {})
+        size = sum(len(k) + len(PLACEHOLDER.sub("x" * LONGEST_NAME, render(v)).encode()) for k, v in env.items())
+        if size > LAMBDA_ENVIRONMENT_BYTES:
+            problems.append(f"{lid}: its environment takes {size} bytes, past Lambda's {LAMBDA_ENVIRONMENT_BYTES}")
+    return problems
+
+
 def _publishers(a: Assembly, topic_id: str) -> Iterator[tuple[str, str]]:
     """(kind, id) of everything that publishes to a topic: roles by policy, and services by their own principal."""
     topic = f"<{topic_id}>"
@@ -548,6 +566,7 @@ RULES: tuple[Callable[[Assembly], list[str]], ...] = (
     sync_where_the_output_is_read,
     s3_locations_are_s3_uris,
     no_foreign_region,
+    lambda_environments_fit,
     encrypted_topics_can_be_published_to,
     dashboard_shows_emitted_metrics,
     layers_do_not_conflict,

@@ -199,6 +199,14 @@ def markdown(report: dict) -> str:
     cold = report.get("cold_start", {})
     if cold:
         lines += ["", "## Cold start", ""] + [f"- {k}: {v:.4f}" for k, v in cold.items()]
+    fresh = report.get("freshness", {})
+    if fresh:
+        lines += ["", f"## Freshness ({fresh['listeners']} listeners; serving gives new releases "
+                      f"{fresh['served_share']:.0%} of the places from the 20th)", "",
+                  "| share | NDCG@10 | recall@50 | recall@50 of new tracks | new releases in the top 50 |",
+                  "| --- | --- | --- | --- | --- |"]  # fmt: skip
+        lines += [f"| {share} | {m['ndcg@10']:.4f} | {m['recall@50']:.4f} | {m['recall@50_cold']:.4f} | "
+                  f"{m['fresh_places_of_50']:.1f} |" for share, m in fresh["by_share"].items()]  # fmt: skip
     oracle = report.get("oracle", {})
     if oracle:
         lines += ["", "## Against the oracle (simulator ground truth)", ""] + [

@@ -32,7 +32,9 @@ POOL = 100  # candidates each source proposes
 TREND_POOL = 30
 NEW_POOL = 30
 NEW_RELEASE_DAYS = 30
-FRESH_EVERY = 10  # home: places 20, 30, ... go to new releases (``HybridModel._with_new_releases``)
+FRESH_SHARE = 0.1  # home: places 20, 30, ... go to new releases (``HybridModel._with_new_releases``)
+# Why an item is on the page (each item's ``reason``)
+PERSONALISED, EXPLORATION, POPULAR = "personalised", "exploration", "popular"
 RECENT = 50  # the recent plays a listener's request carries (the profile keeps as many)
 CONTEXT = 3  # the plays before the current one that next song looks at
 RECENT_DECAY = 10.0  # a recent play's weight halves every this many plays back
@@ -272,39 +274,48 @@ class HybridModel:
     # -- home -------------------------------------------------------------------------------------------------
 
     def _popular(self, k: int, banned: np.ndarray) -> list[dict]:
-        return [self._item(i, float(self.popularity[i]), None, None) for i in top_k(self.popularity, k, banned)]
+        return [self._item(i, float(self.popularity[i]), None, None, POPULAR)
+                for i in top_k(self.popularity, k, banned)]  # fmt: skip
 
-    def home_candidates(self, who: Listener, banned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Candidates from every source for a listener, and their features (``HOME_FEATURES``)."""
-        n = self.track_ids.size
+    def _home_sources(self, who: Listener) -> dict[str, np.ndarray]:
+        """Every home source's scores over the whole catalog for a listener."""
         recent_w = self.recent_weights(who.recent)
-        scores = {
+        return {
             "item": self.item_scores(who.history),
             "recent_item": self._rows(self.item_item, who.recent, recent_w),
             "sequence": self._rows(self.sequence, who.recent[:CONTEXT], recent_w[:CONTEXT]),
             "session_item": self._rows(self.item_item, who.recent[:CONTEXT], recent_w[:CONTEXT]),
             "walk": self._walk(who.recent[:1]),
-        }
-        pools = [self._top_sparse(s, POOL, banned) for s in scores.values()]
-        is_banned = np.zeros(n, dtype=bool)
+            "als": (self.cf_scores(who.vector) if who.vector is not None
+                    else np.zeros(self.track_ids.size, dtype=np.float32)),
+        }  # fmt: skip
+
+    def home_candidates(self, who: Listener, banned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates from every source for a listener, and their features (``HOME_FEATURES``)."""
+        scores = self._home_sources(who)
+        sparse = ("item", "recent_item", "sequence", "session_item", "walk")
+        pools = [self._top_sparse(scores[name], POOL, banned) for name in sparse]
+        is_banned = np.zeros(self.track_ids.size, dtype=bool)
         is_banned[banned] = True
         if who.vector is not None:
-            scores["als"] = self.cf_scores(who.vector)
             pools.append(top_k(scores["als"], POOL, np.concatenate([self._unproposable, banned])))
             # new releases compete among themselves: the other sources know too little of them
             new = self._new[~is_banned[self._new]]
             pools.append(new[top_k(scores["als"][new], NEW_POOL)])
-        else:
-            scores["als"] = np.zeros(n, dtype=np.float32)
         pools.append(self._by_trend[~is_banned[self._by_trend]][:TREND_POOL])
         cand = np.unique(np.concatenate(pools))
+        return cand, self.home_features(who, cand, scores)
+
+    def home_features(self, who: Listener, cand: np.ndarray, scores: dict[str, np.ndarray]) -> np.ndarray:
+        """``HOME_FEATURES`` of the candidates ``cand`` (any tracks: a supplied list is ranked on the same)."""
+        recent_w = self.recent_weights(who.recent)
         feats = [self._scaled(scores[name], cand) for name in ("als", "item", "recent_item", "sequence")]
         recent_content = self._content_affinity(who.recent, recent_w, cand)
         session_content = self._content_affinity(who.recent[:CONTEXT], recent_w[:CONTEXT], cand)
         artists = self._artist[cand]
         hist_artists = np.bincount(self._artist[who.history], minlength=self._artists)
         recent_artists = np.bincount(self._artist[who.recent], weights=recent_w, minlength=self._artists)
-        x = np.column_stack(
+        return np.column_stack(
             [
                 *(f for pair in feats for f in pair),
                 recent_content,
@@ -327,7 +338,6 @@ class HybridModel:
                 self._scaled(scores["walk"], cand)[0],
             ]
         )
-        return cand, x
 
     def _share(self, groups: np.ndarray, slots: int, plays: np.ndarray, weights: np.ndarray,
                cand: np.ndarray) -> np.ndarray:  # fmt: skip
@@ -365,9 +375,12 @@ class HybridModel:
         return (s / best if best > 0 else s), rank
 
     def home(self, vector: np.ndarray | None, k: int, banned: np.ndarray, history: np.ndarray = EMPTY,
-             recent: np.ndarray = EMPTY, in_session: bool = False) -> list[dict]:  # fmt: skip
+             recent: np.ndarray = EMPTY, in_session: bool = False,
+             fresh_share: float = FRESH_SHARE) -> list[dict]:  # fmt: skip
+        """The listener's page; with the ranker, a ``fresh_share`` of its places (``_with_new_releases``) goes to
+        new releases without plays yet (``reason`` "exploration")."""
         who = Listener(vector, history, recent, in_session)
-        trees = self.rankers.get("session" if in_session else "home") or self.rankers.get("home")
+        trees = self.home_trees(in_session)
         # Popularity is also all there is to go on for a listener of whom nothing is known
         if self.home_source == "popularity" or (vector is None and history.size == 0 and recent.size == 0):
             return self._popular(k, banned)
@@ -380,29 +393,67 @@ class HybridModel:
             cf = self.cf_scores(vector)
             scores = self.home_scores(vector, cf)
             return [self._item(i, float(scores[i]), float(cf[i]), None) for i in top_k(scores, k, banned)]
-        cand, x = self.home_candidates(who, banned)
-        ranked = trees.predict(x)
-        order = self._with_new_releases(top_k(ranked, cand.size), cand, k)
-        return [self._item(cand[j], float(ranked[j]), float(x[j, 0]), None) for j in order]
+        cand, x, ranked = self.ranked_home(who, banned, trees)
+        order, fresh = self._with_new_releases(top_k(ranked, cand.size), cand, k, fresh_share)
+        items = [self._item(cand[j], float(ranked[j]), float(x[j, 0]), None, EXPLORATION if is_new else PERSONALISED)
+                 for j, is_new in zip(order.tolist(), fresh.tolist())]  # fmt: skip
+        if len(items) < k:  # a narrow filter left the sources little to propose: the most popular of the rest
+            floor = float(ranked.min()) if ranked.size else 0.0
+            more = top_k(self.popularity, k - len(items), np.concatenate([banned, cand]))
+            items += [self._item(i, floor - 1.0 - n, None, None, POPULAR) for n, i in enumerate(more.tolist())]
+        return items
 
-    def _with_new_releases(self, order: np.ndarray, cand: np.ndarray, k: int) -> np.ndarray:
-        """The first ``k`` of ``order``, where every ``FRESH_EVERY``-th place after the first ``FRESH_EVERY`` goes
-        to the best-ranked new release without plays yet. Ranked on their own they would rarely reach a page:
-        the ranker rightly finds a track nobody has played less likely than one many have, and new releases
-        would never get the plays that change that."""
+    def home_trees(self, in_session: bool) -> Trees | None:
+        return self.rankers.get("session" if in_session else "home") or self.rankers.get("home")
+
+    def ranked_home(self, who: Listener, banned: np.ndarray, trees: Trees) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Home's candidates, their features and the ranker's scores (before new releases get their places)."""
+        cand, x = self.home_candidates(who, banned)
+        return cand, x, trees.predict(x)
+
+    def rank(self, vector: np.ndarray | None, cand: np.ndarray, history: np.ndarray = EMPTY,
+             recent: np.ndarray = EMPTY, in_session: bool = False) -> list[dict]:  # fmt: skip
+        """The supplied tracks ``cand`` ordered for the listener, best first, by what home ranks with."""
+        cand = np.asarray(cand, dtype=np.int64)
+        who = Listener(vector, history, recent, in_session)
+        trees = self.home_trees(in_session)
+        if self.home_source == "popularity" or (vector is None and history.size == 0 and recent.size == 0):
+            scores, reason = self.popularity[cand].astype(np.float64), POPULAR
+        elif self.home_source == "item_item" and self.item_item is not None and history.size:
+            scores, reason = self.item_scores(history)[cand], PERSONALISED
+        elif trees is None or self.home_source == "simplest":
+            if vector is None:
+                scores, reason = self.popularity[cand].astype(np.float64), POPULAR
+            else:
+                scores, reason = self.home_scores(vector)[cand], PERSONALISED
+        else:
+            scores = trees.predict(self.home_features(who, cand, self._home_sources(who)))
+            reason = PERSONALISED
+        return [self._item(cand[j], float(scores[j]), None, None, reason) for j in top_k(scores, cand.size)]
+
+    def _with_new_releases(self, order: np.ndarray, cand: np.ndarray, k: int,
+                           share: float = FRESH_SHARE) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """The first ``k`` of ``order``, where one place in ``round(1 / share)`` after the first such run (places
+        20, 30, ... at 0.1; 10, 15, 20, ... at 0.2) goes to the best-ranked new release without plays yet; and
+        which of them are those. Ranked on their own they would rarely reach a page: the ranker rightly finds a
+        track nobody has played less likely than one many have, and new releases would never get the plays that
+        change that."""
         fresh_mask = (~self.warm[cand] & (self._age[cand] <= NEW_RELEASE_DAYS))[order]
         fresh, rest = order[fresh_mask], order[~fresh_mask]
         places = np.arange(1, min(k, order.size) + 1)
         is_fresh = np.zeros(places.size, dtype=bool)
-        is_fresh[np.flatnonzero((places > FRESH_EVERY) & (places % FRESH_EVERY == 0))[: fresh.size]] = True
+        if share > 0:
+            every = max(2, round(1.0 / share))
+            is_fresh[np.flatnonzero((places > every) & (places % every == 0))[: fresh.size]] = True
         is_fresh[np.flatnonzero(~is_fresh)[rest.size :]] = True  # the rest ran out: new releases fill the page
         out = np.empty(places.size, dtype=np.int64)
         out[is_fresh], out[~is_fresh] = fresh[: int(is_fresh.sum())], rest[: int((~is_fresh).sum())]
-        return out
+        return out, is_fresh
 
-    def _item(self, i: int, score: float, cf: float | None, content: float | None) -> dict:
+    def _item(self, i: int, score: float, cf: float | None, content: float | None,
+              reason: str = PERSONALISED) -> dict:  # fmt: skip
         return {"track_id": self.track_ids[i], "artist_id": self.artist_ids[i], "score": score, "cf": cf,
-                "content": content}  # fmt: skip
+                "content": content, "reason": reason}  # fmt: skip
 
     # -- next song and similar --------------------------------------------------------------------------------
 

@@ -1,14 +1,20 @@
 """SageMaker inference handlers for the hybrid model: ``model_fn``, ``input_fn``, ``predict_fn``, ``output_fn``.
 
-Request (JSON): ``{surface: home|next|similar, user_vector?, short_vector?, vectors_of?, seed_track_id?, exclude?,
-history?, recent?, k, weights?, filter?}``.
+Request (JSON): ``{surface: home|next|similar|rank, user_vector?, short_vector?, vectors_of?, seed_track_id?,
+candidates?, exclude?, history?, recent?, k, weights?, filter?, promotion?, fresh_share?}``.
 - The model blends the long- and short-term vectors (``weights.long_term/short_term``); a short-term vector means
   a session is going on.
 - ``vectors_of`` names the model version whose factor space the vectors are in: a model of another version (a
   challenger beside the champion) derives its own from ``history`` and ``recent`` instead.
 - ``filter`` (keys: ``filters.KEYS``) leaves the tracks outside it out of every source.
+- ``promotion`` (``{filter, k}``): the surface is asked again within the promotion's filter, and its best ``k``
+  come back as ``promoted``; the serving Lambda gives them their share of the page.
+- ``fresh_share``: the share of home's places for new releases without plays yet (``hybrid.FRESH_SHARE``).
+- ``rank`` orders the supplied ``candidates`` (at most 500) for the listener as home ranks; those the model does
+  not know come back as ``unknown``, those the filter or ``exclude`` leaves out as ``filtered``.
 
-Response: ``{items: [{track_id, score, cf, content}], model_version}``. The serving Lambda builds requests from
+Response: ``{items: [{track_id, artist_id, score, cf, content, reason}], model_version, promoted?, unknown?,
+filtered?}``. The serving Lambda builds requests from
 ``encore.models.InferenceRequest``; this side checks them again, since an endpoint can be called by anyone holding
 the permission, and says exactly what is wrong. Python 3.9-compatible (the scikit-learn container).
 """
@@ -26,17 +32,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import filters
-from hybrid import HybridModel, session_blend
+from hybrid import FRESH_SHARE, HybridModel, session_blend
 
-SURFACES = ("home", "next", "similar")
+SURFACES = ("home", "next", "similar", "rank")
 MAX_K = 500
+MAX_CANDIDATES = 500
+MAX_FRESH_SHARE = 0.5
 MAX_EXCLUDE = 5000
 MAX_HISTORY = 1000
 MAX_RECENT = 100
 WEIGHTS = {"cf": 0.6, "content": 0.4, "long_term": 0.7, "short_term": 0.3, "ema_keep": 0.5}
-FIELDS = {"surface", "user_vector", "short_vector", "vectors_of", "seed_track_id", "exclude", "history", "recent",
-          "k", "weights", "filter"}  # fmt: skip
+FIELDS = {"surface", "user_vector", "short_vector", "vectors_of", "seed_track_id", "candidates", "exclude", "history",
+          "recent", "k", "weights", "filter", "promotion", "fresh_share"}  # fmt: skip
 JSON = "application/json"
+EMPTY = np.empty(0, dtype=np.int64)
 
 
 class RequestError(ValueError):
@@ -84,7 +93,7 @@ def input_fn(body: Any, content_type: str = JSON) -> dict[str, Any]:
     k = data.get("k", 20)
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
         raise RequestError(f"k must be a whole number from 1 to {MAX_K}")
-    bounds = {"exclude": MAX_EXCLUDE, "history": MAX_HISTORY, "recent": MAX_RECENT}
+    bounds = {"exclude": MAX_EXCLUDE, "history": MAX_HISTORY, "recent": MAX_RECENT, "candidates": MAX_CANDIDATES}
     lists = {name: _track_ids(data.get(name), name, bound) for name, bound in bounds.items()}
     weights = data.get("weights") or {}
     if (not isinstance(weights, dict) or set(weights) - set(WEIGHTS)
@@ -98,10 +107,16 @@ def input_fn(body: Any, content_type: str = JSON) -> dict[str, Any]:
         catalog_filter = filters.check(data["filter"]) if data.get("filter") is not None else {}
     except ValueError as exc:
         raise RequestError(str(exc)) from None
+    fresh_share = data.get("fresh_share", FRESH_SHARE)
+    if (not isinstance(fresh_share, (int, float)) or isinstance(fresh_share, bool)
+            or not 0 <= fresh_share <= MAX_FRESH_SHARE):  # fmt: skip
+        raise RequestError(f"fresh_share must be a number from 0 to {MAX_FRESH_SHARE}")
     request = {
         "surface": surface,
         "k": k,
         "filter": catalog_filter,
+        "promotion": _promotion(data.get("promotion")),
+        "fresh_share": float(fresh_share),
         **lists,
         "user_vector": _vector(data.get("user_vector"), "user_vector"),
         "short_vector": _vector(data.get("short_vector"), "short_vector"),
@@ -113,7 +128,29 @@ def input_fn(body: Any, content_type: str = JSON) -> dict[str, Any]:
         raise RequestError(f"surface {surface!r} needs seed_track_id")
     if surface == "home" and request["user_vector"] is None and request["short_vector"] is None:
         raise RequestError("surface 'home' needs user_vector or short_vector")
+    if surface == "rank" and not request["candidates"]:
+        raise RequestError("surface 'rank' needs candidates: the track ids to order")
+    if surface == "rank" and request["promotion"] is not None:
+        raise RequestError("surface 'rank' orders the tracks it is given: it takes no promotion")
     return request
+
+
+def _promotion(value: Any) -> dict[str, Any] | None:
+    """``{filter, k}``: the tracks a promotion selects, and how many of its best to return."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"filter", "k"}:
+        raise RequestError("promotion must be {filter, k}")
+    k = value["k"]
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+        raise RequestError(f"promotion.k must be a whole number from 1 to {MAX_K}")
+    try:
+        spec = filters.check(value["filter"])
+    except ValueError as exc:
+        raise RequestError(f"promotion.{exc}") from None
+    if not spec:
+        raise RequestError("promotion.filter must select tracks: an empty filter promotes the whole catalog")
+    return {"filter": spec, "k": k}
 
 
 def listener_vectors(request: dict[str, Any], model: HybridModel, history: np.ndarray,
@@ -133,33 +170,61 @@ def listener_vectors(request: dict[str, Any], model: HybridModel, history: np.nd
     return own_user, own_short
 
 
+def _outside(model: HybridModel, spec: dict[str, Any]) -> np.ndarray:
+    """The tracks a filter leaves out (banned like played tracks: every source then ranks within it)."""
+    if not spec:
+        return EMPTY
+    if model.facts is None:
+        raise RequestError(f"model {model.version} was trained without catalog facts: it cannot filter")
+    allowed = model.facts.mask(spec, datetime.now(timezone.utc).date())
+    return EMPTY if allowed is None else np.flatnonzero(~allowed)
+
+
+def _surface(request: dict[str, Any], model: HybridModel, vector: np.ndarray | None, banned: np.ndarray,
+             history: np.ndarray, recent: np.ndarray, k: int) -> list[dict]:  # fmt: skip
+    w = request["weights"]
+    if request["surface"] == "home":
+        return model.home(vector, k, banned, history, recent, request["short_vector"] is not None,
+                          request["fresh_share"])  # fmt: skip
+    seed = model.index.get(request["seed_track_id"])
+    if seed is None:
+        raise RequestError(f"seed_track_id {request['seed_track_id']!r} is not in model {model.version}'s catalog")
+    if request["surface"] == "next":
+        return model.next(seed, vector, k, banned, w["cf"], w["content"], history, recent)
+    return model.similar(seed, k, banned, w["cf"], w["content"])
+
+
+def _rank(request: dict[str, Any], model: HybridModel, vector: np.ndarray | None, outside: np.ndarray,
+          history: np.ndarray, recent: np.ndarray) -> dict[str, Any]:  # fmt: skip
+    """The supplied candidates ordered for the listener (the known ones the filter allows)."""
+    given = list(dict.fromkeys(request["candidates"]))
+    unknown = [t for t in given if t not in model.index]
+    cand = model.indices(given)
+    left_out = np.isin(cand, np.concatenate([outside, model.indices(request["exclude"])]))
+    items = model.rank(vector, cand[~left_out], history, recent, request["short_vector"] is not None)
+    return {"items": items, "unknown": unknown, "filtered": [str(t) for t in model.track_ids[cand[left_out]]]}
+
+
 def predict_fn(request: dict[str, Any], model: HybridModel) -> dict[str, Any]:
-    k, w = request["k"], request["weights"]
-    banned = model.indices(request["exclude"])
-    if request.get("filter"):
-        if model.facts is None:
-            raise RequestError(f"model {model.version} was trained without catalog facts: it cannot filter")
-        allowed = model.facts.mask(request["filter"], datetime.now(timezone.utc).date())
-        if allowed is not None:  # outside the filter is banned like a played track: every source ranks within it
-            banned = np.concatenate([banned, np.flatnonzero(~allowed)])
+    outside = _outside(model, request["filter"])
+    banned = np.concatenate([model.indices(request["exclude"]), outside])
     history, recent = model.indices(request["history"]), model.indices(request["recent"])
     user, short = listener_vectors(request, model, history, recent)
-    vector = session_blend(user, short, w["long_term"], w["short_term"])
-    if request["surface"] == "home":
-        in_session = request["short_vector"] is not None
-        items: list[dict] = model.home(vector, k, banned, history, recent, in_session)
+    vector = session_blend(user, short, request["weights"]["long_term"], request["weights"]["short_term"])
+    if request["surface"] == "rank":
+        answer = _rank(request, model, vector, outside, history, recent)
     else:
-        seed = model.index.get(request["seed_track_id"])
-        if seed is None:
-            raise RequestError(f"seed_track_id {request['seed_track_id']!r} is not in model {model.version}'s catalog")
-        if request["surface"] == "next":
-            items = model.next(seed, vector, k, banned, w["cf"], w["content"], history, recent)
-        else:
-            items = model.similar(seed, k, banned, w["cf"], w["content"])
-    return {
-        "items": [{**item, "track_id": str(item["track_id"]), "artist_id": str(item["artist_id"])} for item in items],
-        "model_version": model.version,
-    }
+        answer = {"items": _surface(request, model, vector, banned, history, recent, request["k"])}
+        promotion = request["promotion"]
+        if promotion is not None:  # the same surface within the promoted tracks
+            within = np.concatenate([banned, _outside(model, promotion["filter"])])
+            answer["promoted"] = _plain(_surface(request, model, vector, within, history, recent, promotion["k"]))
+    answer["items"] = _plain(answer["items"])
+    return {**answer, "model_version": model.version}
+
+
+def _plain(items: list[dict]) -> list[dict]:
+    return [{**item, "track_id": str(item["track_id"]), "artist_id": str(item["artist_id"])} for item in items]
 
 
 def output_fn(prediction: dict[str, Any], accept: str = JSON) -> str:

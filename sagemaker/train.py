@@ -53,7 +53,18 @@ from evaluation import (
     write_report,
 )
 from filters import CatalogFacts
-from hybrid import CONTEXT, EMPTY, HOME_FEATURES, NEXT_FEATURES, RECENT, HybridModel, Listener, session_blend, top_k
+from hybrid import (
+    CONTEXT,
+    EMPTY,
+    FRESH_SHARE,
+    HOME_FEATURES,
+    NEXT_FEATURES,
+    RECENT,
+    HybridModel,
+    Listener,
+    session_blend,
+    top_k,
+)
 from sources import Sessions
 
 SERVING_CODE = ("inference.py", "hybrid.py", "ranker.py", "filters.py")
@@ -646,6 +657,7 @@ def evaluate(tracks: pd.DataFrame, inter: pd.DataFrame, sessions: Sessions, cont
         "hybrid_recall@50_warm": recall_on(recs["hybrid"], truth, warm_items, 50),
         "als_recall@50_cold": recall_on(recs["als"], truth, cold, 50),
     }
+    report["freshness"] = freshness(test, truth, cold, args.seed)
     if next_song:
         report["next"] = next_song
     report["session"] = session
@@ -655,6 +667,34 @@ def evaluate(tracks: pd.DataFrame, inter: pd.DataFrame, sessions: Sessions, cont
         report["oracle"] = oracle_fractions(truth_path, recs, truth, test.seen, model, home)
     rec_pop = {name: [float(model.popularity[i]) for u in r for i in r[u][:10]] for name, r in recs.items()}
     return report, rec_pop, (model.rankers, model.home_source)
+
+
+FRESH_SHARES = (0.0, 0.1, 0.2, 0.3)
+FRESH_LISTENERS = 300
+
+
+def freshness(test: Fitted, truth: dict[str, set[int]], cold: set[int], seed: int) -> dict:
+    """Home at each share of places for new releases without plays (``hybrid.FRESH_SHARE`` serves), on a sample of
+    the evaluated listeners, each ranked once and placed per share: NDCG@10, recall@50, recall@50 of the tracks
+    without plays in training, and how much of the top 50 the new releases take. What the share buys (new music
+    heard) and what it costs (places taken from the ranking)."""
+    model = test.model
+    if model.home_source != "ranker" or model.home_trees(False) is None:
+        return {}
+    users = sample(sorted(truth), FRESH_LISTENERS, seed)
+    ranked = {u: model.ranked_home(test.listeners[u], test.seen[u], model.home_trees(False)) for u in users}
+    out = {}
+    for share in FRESH_SHARES:
+        recs, fresh = {}, 0
+        for u, (cand, _, scores) in ranked.items():
+            order, is_fresh = model._with_new_releases(top_k(scores, cand.size), cand, 50, share)
+            recs[u], fresh = cand[order].tolist(), fresh + int(is_fresh.sum())
+        metrics = ranking_metrics(recs, {u: truth[u] for u in users}, len(model.track_ids), model.popularity,
+                                  ks=(10, 50))  # fmt: skip
+        out[f"{share:.1f}"] = {"ndcg@10": metrics.get("ndcg@10", 0.0), "recall@50": metrics.get("recall@50", 0.0),
+                               "recall@50_cold": recall_on(recs, truth, cold, 50),
+                               "fresh_places_of_50": fresh / max(len(users), 1)}  # fmt: skip
+    return {"listeners": len(users), "served_share": FRESH_SHARE, "by_share": out}
 
 
 def home_recommendations(test: Fitted, truth: dict[str, set[int]]) -> dict[str, dict[str, list[int]]]:

@@ -23,16 +23,17 @@ from encore import events_route, impressions, operations
 from encore import observability as obs
 from encore.cache import SessionCache
 from encore.config import EncoreConfig
+from encore.controls import Controls, ControlsQuery, resolve
 from encore.errors import BadRequest, NotFound
 from encore.experiment import LiveTestReader
 from encore.http import cors_config, read_bodies_strictly, register_error_handlers
 from encore.model_client import ModelClient
-from encore.models import ProfileUpdate, RecommendationResponse, Surface
+from encore.models import ProfileUpdate, RankRequest, RankResponse, RecommendationResponse, Surface
 from encore.observability import logger, metrics, tracer
 from encore.openapi import DocumentedResolver, answers
 from encore.profiles import ProfileStore
 from encore.promotion import ModelRegistry
-from encore.recommend import GLOBAL, Options, Outcome, ServingDeps, recommend, track_metadata
+from encore.recommend import GLOBAL, Options, Outcome, ServingDeps, rank, recommend, track_metadata
 from encore.regions import ISO_3166_ALPHA2
 from encore.stores import ChartStore, TrackStore
 
@@ -69,6 +70,7 @@ TrackId = Annotated[str, Path(pattern=ID, description="track id")]
 Limit = Annotated[int, Query(ge=1, le=100, description="items to return")]
 ExcludePlayed = Annotated[bool, Query(description="leave out the listener's recently played tracks")]
 MaxPerArtist = Annotated[int, Query(ge=1, le=100, description="at most this many tracks of one artist")]
+Choose = Annotated[ControlsQuery, Query()]
 
 
 def _in_utc(moment: datetime) -> datetime:
@@ -92,6 +94,8 @@ class TrackView(BaseModel):
     genres: list[str] = Field(default_factory=list)
     duration_ms: int | None = None
     image_url: str | None = None
+    explicit: bool | None = None
+    release_date: str | None = None
 
 
 class ProfileView(BaseModel):
@@ -105,8 +109,8 @@ class ProfileView(BaseModel):
     has_long_term_vector: bool = False
 
 
-def _options(limit: int, exclude_played: bool, max_per_artist: int | None) -> Options:
-    return Options(limit, exclude_played, max_per_artist or config.serving.max_per_artist)
+def _options(limit: int, exclude_played: bool, max_per_artist: int | None, controls: Controls) -> Options:
+    return Options(limit, exclude_played, max_per_artist or config.serving.max_per_artist, controls)
 
 
 def _report(route: str, outcome: Outcome, response: RecommendationResponse, started: float) -> None:
@@ -139,9 +143,14 @@ def handle_get_health() -> dict[str, str]:
 @app.get("/v1/users/<user_id>/recommendations", responses=answers(RecommendationResponse, 400))
 @tracer.capture_method
 def handle_get_recommendations(
-    user_id: UserId, limit: Limit = 20, exclude_played: ExcludePlayed = True, max_per_artist: MaxPerArtist | None = None
+    user_id: UserId,
+    choose: Choose,
+    limit: Limit = 20,
+    exclude_played: ExcludePlayed = True,
+    max_per_artist: MaxPerArtist | None = None,
 ) -> RecommendationResponse:
-    return _recommend(Surface.HOME, user_id, None, _options(limit, exclude_played, max_per_artist))
+    opts = _options(limit, exclude_played, max_per_artist, resolve(config, choose))
+    return _recommend(Surface.HOME, user_id, None, opts)
 
 
 @app.get("/v1/users/<user_id>/next", responses=answers(RecommendationResponse, 400, 404))
@@ -149,19 +158,32 @@ def handle_get_recommendations(
 def handle_get_next(
     user_id: UserId,
     track_id: Annotated[str, Query(pattern=ID, description="the track playing now")],
+    choose: Choose,
     limit: Limit = 20,
     exclude_played: ExcludePlayed = True,
     max_per_artist: MaxPerArtist | None = None,
 ) -> RecommendationResponse:
-    return _recommend(Surface.NEXT, user_id, track_id, _options(limit, exclude_played, max_per_artist))
+    opts = _options(limit, exclude_played, max_per_artist, resolve(config, choose))
+    return _recommend(Surface.NEXT, user_id, track_id, opts)
 
 
 @app.get("/v1/tracks/<track_id>/similar", responses=answers(RecommendationResponse, 400, 404))
 @tracer.capture_method
 def handle_get_similar(
-    track_id: TrackId, limit: Limit = 20, max_per_artist: MaxPerArtist | None = None
+    track_id: TrackId, choose: Choose, limit: Limit = 20, max_per_artist: MaxPerArtist | None = None
 ) -> RecommendationResponse:
-    return _recommend(Surface.SIMILAR, None, track_id, _options(limit, False, max_per_artist))
+    return _recommend(Surface.SIMILAR, None, track_id, _options(limit, False, max_per_artist, resolve(config, choose)))
+
+
+@app.post("/v1/users/<user_id>/rank", responses=answers(RankResponse, 400, 413, 415))
+@tracer.capture_method
+def handle_post_rank(user_id: UserId, body: RankRequest, choose: Choose) -> RankResponse:
+    """The supplied tracks (at most 500) ordered for the listener, as home ranks; with the same filters."""
+    started = time.perf_counter()
+    response, outcome = rank(deps, user_id, body.track_ids, resolve(config, choose, promotions=False))
+    impressions.record(impressions.impression_of(response, user_id, None, False, deps.now_ms()))
+    _report("rank", outcome, response, started)
+    return response
 
 
 @app.get("/v1/tracks/<track_id>", responses=answers(TrackView, 400, 404))

@@ -93,7 +93,8 @@ def test_listener_routes_need_a_cognito_token_in_prod_and_have_no_authorizer_in_
     assert synthesized["dev"].config.serving.write_auth == "none"
     listener = {(r.path, m) for r in ROUTES if r.listener for m in r.methods}
     assert {p for p, _ in listener} == {
-        "/v1/events", "/v1/users/{user_id}", "/v1/users/{user_id}/recommendations", "/v1/users/{user_id}/next"
+        "/v1/events", "/v1/users/{user_id}", "/v1/users/{user_id}/recommendations", "/v1/users/{user_id}/next",
+        "/v1/users/{user_id}/rank",
     }  # fmt: skip
     for stage, synth in synthesized.items():
         for (path, method), props in synth.methods().items():

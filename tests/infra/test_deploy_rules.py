@@ -106,6 +106,19 @@ def test_a_foreign_region_is_caught(assemblies: dict[str, Assembly]) -> None:
     assert any("--encore_config region is us-east-1" in p for p in problems)
 
 
+def test_an_environment_past_lambdas_4_kb_is_caught(assemblies: dict[str, Assembly]) -> None:
+    many = {f"p{i}": {"filter": {"genres_in": ["synthwave", "vaporwave"]}, "share": 0.1} for i in range(40)}
+
+    def many_promotions(template: dict[str, Any]) -> None:
+        for fn in _of_type(template, "AWS::Lambda::Function").values():
+            env = fn["Properties"].get("Environment", {}).get("Variables", {})
+            if "ENCORE_SERVING" in env:
+                env["ENCORE_SERVING"] = json.dumps({"promotions": many})
+
+    problems = rules.lambda_environments_fit(_mutated(assemblies["dev"], many_promotions))
+    assert problems and all("past Lambda's 4096" in p for p in problems)
+
+
 def test_a_publisher_without_the_topic_key_is_caught(assemblies: dict[str, Assembly]) -> None:
     def drop_key_grants(template: dict[str, Any]) -> None:
         for lid, policy in _of_type(template, "AWS::IAM::Policy").items():

@@ -161,7 +161,8 @@ def _error(model: Any, data: dict[str, Any]) -> ValidationError:
         ({"surface": "next", "user_vector": [0.1]}, "needs seed_track_id"),
         ({"surface": "similar"}, "needs seed_track_id"),
         ({"surface": "home", "user_vector": [0.1], "k": 0}, "greater than or equal to 1"),
-        ({"surface": "radio"}, "'home', 'next' or 'similar'"),
+        ({"surface": "radio"}, "'home', 'next', 'similar' or 'rank'"),
+        ({"surface": "rank"}, "needs candidates"),
     ],
 )
 def test_inference_request_says_what_is_missing(data: dict[str, Any], fragment: str) -> None:

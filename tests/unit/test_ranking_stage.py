@@ -17,6 +17,7 @@ import inference
 import ranker
 import sources
 import train
+from filters import CatalogFacts
 from hybrid import EMPTY, HOME_FEATURES, NEXT_FEATURES, HybridModel, Listener, session_blend
 from sources import Sessions
 
@@ -171,6 +172,12 @@ def ranked_model(tmp_path: Path) -> HybridModel:
         item_item=sources.item_item(x)[1],
         item_item_kind="ease",
         sequence=sources.sequence_model(Sessions.from_lists(sessions), n),
+        facts=CatalogFacts.of(
+            [i % 4 == 0 for i in range(n)],
+            ["2020-01-01"] * n,
+            [["rock" if i % 3 else "jazz"] for i in range(n)],
+            np.array([f"a{i % 30}" for i in range(n)]),
+        ),
     )
     lists: dict[str, list[Any]] = {"home": [], "session": [], "next": []}
     for _ in range(40):
@@ -233,6 +240,65 @@ def test_malformed_listener_state_is_refused(ranked_model: HybridModel, body: di
         inference.predict_fn(inference.input_fn(json.dumps(body)), ranked_model)
 
 
+def test_a_supplied_list_comes_back_ordered_for_the_listener(ranked_model: HybridModel) -> None:
+    given = [f"t{i}" for i in range(100, 160)] + ["nope", "t7"]
+    body = {"surface": "rank", "user_vector": [0.2] * 8, "history": ["t1", "t2"], "candidates": given}
+    answer = ask(ranked_model, body)
+    ranked = [i["track_id"] for i in answer["items"]]
+    assert sorted(ranked) == sorted(set(given) - {"nope"}) and answer["unknown"] == ["nope"]
+    assert [i["score"] for i in answer["items"]] == sorted((i["score"] for i in answer["items"]), reverse=True)
+    assert {i["reason"] for i in answer["items"]} == {"personalised"}
+    # the ranker's order, not the input's
+    assert ranked != [t for t in given if t != "nope"]
+    # with a filter, what it leaves out is named and not ranked
+    clean = ask(ranked_model, {**body, "filter": {"genres_in": ["jazz"]}})
+    jazz = {f"t{i}" for i in range(ranked_model.track_ids.size) if i % 3 == 0}
+    assert {i["track_id"] for i in clean["items"]} == (set(given) - {"nope"}) & jazz
+    assert set(clean["filtered"]) == set(given) - {"nope"} - jazz
+    # a listener the model knows nothing of: the most popular first
+    anon = ask(ranked_model, {"surface": "rank", "candidates": given})["items"]
+    pops = [ranked_model.popularity[ranked_model.index[i["track_id"]]] for i in anon]
+    assert pops == sorted(pops, reverse=True) and {i["reason"] for i in anon} == {"popular"}
+
+
+def test_a_promotion_is_the_surface_again_within_its_filter(ranked_model: HybridModel) -> None:
+    history = [f"t{i}" for i in range(0, 40, 2)]
+    body = {"surface": "home", "user_vector": [0.2] * 8, "k": 15, "history": history, "exclude": history}
+    plain = ask(ranked_model, body)
+    promoted = ask(ranked_model, {**body, "promotion": {"filter": {"genres_in": ["jazz"]}, "k": 4}})
+    assert promoted["items"] == plain["items"]  # the page itself does not change
+    ids = [i["track_id"] for i in promoted["promoted"]]
+    assert len(ids) == 4 and all(ranked_model.index[t] % 3 == 0 for t in ids) and not set(ids) & set(history)
+    within = ask(ranked_model, {**body, "k": 4, "filter": {"genres_in": ["jazz"]}})["items"]
+    assert ids == [i["track_id"] for i in within]  # the best jazz for this listener, as a jazz filter ranks it
+    nxt = ask(ranked_model, {"surface": "next", "seed_track_id": "t9", "user_vector": [0.2] * 8, "k": 5,
+                             "promotion": {"filter": {"explicit": False}, "k": 3}})  # fmt: skip
+    assert len(nxt["promoted"]) == 3 and all(ranked_model.index[i["track_id"]] % 4 for i in nxt["promoted"])
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"surface": "rank"}, "needs candidates"),
+        ({"surface": "rank", "candidates": ["t1"] * 501}, "at most 500"),
+        (
+            {"surface": "rank", "candidates": ["t1"], "promotion": {"filter": {"explicit": False}, "k": 2}},
+            "no promotion",
+        ),
+        ({"surface": "home", "user_vector": [1.0] * 8, "promotion": {"filter": {}, "k": 2}}, "must select tracks"),
+        (
+            {"surface": "home", "user_vector": [1.0] * 8, "promotion": {"filter": {"mood": "x"}, "k": 2}},
+            "unknown filter",
+        ),
+        ({"surface": "home", "user_vector": [1.0] * 8, "promotion": {"k": 2}}, "promotion must be"),
+        ({"surface": "home", "user_vector": [1.0] * 8, "fresh_share": 0.9}, "fresh_share must be"),
+    ],
+)
+def test_malformed_controls_are_refused(ranked_model: HybridModel, body: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(inference.RequestError, match=fragment):
+        inference.predict_fn(inference.input_fn(json.dumps(body)), ranked_model)
+
+
 def flat_model(n: int, **parts: Any) -> HybridModel:
     """``n`` tracks alike in every vector, one artist each, played by one listener each, with ``parts`` over that."""
     return HybridModel(
@@ -257,12 +323,23 @@ def test_every_tenth_place_after_the_first_ten_goes_to_a_new_release() -> None:
         age_days=np.where(np.arange(n) < 55, 400.0, 3.0),  # ... and t55..t59 are new releases
     )
     order = np.arange(n)  # the ranker's order: every new release last
-    placed = model._with_new_releases(order, np.arange(n), 40).tolist()
+    placed, fresh = model._with_new_releases(order, np.arange(n), 40)
+    placed = placed.tolist()
     assert placed[:19] == list(range(19)) and placed[19] == 55 and placed[29] == 56 and placed[39] == 57
     assert len(placed) == 40 and len(set(placed)) == 40 and not {50, 51, 52, 53, 54} & set(placed)
-    assert model._with_new_releases(order, np.arange(n), 5).tolist() == [0, 1, 2, 3, 4]
+    assert np.flatnonzero(fresh).tolist() == [19, 29, 39]  # the places that went to new releases
+    assert model._with_new_releases(order, np.arange(n), 5)[0].tolist() == [0, 1, 2, 3, 4]
     # when the other tracks run out, new releases fill the rest of the page
-    assert model._with_new_releases(np.array([55, 0, 56, 1, 57]), np.arange(n), 5).tolist() == [0, 1, 55, 56, 57]
+    assert model._with_new_releases(np.array([55, 0, 56, 1, 57]), np.arange(n), 5)[0].tolist() == [0, 1, 55, 56, 57]
+
+
+@pytest.mark.parametrize(("share", "places"), [(0.0, []), (0.2, [9, 14, 19]), (0.5, [3, 5, 7, 9, 11, 13, 15, 17, 19])])
+def test_the_fresh_share_sets_how_many_places_go_to_new_releases(share: float, places: list[int]) -> None:
+    n = 60
+    model = flat_model(n, warm=np.arange(n) < 50, age_days=np.where(np.arange(n) < 50, 400.0, 3.0))
+    placed, fresh = model._with_new_releases(np.arange(n), np.arange(n), 20, share)
+    assert np.flatnonzero(fresh).tolist() == places
+    assert all(placed[i] >= 50 for i in np.flatnonzero(fresh)) and all(placed[i] < 50 for i in np.flatnonzero(~fresh))
 
 
 def chain_model(n: int = 8) -> HybridModel:

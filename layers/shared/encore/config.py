@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from encore.models import CatalogFilter, Promotion
+
 Stage = Literal["dev", "prod", "local"]
+NAME = re.compile(r"[a-z0-9_-]{1,64}")  # a named filter or promotion
 _WEIGHT_TOLERANCE = 1e-9
 
 
@@ -146,6 +150,26 @@ class ServingSettings(_Frozen):
     write_auth: Literal["none", "cognito"] = Field(
         "none", description="who may call the listener routes (events, profiles): 'cognito' requires a user-pool JWT"
     )
+    # Named controls an app refers to by name (``?filter=clean``, ``?promotion=summer``), so a change of policy is
+    # a configuration change, not an app release.
+    filters: dict[str, CatalogFilter] = Field(
+        default_factory=lambda: {
+            "clean": CatalogFilter(explicit=False),
+            "new_releases": CatalogFilter(released_within_days=30),
+        }
+    )
+    promotions: dict[str, Promotion] = Field(default_factory=dict)
+    fresh_share: float = Field(
+        0.1, ge=0, le=0.5, description="home: the share of places for new releases without plays yet (from the 20th)"
+    )
+
+    @field_validator("filters", "promotions")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bad = [name for name in value if not NAME.fullmatch(name)]
+        if bad:
+            raise ValueError(f"names must be 1-64 of a-z, 0-9, '_' and '-': {', '.join(bad)}")
+        return value
 
 
 class EndpointSettings(_Frozen):

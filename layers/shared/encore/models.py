@@ -6,6 +6,7 @@ misspelt field learns it at once instead of having the value silently coerced or
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping
 from datetime import date
@@ -35,10 +36,9 @@ MAX_FUTURE_SKEW_MS = 3600 * 1000
 MIN_TIMESTAMP_MS = 946_684_800_000
 PLAYED_OVER_DURATION_TOLERANCE_MS = 5_000
 
-Identifier = Annotated[
-    StrictStr,
-    Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"),
-]
+ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*")  # a listener, track or artist id (and at most 128 long)
+ID_PATTERN = f"^{ID.pattern}$"
+Identifier = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
 Uuid = Annotated[
     StrictStr,
     Field(pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"),
@@ -71,6 +71,17 @@ class Surface(StrEnum):
     HOME = "home"
     NEXT = "next"
     SIMILAR = "similar"
+    RANK = "rank"  # a list the app supplies, ordered for the listener
+
+
+class Reason(StrEnum):
+    """Why an item is on the page."""
+
+    PERSONALISED = "personalised"  # the model ranked it for this listener (or this seed)
+    PROMOTED = "promoted"  # a promotion's share of the page
+    EXPLORATION = "exploration"  # a new release without plays yet, given a place so it gets heard
+    TRENDING = "trending"  # the region's trending chart, where the model could not answer
+    POPULAR = "popular"  # the model's most popular tracks: it knows nothing of the listener yet
 
 
 class _Contract(BaseModel):
@@ -211,12 +222,75 @@ class ProfileUpdate(_Contract):
         return value
 
 
+MAX_LISTED = 100  # genres, artists or tracks named in one filter
+Genre = Annotated[StrictStr, Field(min_length=1, max_length=100)]
+
+
+class CatalogFilter(_Contract):
+    """Which tracks may be recommended, by what the catalog says of them; applied inside the model's exact top-K
+    (``sagemaker/filters.py`` turns it into a mask over the catalog). Every key set must hold."""
+
+    genres_in: list[Genre] | None = Field(None, min_length=1, max_length=MAX_LISTED, description="any of these")
+    genres_not_in: list[Genre] | None = Field(None, min_length=1, max_length=MAX_LISTED, description="none of these")
+    explicit: StrictBool | None = Field(None, description="false leaves explicit tracks out")
+    released_within_days: StrictInt | None = Field(None, ge=0, le=36_500)
+    released_before: date | None = None
+    exclude_artists: list[Identifier] | None = Field(None, min_length=1, max_length=MAX_LISTED)
+
+    def spec(self) -> dict[str, Any]:
+        """The keys set, as the endpoint takes them."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def joined(self, other: CatalogFilter) -> CatalogFilter:
+        """Both filters at once; a key both set is refused (which of the two was meant cannot be told)."""
+        both = set(self.spec()) & set(other.spec())
+        if both:
+            raise ValueError(f"both set {', '.join(sorted(both))}")
+        return CatalogFilter.model_validate({**self.spec(), **other.spec()})
+
+    def allows(self, track: Mapping[str, Any], today: date) -> bool:
+        """Whether a track's catalog entry passes (the trending fallback's check, where the model is not there to
+        apply the filter). The same rules as the model's mask: genres compared in lower case, an unknown release
+        date passes no date filter, an unknown explicit flag counts as not explicit."""
+        genres = {str(g).lower() for g in track.get("genres") or []}
+        passes = (
+            self.genres_in is None or bool(genres & {g.lower() for g in self.genres_in}),
+            self.genres_not_in is None or not genres & {g.lower() for g in self.genres_not_in},
+            self.explicit is not False or track.get("explicit") is not True,
+            self.exclude_artists is None or track.get("artist_id") not in self.exclude_artists,
+        )
+        if not all(passes) or (self.released_within_days is None and self.released_before is None):
+            return all(passes)
+        try:
+            released = date.fromisoformat(str(track.get("release_date"))[:10])
+        except ValueError:
+            return False
+        within = self.released_within_days is None or (today - released).days <= self.released_within_days
+        return within and (self.released_before is None or released < self.released_before)
+
+
+class Promotion(_Contract):
+    """A named promotion: the tracks its filter selects get ``share`` of a page's places, the best of them for
+    each listener."""
+
+    filter: CatalogFilter
+    share: Number = Field(gt=0, le=0.5, description="of the page's places, e.g. 0.2")
+
+    @field_validator("filter")
+    @classmethod
+    def _selects(cls, value: CatalogFilter) -> CatalogFilter:
+        if not value.spec():
+            raise ValueError("must select tracks: an empty filter promotes the whole catalog")
+        return value
+
+
 class RecommendationItem(_Contract):
     track_id: Identifier
     score: Number
     cf: Number | None = None
     content: Number | None = None
     source: StrictStr = Field("model", description="model | trending | chart | popular")
+    reason: Reason = Reason.PERSONALISED
     name: StrictStr | None = None
     artist_name: StrictStr | None = None
     image_url: StrictStr | None = None
@@ -230,7 +304,34 @@ class RecommendationResponse(_Contract):
     fallback_reason: StrictStr | None = None
     # The endpoint's production variant that answered ("champion", or "challenger" while an online test runs).
     variant: StrictStr | None = None
+    filter: AppliedFilter | None = Field(None, description="the filter the answer holds to")
+    promotion: StrictStr | None = Field(None, description="the promotion given places on the page")
     items: list[RecommendationItem]
+
+
+class AppliedFilter(_Contract):
+    name: StrictStr | None = Field(None, description="the named filter asked for, if one was")
+    spec: dict[str, Any] = Field(description="every key that applied: the named filter's and the request's")
+    exclude_tracks: list[StrictStr] = Field(default_factory=list)
+
+
+class RankRequest(_Contract):
+    """The body of ``POST /v1/users/{user_id}/rank``."""
+
+    track_ids: list[Identifier] = Field(min_length=1, max_length=500)
+
+    @field_validator("track_ids")
+    @classmethod
+    def _each_once(cls, ids: list[Identifier]) -> list[Identifier]:
+        twice = sorted({t for t in ids if ids.count(t) > 1}) if len(set(ids)) < len(ids) else []
+        if twice:
+            raise ValueError(f"each track must be listed once: {', '.join(twice[:5])} repeated")
+        return ids
+
+
+class RankResponse(RecommendationResponse):
+    unknown: list[StrictStr] = Field(default_factory=list, description="supplied ids not in the catalog")
+    filtered: list[StrictStr] = Field(default_factory=list, description="supplied ids the filter left out")
 
 
 class InferenceWeights(_Contract):
@@ -258,6 +359,10 @@ class InferenceRequest(_Contract):
     recent: list[Identifier] = Field(default_factory=list, max_length=100)
     k: StrictInt = Field(20, ge=1, le=500)
     weights: InferenceWeights | None = None
+    filter: dict[str, Any] | None = None  # CatalogFilter.spec()
+    promotion: InferencePromotion | None = None
+    candidates: list[Identifier] | None = Field(None, min_length=1, max_length=500)  # surface rank
+    fresh_share: Number = Field(0.1, ge=0, le=0.5)
 
     @model_validator(mode="after")
     def _surface_needs(self) -> Self:
@@ -265,7 +370,14 @@ class InferenceRequest(_Contract):
             raise ValueError(f"surface '{self.surface}' needs seed_track_id")
         if self.surface is Surface.HOME and self.user_vector is None and self.short_vector is None:
             raise ValueError("surface 'home' needs user_vector or short_vector")
+        if self.surface is Surface.RANK and not self.candidates:
+            raise ValueError("surface 'rank' needs candidates")
         return self
+
+
+class InferencePromotion(_Contract):
+    filter: dict[str, Any]  # CatalogFilter.spec()
+    k: StrictInt = Field(ge=1, le=500)
 
 
 class InferenceItem(_Contract):
@@ -275,11 +387,15 @@ class InferenceItem(_Contract):
     score: Number
     cf: Number | None = None
     content: Number | None = None
+    reason: Reason = Reason.PERSONALISED
 
 
 class InferenceResponse(_Contract):
     items: list[InferenceItem]
     model_version: StrictStr
+    promoted: list[InferenceItem] = Field(default_factory=list)
+    unknown: list[StrictStr] = Field(default_factory=list)
+    filtered: list[StrictStr] = Field(default_factory=list)
 
 
 class FieldError(_Contract):

@@ -36,6 +36,9 @@ _KEY_ANSWERS = {
     429: "past the usage plan's rate, burst or daily quota for this key (API Gateway)",
 }
 _TOKEN_ANSWERS = {401: "no Cognito token, or an expired or invalid one (API Gateway)"}
+# Where the HTTP request cannot be read (its framing, its size, its encoding), API Gateway answers before any
+# function, in its own shape: these statuses may carry either body.
+_FRAMING = (400, 413, 415)
 
 
 _DESCRIPTIONS = {
@@ -111,6 +114,12 @@ def secure(document: dict[str, Any], write_auth: WriteAuth) -> dict[str, Any]:
                 operation["responses"].setdefault(
                     status, {"description": description, "content": {"application/json": {"schema": _GATEWAY_BODY}}}
                 )
+            for status in _FRAMING:
+                declared = operation["responses"].get(status) or operation["responses"].get(str(status))
+                if declared and "content" in declared:
+                    body = declared["content"]["application/json"]
+                    body["schema"] = {"anyOf": [body["schema"], _GATEWAY_BODY]}
+                    declared["description"] += "; or API Gateway's own {message} when the request cannot be read"
     return document
 
 

@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
 from cachetools import TTLCache
@@ -20,12 +21,23 @@ from cachetools import TTLCache
 from encore.cache import CacheUnavailable, SessionCache, track_metadata_key
 from encore.cache import result_key as cache_result_key
 from encore.config import EncoreConfig
+from encore.controls import NO_CONTROLS, Controls
 from encore.errors import NotFound
 from encore.experiment import CHAMPION, LiveTest, LiveTestReader
 from encore.model_client import ModelClient, ModelRejected, ModelUnavailable
-from encore.models import InferenceRequest, InferenceWeights, RecommendationItem, RecommendationResponse, Surface
+from encore.models import (
+    InferenceItem,
+    InferencePromotion,
+    InferenceRequest,
+    InferenceWeights,
+    RankResponse,
+    Reason,
+    RecommendationItem,
+    RecommendationResponse,
+    Surface,
+)
 from encore.profiles import DEPENDENCY_ERRORS, ProfileStore
-from encore.scoring import cap_per_artist
+from encore.scoring import compose_page
 from encore.stores import ChartStore, TrackStore
 
 GLOBAL = "GLOBAL"
@@ -69,6 +81,7 @@ class Options:
     limit: int
     exclude_played: bool
     max_per_artist: int
+    controls: Controls = NO_CONTROLS
 
 
 def _cache_get(deps: ServingDeps, key: str, outcome: Outcome) -> dict[str, Any] | None:
@@ -116,37 +129,51 @@ def track_metadata(deps: ServingDeps, track_ids: list[str], outcome: Outcome) ->
     return found
 
 
+def _item(r: dict[str, Any], m: dict[str, Any], source: str, reason: Reason) -> RecommendationItem:
+    return RecommendationItem(
+        track_id=r["track_id"],
+        score=float(r["score"]),
+        cf=r.get("cf"),
+        content=r.get("content"),
+        source=source,
+        reason=reason,
+        name=m.get("name"),
+        artist_name=m.get("artist_name"),
+        image_url=m.get("image_url"),
+    )
+
+
 def _decorate(
-    deps: ServingDeps, ranked: list[dict[str, Any]], opts: Options, outcome: Outcome, source: str
+    deps: ServingDeps,
+    ranked: list[dict[str, Any]],
+    opts: Options,
+    outcome: Outcome,
+    source: str,
+    promoted: list[dict[str, Any]] | None = None,
 ) -> list[RecommendationItem]:
+    """The page: the promotion's places filled from ``promoted``, the rest from ``ranked``, the artist cap over
+    all of it (``compose_page``), and each track's metadata."""
+    promoted = promoted or []
+    both = ranked + promoted
     ids = [r["track_id"] for r in ranked]
-    if all(r.get("artist_id") for r in ranked):
-        # The model names each track's artist: cap first, then read the metadata of only the tracks returned.
-        kept = set(
-            cap_per_artist(ids, {r["track_id"]: r["artist_id"] for r in ranked}, opts.max_per_artist, opts.limit)
-        )
-        meta = track_metadata(deps, [t for t in ids if t in kept], outcome)
+    promoted_ids = [r["track_id"] for r in promoted]
+    places = opts.controls.promoted_places(opts.limit) if promoted else 0
+    if all(r.get("artist_id") for r in both):
+        # The model names each track's artist: compose first, then read the metadata of only the tracks returned.
+        page = compose_page(ids, promoted_ids, {r["track_id"]: r["artist_id"] for r in both}, opts.max_per_artist,
+                            opts.limit, places)  # fmt: skip
+        meta = track_metadata(deps, [t for t, _ in page], outcome)
     else:
-        meta = track_metadata(deps, ids, outcome)
+        meta = track_metadata(deps, list(dict.fromkeys(ids + promoted_ids)), outcome)
         artist_of = {t: m.get("artist_id", t) for t, m in meta.items()}
-        kept = set(cap_per_artist(ids, artist_of, opts.max_per_artist, opts.limit))
+        page = compose_page(ids, promoted_ids, artist_of, opts.max_per_artist, opts.limit, places)
+    by_id = {r["track_id"]: r for r in ranked}
+    by_id_promoted = {r["track_id"]: r for r in promoted}
     items = []
-    for r in ranked:
-        if r["track_id"] not in kept:
-            continue
-        m = meta.get(r["track_id"], {})
-        items.append(
-            RecommendationItem(
-                track_id=r["track_id"],
-                score=float(r["score"]),
-                cf=r.get("cf"),
-                content=r.get("content"),
-                source=source,
-                name=m.get("name"),
-                artist_name=m.get("artist_name"),
-                image_url=m.get("image_url"),
-            )
-        )
+    for track_id, is_promoted in page:
+        r = by_id_promoted[track_id] if is_promoted else by_id[track_id]
+        reason = Reason.PROMOTED if is_promoted else Reason(r.get("reason") or Reason.PERSONALISED)
+        items.append(_item(r, meta.get(track_id, {}), source, reason))
     return items
 
 
@@ -159,12 +186,31 @@ def trending_items(deps: ServingDeps, region: str, limit: int) -> list[dict[str,
     return []
 
 
+def _today(deps: ServingDeps) -> date:
+    return datetime.fromtimestamp(deps.now_ms() / 1000, UTC).date()
+
+
+def _allowed(
+    deps: ServingDeps, ranked: list[dict[str, Any]], controls: Controls, outcome: Outcome
+) -> list[dict[str, Any]]:
+    """The tracks of ``ranked`` the request's filter allows, by their catalog entries (where the model, which
+    applies filters itself, did not rank them)."""
+    if controls.filter is None:
+        return ranked
+    meta = track_metadata(deps, [r["track_id"] for r in ranked], outcome)
+    today = _today(deps)
+    return [r for r in ranked if r["track_id"] in meta and controls.filter.allows(meta[r["track_id"]], today)]
+
+
 def _fallback(
     deps: ServingDeps, surface: str, region: str, opts: Options, outcome: Outcome, reason: str, exclude: set[str]
 ) -> RecommendationResponse:
     outcome.degraded.append(reason)
+    # A filter leaves out some of the chart: read deeper into it
+    depth = min(opts.limit * (10 if opts.controls.filter else 3), 500)
     try:
-        ranked = [r for r in trending_items(deps, region, min(opts.limit * 3, 500)) if r["track_id"] not in exclude]
+        ranked = [r for r in trending_items(deps, region, depth) if r["track_id"] not in exclude]
+        ranked = [{**r, "reason": Reason.TRENDING} for r in _allowed(deps, ranked, opts.controls, outcome)]
         items = _decorate(deps, ranked, opts, outcome, "trending")
     except DEPENDENCY_ERRORS:
         outcome.degraded.append("charts_unavailable")
@@ -175,6 +221,7 @@ def _fallback(
         model_version=None,
         fallback=True,
         fallback_reason=reason,
+        filter=opts.controls.applied(),
         items=items,
     )
 
@@ -209,6 +256,7 @@ def result_key(
         opts.limit,
         int(opts.exclude_played),
         opts.max_per_artist,
+        opts.controls.key,
     )
 
 
@@ -216,6 +264,25 @@ def _vectors_of(profile: dict[str, Any], test: LiveTest | None) -> str | None:
     """The version whose factor space the listener's vectors are in: the long-term vector's own, else (a session
     vector alone) the champion's, whose track vectors the events path averages."""
     return profile.get("model_version") or (test.champion if test else None)
+
+
+def _request(deps: ServingDeps, surface: Surface, profile: dict[str, Any], short: Any, test: LiveTest | None,
+             **fields: Any) -> InferenceRequest:  # fmt: skip
+    """What the endpoint is asked: the listener's state from the profile and the session, and ``fields``."""
+    v_long = profile.get("long_term_vector")
+    w = deps.config.weights
+    return InferenceRequest(
+        surface=surface,
+        user_vector=v_long.tolist() if v_long is not None else None,
+        short_vector=short.tolist() if short is not None else None,
+        vectors_of=_vectors_of(profile, test),
+        history=profile.get("history", [])[:1000],
+        recent=profile.get("recently_played", [])[:100],
+        weights=InferenceWeights(
+            cf=w.cf, content=w.content, long_term=w.long_term, short_term=w.short_term, ema_keep=w.ema_keep
+        ),
+        **fields,
+    )
 
 
 def recommend(
@@ -246,32 +313,34 @@ def recommend(
             cached["recommendation_id"] = str(uuid.uuid4())  # each answer is attributed on its own
             return RecommendationResponse.model_validate(cached), outcome
 
+    controls = opts.controls
     profile = (_profile(deps, user_id, outcome) if user_id else None) or {}
     region = profile.get("region") or GLOBAL
     recent, history = profile.get("recently_played", []), profile.get("history", [])
     # Played is played: the recent plays and the liked tracks of the training window are not recommended again.
-    exclude = set(recent) | set(history) if opts.exclude_played else set()
-    v_long = profile.get("long_term_vector")
-    if surface is Surface.HOME and v_long is None and short is None:
+    exclude = (set(recent) | set(history) if opts.exclude_played else set()) | set(controls.exclude_tracks)
+    if surface is Surface.HOME and profile.get("long_term_vector") is None and short is None:
         reason = "profiles_unavailable" if "profiles_unavailable" in outcome.degraded else "unknown_user"
         return _fallback(deps, surface.value, region, opts, outcome, reason, exclude), outcome
 
-    w = deps.config.weights
-    request = InferenceRequest(
-        surface=surface,
-        user_vector=v_long.tolist() if v_long is not None else None,
-        short_vector=short.tolist() if short is not None else None,
-        vectors_of=_vectors_of(profile, test),
+    # Headroom for the artist cap, applied here after the model: a ranker that weighs artist affinity can fill
+    # a short list with few artists, so never ask for fewer than CAP_HEADROOM.
+    promotion = None
+    if controls.promotion is not None:
+        k = min(max(controls.promoted_places(opts.limit) * 3, 10), 500)
+        promotion = InferencePromotion(filter=controls.promotion.filter.spec(), k=k)
+    request = _request(
+        deps,
+        surface,
+        profile,
+        short,
+        test,
         seed_track_id=seed_track_id,
         exclude=sorted(exclude)[:5000],
-        history=history[:1000],
-        recent=recent[:100],
-        # Headroom for the artist cap, applied here after the model: a ranker that weighs artist affinity can fill
-        # a short list with few artists, so never ask for fewer than CAP_HEADROOM.
         k=min(max(opts.limit * 3, CAP_HEADROOM), 500),
-        weights=InferenceWeights(
-            cf=w.cf, content=w.content, long_term=w.long_term, short_term=w.short_term, ema_keep=w.ema_keep
-        ),
+        filter=controls.filter.spec() if controls.filter else None,
+        promotion=promotion,
+        fresh_share=deps.config.serving.fresh_share,
     )
     try:
         answered = deps.model.invoke(request, variant)
@@ -282,9 +351,12 @@ def recommend(
     answer = answered.response
     if test is None or answered.variant == CHAMPION:
         deps.serving_version = answer.model_version
-    ranked = [i.model_dump() for i in answer.items if i.track_id not in exclude]
+
+    def mine(items: list[InferenceItem]) -> list[dict[str, Any]]:
+        return [i.model_dump() for i in items if i.track_id not in exclude]
+
     try:
-        items = _decorate(deps, ranked, opts, outcome, "model")
+        items = _decorate(deps, mine(answer.items), opts, outcome, "model", mine(answer.promoted))
     except DEPENDENCY_ERRORS:
         return _fallback(deps, surface.value, region, opts, outcome, "tracks_unavailable", exclude), outcome
     response = RecommendationResponse(
@@ -292,9 +364,64 @@ def recommend(
         surface=surface.value,
         model_version=answer.model_version,
         variant=answered.variant,
+        filter=controls.applied(),
+        promotion=controls.promotion_name,
         items=items,
     )
     if generation is not None:
         key = result_key(answer.model_version, surface, user_id, seed_track_id, generation, opts)
         _cache_set(deps, key, response.model_dump(mode="json"), outcome)
     return response, outcome
+
+
+def rank(deps: ServingDeps, user_id: str, track_ids: list[str], controls: Controls) -> tuple[RankResponse, Outcome]:
+    """``track_ids`` ordered for the listener as home ranks: those the filter allows (tracks to exclude are
+    filtered too), the ids the catalog lacks named. Without the model, the list as given, filtered by the
+    catalog entries."""
+    outcome = Outcome()
+    test, read = deps.tests.current()
+    if not read:
+        outcome.degraded.append("serving_record_unavailable")
+    variant = test.variant_of(user_id) if test else None
+    _, short = _session(deps, user_id, outcome)
+    profile = _profile(deps, user_id, outcome) or {}
+    spec = controls.filter.spec() if controls.filter else None
+    request = _request(deps, Surface.RANK, profile, short, test, candidates=track_ids, k=len(track_ids),
+                       exclude=list(controls.exclude_tracks), filter=spec)  # fmt: skip
+    base = {"recommendation_id": str(uuid.uuid4()), "surface": Surface.RANK.value, "filter": controls.applied()}
+    try:
+        answered = deps.model.invoke(request, variant)
+    except ModelUnavailable as exc:
+        return _as_given(deps, track_ids, controls, outcome, exc.cause, base), outcome
+    except ModelRejected:
+        return _as_given(deps, track_ids, controls, outcome, "model_rejected", base), outcome
+    answer = answered.response
+    try:
+        meta = track_metadata(deps, [i.track_id for i in answer.items], outcome)
+    except DEPENDENCY_ERRORS:
+        outcome.degraded.append("tracks_unavailable")
+        meta = {}
+    items = [_item(i.model_dump(), meta.get(i.track_id, {}), "model", i.reason) for i in answer.items]
+    response = RankResponse(**base, model_version=answer.model_version, variant=answered.variant, items=items,
+                            unknown=answer.unknown, filtered=answer.filtered)  # fmt: skip
+    return response, outcome
+
+
+def _as_given(deps: ServingDeps, track_ids: list[str], controls: Controls, outcome: Outcome, cause: str,
+              base: dict[str, Any]) -> RankResponse:  # fmt: skip
+    """The rank route's fallback: the supplied order, less what the catalog lacks and what the filter leaves out
+    (nothing at all when the catalog cannot be read and a filter is set: it could not be honoured)."""
+    outcome.degraded.append(cause)
+    try:
+        meta = track_metadata(deps, track_ids, outcome)
+        known = [{"track_id": t, "score": 0.0} for t in track_ids if t in meta]
+        allowed = _allowed(deps, [r for r in known if r["track_id"] not in controls.exclude_tracks], controls, outcome)
+    except DEPENDENCY_ERRORS:
+        outcome.degraded.append("tracks_unavailable")
+        meta, known = {}, [{"track_id": t, "score": 0.0} for t in track_ids]
+        allowed = [] if controls.filter or controls.exclude_tracks else known
+    kept = {r["track_id"] for r in allowed}
+    items = [_item(r, meta.get(r["track_id"], {}), "as_given", Reason.PERSONALISED) for r in allowed]
+    return RankResponse(**base, model_version=None, fallback=True, fallback_reason=cause, items=items,
+                        unknown=[t for t in track_ids if meta and t not in meta],
+                        filtered=[r["track_id"] for r in known if r["track_id"] not in kept])  # fmt: skip

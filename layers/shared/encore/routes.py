@@ -23,6 +23,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/users/{user_id}", ("GET", "PUT"), "api", listener=True),
     Route("/v1/users/{user_id}/recommendations", ("GET",), "api", listener=True),
     Route("/v1/users/{user_id}/next", ("GET",), "api", listener=True),
+    Route("/v1/users/{user_id}/rank", ("POST",), "api", listener=True),
     Route("/v1/tracks/{track_id}", ("GET",), "api"),
     Route("/v1/tracks/{track_id}/similar", ("GET",), "api"),
     Route("/v1/charts/{region}", ("GET",), "api"),

@@ -124,7 +124,9 @@ class TrackStore:
 
     def metadata(self, track_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         items = self._batch_get(
-            track_ids, "track_id, #n, artist_id, artist_name, album, genres, image_url, duration_ms", {"#n": "name"}
+            track_ids,
+            "track_id, #n, artist_id, artist_name, album, genres, image_url, duration_ms, explicit, release_date",
+            {"#n": "name"},
         )
         return {item["track_id"]["S"]: _plain(item) for item in items}
 
