@@ -78,6 +78,12 @@ def top_k(scores: np.ndarray, k: int, banned: np.ndarray | None = None) -> np.nd
     return part[np.lexsort((part, -s[part]))]
 
 
+def _with(banned: np.ndarray, seed: int) -> np.ndarray:
+    """``banned`` and the seed (repeats are harmless where it is used: a sorted union of the tens of thousands a
+    narrow filter bans would cost milliseconds)."""
+    return np.concatenate([banned, np.array([seed], dtype=np.int64)])
+
+
 def percentile(x: np.ndarray) -> np.ndarray:
     """Each value's rank among all, in [0, 1]: the same meaning whatever the length of the training window."""
     order = np.argsort(x, kind="stable")
@@ -459,7 +465,7 @@ class HybridModel:
 
     def next_candidates(self, seed: int, who: Listener, banned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Candidates for the track after ``seed``, and their features (``NEXT_FEATURES``)."""
-        banned = np.union1d(banned, [seed]).astype(np.int64)
+        banned = _with(banned, seed)
         context = who.recent[who.recent != seed][:CONTEXT]
         scores = {
             "sequence": self._rows(self.sequence, np.array([seed])),
@@ -533,7 +539,7 @@ class HybridModel:
              w_content: float, history: np.ndarray = EMPTY, recent: np.ndarray = EMPTY) -> list[dict]:  # fmt: skip
         """The ranking stage over the sources' candidates; without a ranker, the simplest configuration."""
         if self.home_source == "popularity":
-            return self._popular(k, np.union1d(banned, [seed]).astype(np.int64))
+            return self._popular(k, _with(banned, seed))
         trees = self.rankers.get("next")
         if trees is None:
             return self.similar(seed, k, banned, w_cf, w_content)
@@ -547,7 +553,7 @@ class HybridModel:
                 pool: int = 200) -> list[dict]:  # fmt: skip
         """The seed's CF neighbours and content neighbours, each min-max normalised over their union, blended
         ``w_cf / w_content``."""
-        banned = np.union1d(banned, [seed]).astype(np.int64)
+        banned = _with(banned, seed)
         if self.home_source == "popularity":
             return self._popular(k, banned)
         cf, content = self.cf_neighbour_scores(seed), self.content_scores(seed)

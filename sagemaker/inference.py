@@ -170,13 +170,18 @@ def listener_vectors(request: dict[str, Any], model: HybridModel, history: np.nd
     return own_user, own_short
 
 
-def _outside(model: HybridModel, spec: dict[str, Any]) -> np.ndarray:
-    """The tracks a filter leaves out (banned like played tracks: every source then ranks within it)."""
+def _allowed(model: HybridModel, spec: dict[str, Any]) -> np.ndarray | None:
+    """The tracks a filter allows (``None``: every track)."""
     if not spec:
-        return EMPTY
+        return None
     if model.facts is None:
         raise RequestError(f"model {model.version} was trained without catalog facts: it cannot filter")
-    allowed = model.facts.mask(spec, datetime.now(timezone.utc).date())
+    return model.facts.mask(spec, datetime.now(timezone.utc).date())
+
+
+def _outside(model: HybridModel, spec: dict[str, Any]) -> np.ndarray:
+    """The tracks a filter leaves out (banned like played tracks: every source then ranks within it)."""
+    allowed = _allowed(model, spec)
     return EMPTY if allowed is None else np.flatnonzero(~allowed)
 
 
@@ -194,26 +199,28 @@ def _surface(request: dict[str, Any], model: HybridModel, vector: np.ndarray | N
     return model.similar(seed, k, banned, w["cf"], w["content"])
 
 
-def _rank(request: dict[str, Any], model: HybridModel, vector: np.ndarray | None, outside: np.ndarray,
-          history: np.ndarray, recent: np.ndarray) -> dict[str, Any]:  # fmt: skip
+def _rank(request: dict[str, Any], model: HybridModel, vector: np.ndarray | None, history: np.ndarray,
+          recent: np.ndarray) -> dict[str, Any]:  # fmt: skip
     """The supplied candidates ordered for the listener (the known ones the filter allows)."""
     given = list(dict.fromkeys(request["candidates"]))
     unknown = [t for t in given if t not in model.index]
     cand = model.indices(given)
-    left_out = np.isin(cand, np.concatenate([outside, model.indices(request["exclude"])]))
+    allowed = _allowed(model, request["filter"])
+    left_out = np.isin(cand, model.indices(request["exclude"]))
+    if allowed is not None:
+        left_out |= ~allowed[cand]
     items = model.rank(vector, cand[~left_out], history, recent, request["short_vector"] is not None)
     return {"items": items, "unknown": unknown, "filtered": [str(t) for t in model.track_ids[cand[left_out]]]}
 
 
 def predict_fn(request: dict[str, Any], model: HybridModel) -> dict[str, Any]:
-    outside = _outside(model, request["filter"])
-    banned = np.concatenate([model.indices(request["exclude"]), outside])
     history, recent = model.indices(request["history"]), model.indices(request["recent"])
     user, short = listener_vectors(request, model, history, recent)
     vector = session_blend(user, short, request["weights"]["long_term"], request["weights"]["short_term"])
     if request["surface"] == "rank":
-        answer = _rank(request, model, vector, outside, history, recent)
+        answer = _rank(request, model, vector, history, recent)
     else:
+        banned = np.concatenate([model.indices(request["exclude"]), _outside(model, request["filter"])])
         answer = {"items": _surface(request, model, vector, banned, history, recent, request["k"])}
         promotion = request["promotion"]
         if promotion is not None:  # the same surface within the promoted tracks

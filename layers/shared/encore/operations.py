@@ -9,7 +9,6 @@ have no way to Step Functions); the serving function's OpenAPI document describe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -18,13 +17,13 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from encore.clients import get_client
 from encore.errors import NotFound
 from encore.openapi import answers
 from encore.promotion import METRIC, SERVING_KEY
+from encore.stores import read_json
 
 PIPELINES_VARIABLE = "PIPELINE_ARNS"  # {"nightly": <state machine ARN>, "charts": <ARN>}, set by the stack
 VERSION = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
@@ -150,13 +149,7 @@ class OperationsStore:
         return get_client("s3", self.region)
 
     def _read(self, key: str) -> dict[str, Any] | None:
-        try:
-            body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-                return None
-            raise
-        return json.loads(body)  # type: ignore[no-any-return]
+        return read_json(self._s3, self.bucket, key)
 
     def _decision_keys(self) -> list[str]:
         """Every decision file, newest first (a version is a training job's name: its time is the file's)."""

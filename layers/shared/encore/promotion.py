@@ -22,6 +22,7 @@ from encore.clients import get_client
 from encore.config import EncoreConfig, EndpointSettings
 from encore.experiment import CHALLENGER, CHAMPION, LiveTest, closed_day
 from encore.experiment import decide as decide_online
+from encore.stores import read_json
 
 METRIC = "ndcg@10"
 SERVING_KEY = "serving.json"
@@ -100,13 +101,7 @@ class ModelRegistry:
         self.prefix = config.lake.models
 
     def _get(self, key: str) -> dict[str, Any] | None:
-        try:
-            body = get_client("s3", self.config.region).get_object(Bucket=self.bucket, Key=self.prefix + key)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-                return None
-            raise
-        return json.loads(body["Body"].read())  # type: ignore[no-any-return]
+        return read_json(get_client("s3", self.config.region), self.bucket, self.prefix + key)
 
     def serving(self) -> dict[str, Any] | None:
         return self._get(SERVING_KEY)
@@ -331,17 +326,11 @@ def attribution_totals_key(config: EncoreConfig, day: date) -> str:
 
 
 def _attribution_rows(config: EncoreConfig, first: date, last: date) -> list[dict[str, Any]]:
-    s3, rows = get_client("s3", config.region), []
+    s3 = get_client("s3", config.region)
+    rows: list[dict[str, Any]] = []
     for n in range((last - first).days + 1):
-        try:
-            body = s3.get_object(
-                Bucket=config.resources.lake_bucket, Key=attribution_totals_key(config, first + timedelta(n))
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-                continue  # a day without answers
-            raise
-        rows += json.loads(body["Body"].read())
+        key = attribution_totals_key(config, first + timedelta(n))
+        rows += read_json(s3, config.resources.lake_bucket, key) or []  # none: a day without answers
     return rows
 
 

@@ -170,6 +170,17 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def read_json(s3: Any, bucket: str, key: str) -> Any | None:
+    """A JSON document of the lake (the model registry, decisions, attribution totals); None when it is absent."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            return None
+        raise
+    return json.loads(body)
+
+
 class ChartStore:
     def __init__(self, table: str, region: str | None = None) -> None:
         self.table, self.region = table, region
