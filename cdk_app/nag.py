@@ -80,6 +80,7 @@ RESOURCE_WILDCARDS: tuple[tuple[str, str], ...] = (
     (r"<Model\w+Function\w+\.Arn>:\*", "Step Functions invokes the pipeline function's versions and aliases"),
     (r".*:states:.*:execution:encore-[\w-]+:\*", "executions of the Encore state machine named, named per run"),
     (r"<SiteFiles\w+\.Arn>/\*", "objects of the web app's bucket: publishing replaces the whole app"),
+    (r"<TablesIdempotency\w+\.Arn>/index/\*", "the idempotency table's one index: the listener index a deletion reads"),
 )
 
 # CDK's asset bucket, read by the roles below only; what each reads there, by the construct path of its policy.

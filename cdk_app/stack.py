@@ -209,9 +209,14 @@ class EncoreStack(Stack):
         tables.users.grant_read_write_data(events.role)  # recently played on the profile
         tables.tracks.grant_read_data(events.role)  # track vectors for the session EMA
         tables.idempotency.grant_read_write_data(events.role)
-        tables.users.grant_read_write_data(serving.role)  # PUT /v1/users/{id}
+        tables.users.grant_read_write_data(serving.role)  # PUT and DELETE /v1/users/{id}
         tables.tracks.grant_read_data(serving.role)
         tables.charts.grant_read_data(serving.role)
+        # DELETE /v1/users/{id}: the listener's idempotency records (through the listener index) and the purge request
+        tables.idempotency.grant(serving.role, "dynamodb:Query", "dynamodb:BatchWriteItem")
+        if tables.idempotency.encryption_key is not None:  # a Query reads the table's customer managed key
+            tables.idempotency.encryption_key.grant(serving.role, "kms:Decrypt", "kms:DescribeKey")
+        self.lake.bucket.grant_put(serving.role, f"{self.config.lake.deletions}*")
         # which online test runs (encore.experiment.LiveTestReader), read once a minute per instance
         self.lake.bucket.grant_read(serving.role, f"{self.config.lake.models}serving.json")
         serving.role.add_to_policy(

@@ -37,6 +37,15 @@ class TablesConstruct(Construct):
             ),
             encryption=dynamodb.TableEncryptionV2.customer_managed_key(key),
             time_to_live_attribute=spec.ttl_attribute,
+            global_secondary_indexes=[
+                dynamodb.GlobalSecondaryIndexPropsV2(
+                    index_name=name,
+                    partition_key=dynamodb.Attribute(name=attribute, type=dynamodb.AttributeType.STRING),
+                    projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+                )
+                for name, attribute in spec.indexes
+            ]
+            or None,
             deletion_protection=removal == RemovalPolicy.RETAIN,
             removal_policy=removal,
         )

@@ -2,7 +2,8 @@
 
 Reads the raw objects of the last ``--lookback_days`` arrival days (0: all), merges them with what the
 curated partitions of the same event dates already hold, de-duplicates by ``event_id`` and rewrites just
-those partitions, so a re-run or a duplicate delivery never duplicates an event. Rejected rows go to
+those partitions, so a re-run or a duplicate delivery never duplicates an event. Events of deleted listeners
+dated before their request (``deletions/``) are left out. Rejected rows go to
 ``quarantine/events/arrival_dt=.../`` with their reason; a re-run rewrites those days rather than appending.
 """
 
@@ -18,7 +19,15 @@ from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException
 
 from encore.config import LakePrefixes
-from encore_spark.io import JobArgs, parse_args, path_exists, register_table, spark_session
+from encore_spark.io import (
+    JobArgs,
+    deleted_listeners,
+    parse_args,
+    path_exists,
+    register_table,
+    spark_session,
+    without_deleted,
+)
 from encore_spark.transforms import CURATED_COLUMNS, RAW_EVENT_SCHEMA, dedupe_events, validate_events
 
 
@@ -33,7 +42,7 @@ def raw_paths(spark: SparkSession, args: JobArgs) -> list[str]:
 
 def io_prefixes(lake: LakePrefixes) -> tuple[list[str], list[str]]:
     """What the job reads and (over)writes, for mirroring a local run."""
-    return [lake.raw_events], [lake.curated_events, f"{lake.quarantine}events/"]
+    return [lake.raw_events, lake.deletions], [lake.curated_events, f"{lake.quarantine}events/"]
 
 
 def main(argv: Sequence[str]) -> dict[str, int]:
@@ -57,7 +66,8 @@ def main(argv: Sequence[str]) -> dict[str, int]:
         )
     )
     valid, rejected = validate_events(raw, now_ms=args.run_ms, keep=["arrival_dt"])
-    new = dedupe_events(valid).select(*CURATED_COLUMNS)
+    # A deleted listener's events still in the raw zone (until its retention ends) are not curated again
+    new = without_deleted(dedupe_events(valid), deleted_listeners(spark, args)).select(*CURATED_COLUMNS)
     curated_path = args.path(lake.curated_events)
     if path_exists(spark, curated_path):
         # Merge with what the same event dates already hold, then rewrite just those partitions.

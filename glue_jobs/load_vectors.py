@@ -20,9 +20,9 @@ import pandas as pd
 from pyspark.sql.types import ArrayType, BinaryType, StringType, StructField, StructType
 
 from encore.clients import get_client
-from encore.config import LakePrefixes
+from encore.config import EncoreConfig, LakePrefixes
 from encore.promotion import ModelRegistry, _s3_url
-from encore.stores import VECTOR_PREFIX
+from encore.stores import VECTOR_PREFIX, read_json
 from encore_spark.io import parse_args, spark_session, write_dynamodb
 
 
@@ -44,11 +44,27 @@ def read_vectors(model_data: str, region: str) -> tuple[pd.DataFrame, pd.DataFra
         )
 
 
+def deleted_since(config: EncoreConfig, promoted_ms: int | None) -> set[str]:
+    """Listeners who asked to be deleted and whom a model promoted at ``promoted_ms`` may still hold: their
+    events were not yet purged when it was trained (no purge since the request, or one after the promotion; an
+    unknown promotion time holds everyone who asked)."""
+    s3, bucket = get_client("s3", config.region), config.resources.lake_bucket
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=config.lake.deletions)
+    held = set()
+    for obj in (o for page in pages for o in page.get("Contents", [])):
+        request = read_json(s3, bucket, obj["Key"]) or {}
+        purged = request.get("purged_at_ms")
+        if purged is None or promoted_ms is None or purged > promoted_ms:
+            held.add(str(request.get("user_id")))
+    return held
+
+
 def main(argv: Sequence[str]) -> dict[str, int]:
     args = parse_args(argv)
     config, registry = args.config, ModelRegistry(args.config)
     if bool(args.model_data) != bool(args.model_version):
         raise SystemExit("load_vectors takes --model_data s3://.../model.tar.gz and --model_version together")
+    promoted_ms = None
     if args.model_data:
         model_data, version = args.model_data, args.model_version
     else:
@@ -57,11 +73,13 @@ def main(argv: Sequence[str]) -> dict[str, int]:
             print("load_vectors: no model serves yet; nothing to load")
             return {"users": 0, "tracks": 0}
         model_data, version = serving["model_data"], serving["version"]
+        promoted_ms = int(serving.get("promoted_at", 0)) * 1000 or None
         if registry.vectors_version() == version:
             print(f"load_vectors: the tables hold {version}'s vectors already")
             return {"users": 0, "tracks": 0}
     spark = spark_session("encore-load-vectors")
     users, tracks = read_vectors(model_data, config.region)
+    users = users[~users["user_id"].isin(deleted_since(config, promoted_ms))]  # never load a deleted listener again
 
     def user_item(row: dict[str, Any]) -> dict[str, Any]:
         item = {"user_id": VECTOR_PREFIX + row["user_id"], "vector": bytes(row["vector"]), "model_version": version}

@@ -100,6 +100,35 @@ def read_curated(spark: SparkSession, args: JobArgs, days: int) -> DataFrame | N
     return spark.read.parquet(curated).where(F.col("dt") >= first_day.isoformat()).cache()
 
 
+# Deleted listeners (encore.deletion): one JSON object per listener under the lake's deletions/ prefix
+DELETION_SCHEMA = T.StructType(
+    [
+        T.StructField("user_id", T.StringType()),
+        T.StructField("requested_at_ms", T.LongType()),
+        T.StructField("purged_at_ms", T.LongType()),
+    ]
+)
+
+
+def deleted_listeners(spark: SparkSession, args: JobArgs) -> DataFrame | None:
+    """Every deletion request: the listener and when they asked (None when there is none)."""
+    path = args.path(args.config.lake.deletions)
+    if not path_exists(spark, path):
+        return None
+    found = spark.read.schema(DELETION_SCHEMA).json(path).where(F.col("user_id").isNotNull())
+    return found if found.limit(1).count() else None
+
+
+def without_deleted(events: DataFrame, deleted: DataFrame | None) -> DataFrame:
+    """``events`` less those of deleted listeners dated before their request (a listener who comes back after
+    deleting starts again)."""
+    if deleted is None:
+        return events
+    gone = F.broadcast(deleted.select(F.col("user_id").alias("_gone"), "requested_at_ms"))
+    return events.join(gone, (events["user_id"] == gone["_gone"]) & (events["timestamp"] < gone["requested_at_ms"]),
+                       "left_anti")  # fmt: skip
+
+
 # -- Glue Data Catalog ---------------------------------------------------------------------------------------
 
 _HIVE_TYPES = {

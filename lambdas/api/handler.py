@@ -24,16 +24,17 @@ from encore import observability as obs
 from encore.cache import SessionCache
 from encore.config import EncoreConfig
 from encore.controls import Controls, ControlsQuery, resolve
+from encore.deletion import Deleter
 from encore.errors import BadRequest, NotFound
 from encore.experiment import LiveTestReader
 from encore.http import cors_config, read_bodies_strictly, register_error_handlers
 from encore.model_client import ModelClient
-from encore.models import ProfileUpdate, RankRequest, RankResponse, RecommendationResponse, Surface
+from encore.models import DeletionResponse, ProfileUpdate, RankRequest, RankResponse, RecommendationResponse, Surface
 from encore.observability import logger, metrics, tracer
 from encore.openapi import DocumentedResolver, answers
 from encore.profiles import ProfileStore
 from encore.promotion import ModelRegistry
-from encore.recommend import GLOBAL, Options, Outcome, ServingDeps, rank, recommend, track_metadata
+from encore.recommend import GLOBAL, RESULT_TTL_S, Options, Outcome, ServingDeps, rank, recommend, track_metadata
 from encore.regions import ISO_3166_ALPHA2
 from encore.stores import ChartStore, TrackStore
 
@@ -48,6 +49,7 @@ deps = ServingDeps(
     now_ms=lambda: int(time.time() * 1000),
     tests=LiveTestReader(ModelRegistry(config).serving),
 )
+deleter = Deleter(config, deps.profiles, deps.cache, RESULT_TTL_S)
 app = DocumentedResolver(
     enable_validation=True,
     cors=cors_config(config.serving.cors_origins),
@@ -270,6 +272,15 @@ def handle_get_profile(user_id: UserId) -> ProfileView:
 def handle_put_profile(user_id: UserId, body: ProfileUpdate) -> ProfileView:
     deps.profiles.put(user_id, body.model_dump(mode="json"), deps.now_ms())
     return handle_get_profile(user_id)
+
+
+@app.delete("/v1/users/<user_id>", responses=answers(DeletionResponse, 400, ok=202))
+def handle_delete_profile(user_id: UserId) -> Response[str]:
+    """Delete the listener: their profile, session, cached results and idempotency records at once; their
+    events from the curated zone and features in the next nightly run. Sending it again is safe."""
+    answer = deleter.delete(user_id, deps.now_ms())
+    logger.info("listener deleted", extra={"profile_found": answer.profile_found})
+    return Response(status_code=202, content_type="application/json", body=answer.model_dump_json())
 
 
 @app.get("/v1/openapi.json", include_in_schema=False)  # the document need not describe itself

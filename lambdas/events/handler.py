@@ -10,7 +10,6 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
     IdempotencyConfig,
     idempotent_function,
 )
@@ -26,6 +25,7 @@ from encore import events_route
 from encore.cache import SessionCache
 from encore.clients import get_client
 from encore.config import EncoreConfig
+from encore.deletion import ListenerIndexedPersistence, batch_listeners
 from encore.http import cors_config, error_body, json_body, json_response, register_error_handlers
 from encore.ingest import IngestDeps, ingest, parse_batch
 from encore.observability import EVENTS_ACCEPTED, logger, metrics, record_degraded, tracer
@@ -55,7 +55,7 @@ idempotency = IdempotencyConfig(
     expires_after_seconds=3600,
     response_hook=_replayed,
 )
-persistence = DynamoDBPersistenceLayer(
+persistence = ListenerIndexedPersistence(
     table_name=config.resources.idempotency_table, boto3_client=get_client("dynamodb", config.region)
 )
 app = APIGatewayRestResolver(cors=cors_config(config.serving.cors_origins))
@@ -101,6 +101,7 @@ def handle_post_events() -> Response[str]:
     body = json_body(app.current_event, example='{"events": [ ... ]} with 1 to 500 events')
     events = sorted(parse_batch(body, deps.now_ms()), key=lambda e: e.event_id)  # a retry may send another order
     batch = {"event_ids": [e.event_id for e in events], "events": events}
+    batch_listeners.set(frozenset(e.user_id for e in events))  # the record's listener index (encore.deletion)
     try:
         result = accept(batch=batch)
     except IdempotencyPersistenceLayerError as exc:

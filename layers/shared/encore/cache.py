@@ -130,6 +130,19 @@ class SessionCache:
         if user_ids:
             self._call(bump)
 
+    def forget(self, user_id: str, result_ttl_s: int) -> None:
+        """A deleted listener: the short-term vector goes, and the generation moves on, so no cached result keyed
+        by an earlier one is read again; it then expires with the last of them (both keys share a slot)."""
+
+        def drop(r: Client) -> None:
+            pipe = r.pipeline(transaction=False)
+            pipe.delete(session_key(user_id))
+            pipe.incr(generation_key(user_id))
+            pipe.expire(generation_key(user_id), result_ttl_s)
+            pipe.execute()
+
+        self._call(drop)
+
     def get(self, key: str) -> bytes | None:
         value = self._call(lambda r: r.get(key))
         return bytes(value) if value is not None else None

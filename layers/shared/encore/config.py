@@ -75,6 +75,11 @@ class LakePrefixes(_Frozen):
     models: str = "models/"
     catalog: str = "catalog/"
     imports: str = "imports/"  # files to convert in AWS (the import_playlists job reads imports/mpd/)
+    deletions: str = "deletions/"  # one request per deleted listener (encore.deletion), honoured by the purge
+
+    def deletion(self, user_id: str) -> str:
+        """The key of a listener's deletion request."""
+        return f"{self.deletions}{user_id}.json"
 
 
 class RecommendationWeights(_Frozen):

@@ -398,6 +398,18 @@ class InferenceResponse(_Contract):
     filtered: list[StrictStr] = Field(default_factory=list)
 
 
+class DeletionResponse(_Contract):
+    """The answer to ``DELETE /v1/users/{user_id}``: what is gone now, what goes in the next nightly run, what
+    goes later."""
+
+    user_id: StrictStr
+    profile_found: StrictBool = Field(description="whether a profile or vector item was there to delete")
+    deleted_now: list[StrictStr]
+    next_run: list[StrictStr]
+    later: list[StrictStr]
+    purge_requested_at_ms: StrictInt
+
+
 class FieldError(_Contract):
     field: StrictStr
     reason: StrictStr

@@ -50,10 +50,11 @@ _DESCRIPTIONS = {
 }
 
 
-def answers(model: Any, *codes: int) -> dict[int, OpenAPIResponse]:
-    """OpenAPI declarations of a route's answers: its model on 200, and the errors it can give."""
+def answers(model: Any, *codes: int, ok: int = 200) -> dict[int, OpenAPIResponse]:
+    """OpenAPI declarations of a route's answers: its model on ``ok`` (200, or 202 for work accepted and
+    finished later), and the errors it can give."""
     declared: dict[int, OpenAPIResponse] = {
-        200: {"description": "OK", "content": {"application/json": {"model": model}}}
+        ok: {"description": "OK" if ok == 200 else "Accepted", "content": {"application/json": {"model": model}}}
     }
     for code in (*codes, 503):
         declared[code] = {"description": _DESCRIPTIONS[code], "content": {"application/json": {"model": ErrorBody}}}

@@ -18,6 +18,9 @@ class PipelineStep:
 
 LOAD_CATALOG = PipelineStep("load_catalog", "glue", "tracks CSV -> Parquet catalog and the tracks table")
 CURATE_EVENTS = PipelineStep("curate_events", "glue", "raw events -> deduplicated Parquet by date; rejects quarantined")
+PURGE_LISTENERS = PipelineStep(
+    "purge_listeners", "glue", "deleted listeners' events out of the curated zone, before the features are built"
+)
 BUILD_FEATURES = PipelineStep("build_features", "glue", "90 days of events -> interactions, track and user stats")
 BUILD_CHARTS = PipelineStep("build_charts", "glue", "top tracks per region per hour and day, 7-day trending")
 TRAIN = PipelineStep("train", "training", "ALS + content encoder + cold-start regression; evaluation report")
@@ -38,6 +41,7 @@ ATTRIBUTE_PLAYS = PipelineStep(
 NIGHTLY: tuple[PipelineStep, ...] = (
     LOAD_CATALOG,
     CURATE_EVENTS,
+    PURGE_LISTENERS,
     BUILD_FEATURES,
     BUILD_CHARTS,
     ATTRIBUTE_PLAYS,

@@ -125,6 +125,14 @@ class ProfileStore:
                     raise
                 # another request updated it meanwhile: read and merge again
 
+    def delete(self, user_id: str) -> bool:
+        """Delete the profile and the vector item; whether either was there."""
+        found = list(self.model.batch_get([user_id, VECTOR_PREFIX + user_id]))
+        with self.model.batch_write() as batch:
+            for key in (user_id, VECTOR_PREFIX + user_id):
+                batch.delete(self.model(key))
+        return bool(found)
+
     def put(self, user_id: str, fields: dict[str, Any], now_ms: int) -> None:
         """``PUT /v1/users/{id}``: the fields a client may set, leaving the rest of the profile as it is."""
         model = self.model

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 from encore.config import EncoreConfig
 
+# The idempotency table's listener index (``encore.deletion``): one item per listener of each accepted batch.
+LISTENER_INDEX = "by-listener"
+LISTENER_ATTRIBUTE = "listener"
+
 
 @dataclass(frozen=True)
 class TableSpec:
@@ -16,6 +20,8 @@ class TableSpec:
     sort_key: str | None = None
     sort_key_type: str = "S"
     ttl_attribute: str | None = None
+    # Global secondary indexes: (name, string partition key), keys projected only
+    indexes: tuple[tuple[str, str], ...] = ()
 
     def create_table_kwargs(self) -> dict[str, object]:
         """Arguments for DynamoDB ``CreateTable`` (on-demand), for tests that make a table of their own."""
@@ -24,11 +30,18 @@ class TableSpec:
         if self.sort_key:
             keys.append({"AttributeName": self.sort_key, "KeyType": "RANGE"})
             attrs.append({"AttributeName": self.sort_key, "AttributeType": self.sort_key_type})
+        attrs += [{"AttributeName": key, "AttributeType": "S"} for _, key in self.indexes]
+        indexes = [
+            {"IndexName": name, "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+             "Projection": {"ProjectionType": "KEYS_ONLY"}}
+            for name, key in self.indexes
+        ]  # fmt: skip
         return {
             "TableName": self.name,
             "KeySchema": keys,
             "AttributeDefinitions": attrs,
             "BillingMode": "PAY_PER_REQUEST",
+            **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
         }
 
 
@@ -40,6 +53,9 @@ def table_specs(config: EncoreConfig) -> dict[str, TableSpec]:
         "tracks": TableSpec(names.tracks_table, "track_id"),
         # chart_key = "<kind>#<region>#<window>#<period>", e.g. "top#US#hour#2026-11-21T10"; rank 1..N.
         "charts": TableSpec(names.charts_table, "chart_key", "rank", sort_key_type="N", ttl_attribute="expires_at"),
-        # The layout Powertools' idempotency utility expects.
-        "idempotency": TableSpec(names.idempotency_table, "id", ttl_attribute="expiration"),
+        # The layout Powertools' idempotency utility expects, and the listener index a deletion reads
+        # (encore.deletion: one item per listener of each accepted batch).
+        "idempotency": TableSpec(
+            names.idempotency_table, "id", ttl_attribute="expiration", indexes=((LISTENER_INDEX, LISTENER_ATTRIBUTE),)
+        ),
     }

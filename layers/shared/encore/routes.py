@@ -20,7 +20,7 @@ class Route:
 
 ROUTES: tuple[Route, ...] = (
     Route("/v1/events", ("POST",), "events", listener=True),
-    Route("/v1/users/{user_id}", ("GET", "PUT"), "api", listener=True),
+    Route("/v1/users/{user_id}", ("GET", "PUT", "DELETE"), "api", listener=True),
     Route("/v1/users/{user_id}/recommendations", ("GET",), "api", listener=True),
     Route("/v1/users/{user_id}/next", ("GET",), "api", listener=True),
     Route("/v1/users/{user_id}/rank", ("POST",), "api", listener=True),
@@ -39,7 +39,7 @@ ROUTES_BY_PATH: dict[str, Route] = {r.path: r for r in ROUTES}
 
 # What browsers may send on a cross-origin call (the preflight's answer), for API Gateway and the twin alike.
 CORS_ALLOW_HEADERS = ("Content-Type", "X-Api-Key", "Authorization", "X-Correlation-Id")
-CORS_ALLOW_METHODS = ("GET", "POST", "PUT", "OPTIONS")
+CORS_ALLOW_METHODS = ("GET", "POST", "PUT", "DELETE", "OPTIONS")
 
 
 def allowed_origin(origins: Sequence[str], request_origin: str | None) -> str | None:
