@@ -1,6 +1,6 @@
 """Step Functions: the nightly retraining pipeline and the 15-minute charts refresh, on EventBridge Scheduler.
 
-The states are built from ``encore.pipeline.NIGHTLY`` / ``CHARTS_REFRESH``. The twin executes the definitions
+The states are built from ``encore.pipeline.nightly`` / ``CHARTS_REFRESH``. The twin executes the definitions
 synthesized here (``encore_local.twin.stepfunctions``), not a description of them.
 """
 
@@ -27,7 +27,7 @@ from cdk_app.bundling import ROOT
 from cdk_app.functions import log_group
 from cdk_app.model import ModelConstruct
 from encore.config import EncoreConfig
-from encore.pipeline import CHARTS_REFRESH, NIGHTLY, PipelineStep
+from encore.pipeline import CHARTS_REFRESH, PipelineStep, nightly
 
 # The error a Glue task raises when its job is already running as often as the job allows.
 GLUE_BUSY = "Glue.ConcurrentRunsExceededException"
@@ -94,7 +94,8 @@ class PipelineConstruct(Construct):
         )
         self.source.grant_read(model.training_role)
         self.names = {"nightly": config.resources.state_machine, "charts": f"{config.resources.state_machine}-charts"}
-        self.nightly = self._build_state_machine("Nightly", self.names["nightly"], NIGHTLY, Duration.hours(6))
+        steps = nightly(config.batch.enabled)
+        self.nightly = self._build_state_machine("Nightly", self.names["nightly"], steps, Duration.hours(6))
         self.charts = self._build_state_machine("Charts", self.names["charts"], CHARTS_REFRESH, Duration.minutes(30))
         for machine in (self.nightly, self.charts):
             # Publishing to the KMS-encrypted alarm topic needs the key as well as sns:Publish.

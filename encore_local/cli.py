@@ -1,4 +1,5 @@
-"""The ``encore`` command line: simulate, twin, job, api, import, demo. Bad arguments: one line on stderr, exit 2."""
+"""The ``encore`` command line: simulate, twin, job, batch, online-test, api, import, demo. Bad arguments: one
+line on stderr, exit 2."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from encore.config import EncoreConfig
+from pydantic import ValidationError
+
+from encore.config import EncoreConfig, runtime_values
+from encore.pipeline import GLUE_JOBS
 from encore_local.errors import UsageError
 from encore_local.online_test import KINDS
 from encore_local.simulator.summary import render_summary
@@ -107,15 +111,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     job_sub = job.add_subparsers(dest="job_command", required=True, parser_class=_Parser)
     run = job_sub.add_parser("run", help="start one job run and wait for it (StartJobRun, then GetJobRun)")
-    run.add_argument(
-        "name",
-        help="load_catalog | curate_events | build_features | build_charts | attribute_plays | load_vectors | "
-        "import_playlists",
-    )
+    run.add_argument("name", help=" | ".join(step.name for step in GLUE_JOBS))
     run.add_argument("--run-time", help="the job's notion of now (ISO time); default: now")
     run.add_argument("--lookback-days", type=_non_negative_int, help="curate_events: raw days to read (0: all)")
     run.add_argument("--stage", choices=["local", "dev", "prod"], default="local")
     run.add_argument("--state-dir", type=Path, default=Path(".encore"), help="the running twin's state folder")
+
+    batch = sub.add_parser("batch", help="recommendations computed ahead for e-mail and push (batch_recommend)")
+    batch_sub = batch.add_subparsers(dest="batch_command", required=True, parser_class=_Parser)
+    ahead = batch_sub.add_parser("run", help="each active listener's top N from the champion, into batch/dt=<date>/")
+    ahead.add_argument("--filter", help="a named filter of the stage (serving.filters) the lists hold to")
+    ahead.add_argument("--size", type=_positive_int, help="tracks per listener (default: the stage's batch.size)")
+    ahead.add_argument("--run-time", help="the job's notion of now (ISO time); default: now")
+    ahead.add_argument("--stage", choices=["local", "dev", "prod"], default="local")
+    ahead.add_argument("--state-dir", type=Path, default=Path(".encore"), help="the running twin's state folder")
 
     test = sub.add_parser(
         "online-test", help="champion/challenger on the endpoint: start one, see it, have it judged (docs/online.md)"
@@ -260,6 +269,29 @@ def _job(args: argparse.Namespace) -> None:
     print(f"{result.name} ({result.run_id}): {result.state} in {result.seconds:.1f} s: {result.result}")
 
 
+def _batch(args: argparse.Namespace) -> None:
+    from encore_local.jobs import JobFailed, run_job
+
+    def asking(config: EncoreConfig) -> EncoreConfig:
+        batch = config.batch.model_dump() | {k: v for k, v in (("filter", args.filter), ("size", args.size)) if v}
+        try:
+            return EncoreConfig.model_validate({**config.model_dump(), "batch": batch})
+        except ValidationError as exc:
+            raise UsageError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+    asking(EncoreConfig.for_stage(args.stage))  # a filter the stage lacks is a usage error before the twin is asked
+    config = _use_twin(args.state_dir, args.stage)
+    asked = asking(config)
+    extra = {"encore_config": json.dumps(runtime_values(asked))}
+    try:
+        result = run_job("batch_recommend", config, run_time=args.run_time, extra=extra)
+    except JobFailed as failed:
+        raise UsageError(str(failed)) from None
+    where = f"s3://{config.resources.lake_bucket}/{config.lake.batch}"
+    print(f"batch_recommend ({result.run_id}): {result.state} in {result.seconds:.1f} s: {result.result}")
+    print(f"  lists in {where} (table {config.resources.glue_database}.batch_recommendations, by dt)")
+
+
 def _online_test(args: argparse.Namespace) -> None:
     from encore.promotion import ModelRegistry
     from encore_local import online_test
@@ -330,7 +362,7 @@ def _demo(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"simulate": _simulate, "twin": _twin, "job": _job, "api": _api, "import": _import, "demo": _demo,
-                "online-test": _online_test}  # fmt: skip
+                "online-test": _online_test, "batch": _batch}  # fmt: skip
     try:
         handlers[args.command](args)
     except UsageError as exc:

@@ -151,14 +151,15 @@ class GlueService:
 
     def _log(self, run: JobRun) -> None:
         """The run's output where Glue puts it: log group /aws-glue/jobs/output, stream <run id>."""
-        if not run.output:
+        if not any(run.output):
             return
         logs = client_for("logs", self.env_for_role(None))
         with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
             logs.create_log_group(logGroupName=OUTPUT_LOG_GROUP)
         logs.create_log_stream(logGroupName=OUTPUT_LOG_GROUP, logStreamName=run.id)
         now = int(time.time() * 1000)
-        events = [{"timestamp": now, "message": line} for line in run.output]
+        # CloudWatch Logs refuses an empty message: a blank line of the output is not an event
+        events = [{"timestamp": now, "message": line} for line in run.output if line]
         logs.put_log_events(logGroupName=OUTPUT_LOG_GROUP, logStreamName=run.id, logEvents=events)
 
     def get_job_run(self, name: str, run_id: str) -> dict[str, Any]:

@@ -32,6 +32,9 @@ pytestmark = pytest.mark.unit
         ["online-test", "start"],  # which model: --version or --derived
         ["online-test", "start", "--version", "v1", "--derived", "popularity"],
         ["online-test", "start", "--derived", "random"],
+        ["batch"],
+        ["batch", "run", "--size", "0"],
+        ["batch", "run", "--filter", "nope"],  # not a named filter of the stage
     ],
 )
 def test_bad_arguments_give_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -76,6 +76,7 @@ class LakePrefixes(_Frozen):
     catalog: str = "catalog/"
     imports: str = "imports/"  # files to convert in AWS (the import_playlists job reads imports/mpd/)
     deletions: str = "deletions/"  # one request per deleted listener (encore.deletion), honoured by the purge
+    batch: str = "batch/"  # recommendations computed ahead (batch_recommend), by dt=<date>
 
     def deletion(self, user_id: str) -> str:
         """The key of a listener's deletion request."""
@@ -175,6 +176,15 @@ class ServingSettings(_Frozen):
         if bad:
             raise ValueError(f"names must be 1-64 of a-z, 0-9, '_' and '-': {', '.join(bad)}")
         return value
+
+
+class BatchSettings(_Frozen):
+    """Recommendations computed ahead for e-mail and push (the nightly ``batch_recommend`` step)."""
+
+    enabled: bool = Field(True, description="run batch_recommend at the end of each nightly run")
+    size: int = Field(20, ge=1, le=100, description="tracks per listener")
+    active_days: int = Field(30, ge=1, le=90, description="a listener with a play in this many days is active")
+    filter: str | None = Field(None, description="a named filter (serving.filters) the lists hold to")
 
 
 class EndpointSettings(_Frozen):
@@ -289,7 +299,15 @@ class EncoreConfig(BaseSettings):
     attribution: AttributionSettings = AttributionSettings()
     online_test: OnlineTestSettings = OnlineTestSettings()
     serving: ServingSettings = ServingSettings()
+    batch: BatchSettings = BatchSettings()
     deploy: DeploySettings = DeploySettings()
+
+    @model_validator(mode="after")
+    def _batch_filter_is_named(self) -> Self:
+        if self.batch.filter is not None and self.batch.filter not in self.serving.filters:
+            known = ", ".join(sorted(self.serving.filters)) or "none"
+            raise ValueError(f"batch.filter '{self.batch.filter}' is not a named filter (serving.filters: {known})")
+        return self
 
     @property
     def name_prefix(self) -> str:

@@ -34,6 +34,11 @@ LOAD_VECTORS = PipelineStep(
 JUDGE_TEST = PipelineStep(
     "judge_test", "lambda", "decide the online test on play-through: promote the challenger, keep the champion, or wait"
 )
+BATCH_RECOMMEND = PipelineStep(
+    "batch_recommend",
+    "glue",
+    "each active listener's top N from the champion, as Parquet under batch/ for e-mail and push",
+)
 ATTRIBUTE_PLAYS = PipelineStep(
     "attribute_plays", "glue", "plays joined to the recommendation answers they came from; daily table and metrics"
 )
@@ -50,8 +55,16 @@ NIGHTLY: tuple[PipelineStep, ...] = (
     GATE,
     DEPLOY,
     LOAD_VECTORS,
+    BATCH_RECOMMEND,
 )
 CHARTS_REFRESH: tuple[PipelineStep, ...] = (CURATE_EVENTS, BUILD_CHARTS)
+
+
+def nightly(batch_enabled: bool) -> tuple[PipelineStep, ...]:
+    """The nightly steps of a stage (without ``batch_recommend`` where ``batch.enabled`` is off)."""
+    return NIGHTLY if batch_enabled else tuple(s for s in NIGHTLY if s is not BATCH_RECOMMEND)
+
+
 # Run when asked (``encore job run``, StartJobRun), not on a schedule.
 IMPORT_PLAYLISTS = PipelineStep(
     "import_playlists", "glue", "MPD slices under imports/mpd/ -> raw events and catalog rows; rejects quarantined"
