@@ -69,7 +69,7 @@ def served_lake(
     at = datetime.fromisoformat(SERVED_RUN_TIME.replace("Z", "+00:00"))
     run = run_state_machine(config, config.resources.state_machine, name="serving-test", at=at)
     assert run.status == "SUCCEEDED" and run.promoted, run.failure() or run.gate
-    return {"config": config, "run": run, "sim": small_sim[0], "twin": twin, "services": twin_services}
+    return {"config": config, "run": run, "at": at, "sim": small_sim[0], "twin": twin, "services": twin_services}
 
 
 @pytest.fixture(scope="module")

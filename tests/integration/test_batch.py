@@ -11,7 +11,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import SERVED_RUN_TIME
 from test_jobs import _table
 
 from encore.clients import get_client
@@ -21,7 +20,6 @@ from encore.stores import _plain
 from encore_local.jobs import run_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-SERVED_AT = datetime.fromisoformat(SERVED_RUN_TIME.replace("Z", "+00:00"))
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +31,19 @@ def batch(served_lake: dict[str, Any], tmp_path_factory: pytest.TempPathFactory)
     curated = _table(config, config.lake.curated_events, tmp_path_factory.mktemp("curated"))
     scan = get_client("dynamodb").get_paginator("scan").paginate(TableName=config.resources.tracks_table)
     catalog = {i["track_id"]: i for page in scan for i in map(_plain, page["Items"]) if "release_date" in i}
-    return {"config": config, "table": table, "curated": curated, "catalog": catalog, "tmp": tmp_path_factory}
+    return {
+        "config": config,
+        "table": table,
+        "curated": curated,
+        "catalog": catalog,
+        "tmp": tmp_path_factory,
+        "at": served_lake["at"],
+    }
 
 
 def test_each_active_listener_gets_a_full_list_of_unplayed_tracks(batch: dict[str, Any]) -> None:
     config, table, curated = batch["config"], batch["table"], batch["curated"]
-    at = SERVED_AT
+    at = batch["at"]
     since = int((at - timedelta(days=config.batch.active_days)).timestamp() * 1000)
     active = set(curated.loc[curated["timestamp"] >= since, "user_id"])
     listeners = set(table["user_id"])
@@ -63,13 +68,13 @@ def test_the_table_is_in_the_catalog(batch: dict[str, Any]) -> None:
     assert table["StorageDescriptor"]["Location"].endswith(f"/{config.lake.batch}")
     assert [k["Name"] for k in table["PartitionKeys"]] == ["dt"]
     parts = glue.get_partitions(DatabaseName=config.resources.glue_database, TableName="batch_recommendations")
-    assert [p["Values"] for p in parts["Partitions"]] == [[SERVED_AT.date().isoformat()]]
+    assert [p["Values"] for p in parts["Partitions"]] == [[batch["at"].date().isoformat()]]
 
 
 def test_a_named_filter_holds_in_every_list(batch: dict[str, Any]) -> None:
     config = batch["config"]
     clean = config.model_copy(update={"batch": config.batch.model_copy(update={"filter": "clean"})})
-    done = run_job("batch_recommend", config, run_time=SERVED_RUN_TIME,
+    done = run_job("batch_recommend", config, run_time=batch["at"].isoformat(),
                    extra={"encore_config": json.dumps(runtime_values(clean))})  # fmt: skip
     table = _table(config, config.lake.batch, batch["tmp"].mktemp("clean"))
     assert done.result["rows"] == len(table) > 0 and set(table["filter"]) == {"clean"}
@@ -81,7 +86,7 @@ def test_a_named_filter_holds_in_every_list(batch: dict[str, Any]) -> None:
 
 def test_the_job_runs_again_over_the_same_day(batch: dict[str, Any]) -> None:
     config = batch["config"]
-    again = run_job("batch_recommend", config, run_time=SERVED_RUN_TIME)
+    again = run_job("batch_recommend", config, run_time=batch["at"].isoformat())
     table = _table(config, config.lake.batch, batch["tmp"].mktemp("again"))
     assert len(table) == again.result["rows"]  # the day's partition replaced, not appended to
     assert Path(config.lake.batch).name == "batch"
