@@ -5,6 +5,9 @@ the demo saved (what the API answered, what the curated table holds), not taken 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from collections import Counter
 from typing import Any
 
@@ -15,16 +18,33 @@ from scipy.stats import chi2_contingency
 from encore.config import EncoreConfig
 from encore.pipeline import NIGHTLY
 from encore.scoring import is_qualifying_play
-from encore_local.cli import main
 
 pytestmark = pytest.mark.e2e
+# A log4j line of Spark or Hadoop ("24/12/04 21:00:00 WARN Utils: ..."), or a JVM warning
+JVM_LOG_LINE = re.compile(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d (WARN|INFO|ERROR) | WARN [A-Z]\w+: |^WARNING: ")
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """``encore demo`` as a person runs it (its own process, progress shown), with everything its terminal got:
+    its own output and that of every process it started (Spark's JVM, the functions' runtimes)."""
     out = tmp_path_factory.mktemp("demo")
-    code = main(["demo", "--scale", "small", "--quiet", "--exit", "--port", "0", "--out", str(out)])
-    return {"code": code, "out": out, "report": json.loads((out / "report.json").read_text())}
+    argv = ["demo", "--scale", "small", "--exit", "--port", "0", "--out", str(out)]
+    ran = subprocess.run([sys.executable, "-m", "encore_local.cli", *argv], capture_output=True, text=True,
+                         timeout=1800, check=False)  # fmt: skip
+    terminal = ran.stdout + ran.stderr
+    return {"code": ran.returncode, "out": out, "terminal": terminal,
+            "report": json.loads((out / "report.json").read_text())}  # fmt: skip
+
+
+def test_the_terminal_shows_the_steps_not_spark_or_metric_lines(demo: dict[str, Any]) -> None:
+    lines = demo["terminal"].splitlines()
+    assert demo["code"] == 0, demo["terminal"][-3000:]
+    spark = [line for line in lines if JVM_LOG_LINE.search(line)]
+    metrics = [line for line in lines if '"_aws"' in line or '"CloudWatchMetrics"' in line]
+    assert not spark, spark[:5]
+    assert not metrics, metrics[:5]
+    assert "Checks:" in demo["terminal"] and "Report: " in demo["terminal"]
 
 
 def test_the_demo_runs_every_step_and_reports(demo: dict[str, Any]) -> None:
