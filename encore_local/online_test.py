@@ -22,7 +22,7 @@ import numpy as np
 
 from encore.clients import get_client
 from encore.config import EncoreConfig
-from encore.promotion import ModelRegistry, _s3_url
+from encore.promotion import ModelRegistry, s3_url
 from encore_local.errors import UsageError
 from encore_local.twin.sagemaker import _import_inference
 
@@ -103,7 +103,7 @@ def derived_challenger(config: EncoreConfig, kind: str, version: str) -> dict[st
     s3 = get_client("s3", config.region)
     with tempfile.TemporaryDirectory(prefix="encore-baseline-") as tmp:
         archive, model_dir = Path(tmp) / "champion.tar.gz", Path(tmp) / "model"
-        s3.download_file(*_s3_url(serving["model_data"]), str(archive))
+        s3.download_file(*s3_url(serving["model_data"]), str(archive))
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(model_dir, filter="data")
         serving_code = _import_inference(model_dir / "code" / "inference.py")  # the code the endpoint runs

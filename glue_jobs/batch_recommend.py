@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -33,11 +33,10 @@ from pyspark.sql import Row, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from encore.clients import get_client
 from encore.config import LakePrefixes
-from encore.promotion import ModelRegistry, _s3_url
+from encore.promotion import ModelRegistry
 from encore.scoring import cap_per_artist
-from encore_spark.io import parse_args, read_curated, register_table, spark_session
+from encore_spark.io import extract_artifact, parse_args, read_curated, register_table, spark_session
 
 RECENT = 50  # the recent plays the ranking sees, as the profile keeps them
 MAX_PLAYED = 4000  # what a list leaves out: every track played in the window (with the liked history, the model's 5000)
@@ -60,18 +59,6 @@ _MODELS: dict[str, Any] = {}  # per Python worker: the artifact's inference modu
 def io_prefixes(lake: LakePrefixes) -> tuple[list[str], list[str]]:
     """What the job reads and (over)writes, for mirroring a local run (the artifact it reads through S3)."""
     return [lake.curated_events], [lake.batch]
-
-
-def _artifact(model_data: str, region: str, into: Path, name: str) -> Path:
-    """The artifact unpacked into ``into/name`` (a name of its own per run: Spark refuses a second file of one
-    name in a session, and each Python worker keeps the model it loaded under it)."""
-    bucket, key = _s3_url(model_data)
-    archive = into / "model.tar.gz"
-    get_client("s3", region).download_file(bucket, key, str(archive))
-    root = into / name
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(root, filter="data")
-    return root
 
 
 def _model(name: str) -> tuple[Any, Any]:
@@ -128,8 +115,13 @@ def main(argv: Sequence[str]) -> dict[str, int]:
         .select("user_id", F.col("plays.track_id").alias("played"))
     )
     with tempfile.TemporaryDirectory() as tmp:
-        root = _artifact(serving["model_data"], config.region, Path(tmp), f"artifact-{args.run_ms}-{time.time_ns()}")
-        users = spark.read.parquet(str(root / "vectors" / "users.parquet"))
+        # The model, shipped to the executors, apart from the listeners' vectors the driver reads; under a name of
+        # its own per run (Spark refuses a second file of one name in a session, and each Python worker keeps the
+        # model it loaded under its name).
+        root = extract_artifact(serving["model_data"], config.region,
+                                Path(tmp) / f"artifact-{args.run_ms}-{time.time_ns()}", lambda name: True)  # fmt: skip
+        vectors = shutil.move(root / "vectors", Path(tmp) / "vectors")
+        users = spark.read.parquet(str(Path(vectors) / "users.parquet"))
         listeners = users.join(played, "user_id").cache()  # active, and known to the champion
         n = listeners.count()
         spark.sparkContext.addFile(str(root), recursive=True)

@@ -10,7 +10,6 @@ champion's vectors (``models/vectors.json`` says which were loaded) it does noth
 from __future__ import annotations
 
 import sys
-import tarfile
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,9 +20,9 @@ from pyspark.sql.types import ArrayType, BinaryType, StringType, StructField, St
 
 from encore.clients import get_client
 from encore.config import EncoreConfig, LakePrefixes
-from encore.promotion import ModelRegistry, _s3_url
+from encore.promotion import ModelRegistry
 from encore.stores import VECTOR_PREFIX, read_json
-from encore_spark.io import parse_args, spark_session, write_dynamodb
+from encore_spark.io import extract_artifact, parse_args, spark_session, write_dynamodb
 
 
 def io_prefixes(lake: LakePrefixes) -> tuple[list[str], list[str]]:
@@ -32,16 +31,9 @@ def io_prefixes(lake: LakePrefixes) -> tuple[list[str], list[str]]:
 
 
 def read_vectors(model_data: str, region: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    bucket, key = _s3_url(model_data)
     with tempfile.TemporaryDirectory() as tmp:
-        archive = Path(tmp) / "model.tar.gz"
-        get_client("s3", region).download_file(bucket, key, str(archive))
-        with tarfile.open(archive, "r:gz") as tar:
-            members = [m for m in tar.getmembers() if m.name.removeprefix("./").startswith("vectors/")]
-            tar.extractall(tmp, members=members, filter="data")
-        return pd.read_parquet(Path(tmp) / "vectors/users.parquet"), pd.read_parquet(
-            Path(tmp) / "vectors/tracks.parquet"
-        )
+        root = extract_artifact(model_data, region, Path(tmp), lambda name: name.startswith("vectors/"))
+        return pd.read_parquet(root / "vectors/users.parquet"), pd.read_parquet(root / "vectors/tracks.parquet")
 
 
 def deleted_since(config: EncoreConfig, promoted_ms: int | None) -> set[str]:

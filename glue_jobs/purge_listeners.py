@@ -18,7 +18,15 @@ from pyspark.sql import functions as F
 
 from encore.clients import get_client
 from encore.config import LakePrefixes
-from encore_spark.io import JobArgs, deleted_listeners, parse_args, path_exists, spark_session, without_deleted
+from encore_spark.io import (
+    JobArgs,
+    deleted_listeners,
+    of_deleted,
+    parse_args,
+    path_exists,
+    spark_session,
+    without_deleted,
+)
 
 
 def io_prefixes(lake: LakePrefixes) -> tuple[list[str], list[str]]:
@@ -37,10 +45,13 @@ def _remove_dates(spark: SparkSession, root: str, dates: list[str]) -> None:
 
 
 def _mark(args: JobArgs, removed: dict[str, int], requests: list[Any]) -> None:
-    """Each request with when it was honoured and what went (kept in S3, which the API and operators read)."""
+    """Each request not yet honoured, with when it was and what went (kept in S3, which load_vectors and operators
+    read)."""
     config = args.config
     s3 = get_client("s3", config.region)
     for row in requests:
+        if row.purged_at_ms is not None:
+            continue  # honoured on an earlier night: its record (and what it removed then) stands
         body = {"user_id": row.user_id, "requested_at_ms": row.requested_at_ms, "purged_at_ms": args.run_ms,
                 "curated_events_removed": removed.get(row.user_id, 0)}  # fmt: skip
         s3.put_object(Bucket=config.resources.lake_bucket, Key=config.lake.deletion(row.user_id),
@@ -60,12 +71,13 @@ def main(argv: Sequence[str]) -> dict[str, int]:
     dates: list[str] = []
     if path_exists(spark, curated_path):
         curated = spark.read.parquet(curated_path)
-        kept = without_deleted(curated, deleted)
-        gone = curated.join(kept.select("event_id"), "event_id", "left_anti")
-        removed = {r.user_id: r["count"] for r in gone.groupBy("user_id").count().collect()}
-        dates = sorted(r.dt for r in gone.select("dt").distinct().collect())
+        found = of_deleted(curated, deleted).groupBy("user_id", "dt").count().collect()
+        for r in found:
+            removed[r.user_id] = removed.get(r.user_id, 0) + r["count"]
+        dates = sorted({r.dt for r in found})
     if dates:
-        rewritten = kept.where(F.col("dt").isin(dates)).localCheckpoint(eager=True)  # before overwriting its source
+        kept = without_deleted(curated.where(F.col("dt").isin(dates)), deleted)
+        rewritten = kept.localCheckpoint(eager=True)  # before overwriting its source
         emptied = sorted(set(dates) - {r.dt for r in rewritten.select("dt").distinct().collect()})
         rewritten.repartition("dt").write.mode("overwrite").partitionBy("dt").parquet(curated_path)
         _remove_dates(spark, curated_path, emptied)

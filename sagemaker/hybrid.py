@@ -385,20 +385,14 @@ class HybridModel:
              fresh_share: float = FRESH_SHARE) -> list[dict]:  # fmt: skip
         """The listener's page; with the ranker, a ``fresh_share`` of its places (``_with_new_releases``) goes to
         new releases without plays yet (``reason`` "exploration")."""
-        who = Listener(vector, history, recent, in_session)
-        trees = self.home_trees(in_session)
-        # Popularity is also all there is to go on for a listener of whom nothing is known
-        if self.home_source == "popularity" or (vector is None and history.size == 0 and recent.size == 0):
-            return self._popular(k, banned)
-        if self.home_source == "item_item" and self.item_item is not None and history.size:
-            scores = self.item_scores(history)
-            return [self._item(i, float(scores[i]), None, None) for i in top_k(scores, k, banned)]
-        if trees is None or self.home_source == "simplest":
-            if vector is None:
-                return self._popular(k, banned)
-            cf = self.cf_scores(vector)
-            scores = self.home_scores(vector, cf)
-            return [self._item(i, float(scores[i]), float(cf[i]), None) for i in top_k(scores, k, banned)]
+        who, trees = Listener(vector, history, recent, in_session), self.home_trees(in_session)
+        way = self._home_way(who, trees)
+        if way != "ranker":
+            scores, cf = self._catalog_scores(way, who)
+            reason = POPULAR if way == "popular" else PERSONALISED
+            return [self._item(i, float(scores[i]), None if cf is None else float(cf[i]), None, reason)
+                    for i in top_k(scores, k, banned)]  # fmt: skip
+        assert trees is not None
         cand, x, ranked = self.ranked_home(who, banned, trees)
         order, fresh = self._with_new_releases(top_k(ranked, cand.size), cand, k, fresh_share)
         items = [self._item(cand[j], float(ranked[j]), float(x[j, 0]), None, EXPLORATION if is_new else PERSONALISED)
@@ -412,6 +406,27 @@ class HybridModel:
     def home_trees(self, in_session: bool) -> Trees | None:
         return self.rankers.get("session" if in_session else "home") or self.rankers.get("home")
 
+    def _home_way(self, who: Listener, trees: Trees | None) -> str:
+        """How home ranks for this listener: "popular" (a weak baseline, or nothing is known of them),
+        "item_item" or "simplest" (the one source validation chose, or no ranker), or "ranker"."""
+        if self.home_source == "popularity" or (who.vector is None and who.history.size == 0 and who.recent.size == 0):
+            return "popular"
+        if self.home_source == "item_item" and self.item_item is not None and who.history.size:
+            return "item_item"
+        if trees is None or self.home_source == "simplest":
+            return "simplest" if who.vector is not None else "popular"
+        return "ranker"
+
+    def _catalog_scores(self, way: str, who: Listener) -> tuple[np.ndarray, np.ndarray | None]:
+        """Over the whole catalog, the scores home ranks by in ``way`` (not the ranker), and the CF scores where
+        they are part of them."""
+        if way == "item_item":
+            return self.item_scores(who.history), None
+        if way == "simplest":
+            cf = self.cf_scores(who.vector)
+            return self.home_scores(who.vector, cf), cf
+        return self.popularity.astype(np.float64), None
+
     def ranked_home(self, who: Listener, banned: np.ndarray, trees: Trees) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Home's candidates, their features and the ranker's scores (before new releases get their places)."""
         cand, x = self.home_candidates(who, banned)
@@ -419,22 +434,16 @@ class HybridModel:
 
     def rank(self, vector: np.ndarray | None, cand: np.ndarray, history: np.ndarray = EMPTY,
              recent: np.ndarray = EMPTY, in_session: bool = False) -> list[dict]:  # fmt: skip
-        """The supplied tracks ``cand`` ordered for the listener, best first, by what home ranks with."""
+        """The supplied tracks ``cand`` ordered for the listener, best first, the way home ranks for them."""
         cand = np.asarray(cand, dtype=np.int64)
-        who = Listener(vector, history, recent, in_session)
-        trees = self.home_trees(in_session)
-        if self.home_source == "popularity" or (vector is None and history.size == 0 and recent.size == 0):
-            scores, reason = self.popularity[cand].astype(np.float64), POPULAR
-        elif self.home_source == "item_item" and self.item_item is not None and history.size:
-            scores, reason = self.item_scores(history)[cand], PERSONALISED
-        elif trees is None or self.home_source == "simplest":
-            if vector is None:
-                scores, reason = self.popularity[cand].astype(np.float64), POPULAR
-            else:
-                scores, reason = self.home_scores(vector)[cand], PERSONALISED
-        else:
+        who, trees = Listener(vector, history, recent, in_session), self.home_trees(in_session)
+        way = self._home_way(who, trees)
+        if way == "ranker":
+            assert trees is not None
             scores = trees.predict(self.home_features(who, cand, self._home_sources(who)))
-            reason = PERSONALISED
+        else:
+            scores = self._catalog_scores(way, who)[0][cand]
+        reason = POPULAR if way == "popular" else PERSONALISED
         return [self._item(cand[j], float(scores[j]), None, None, reason) for j in top_k(scores, cand.size)]
 
     def _with_new_releases(self, order: np.ndarray, cand: np.ndarray, k: int,

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from encore.clients import get_client
-from encore.promotion import _s3_url
+from encore.promotion import s3_url
 from encore_local.errors import UsageError
 from encore_local.loopback import LOOPBACK, LoopbackServer, reply
 from encore_local.twin.iam import client_for
@@ -289,7 +289,7 @@ class LoadedModel:
     def __init__(self, model_data: str) -> None:
         self.model_data = model_data
         self._dir = tempfile.TemporaryDirectory(prefix="encore-endpoint-")
-        bucket, key = _s3_url(model_data)
+        bucket, key = s3_url(model_data)
         archive = Path(self._dir.name) / "model.tar.gz"
         get_client("s3").download_file(bucket, key, str(archive))
         model_dir = Path(self._dir.name) / "model"

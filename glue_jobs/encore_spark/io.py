@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import tarfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -21,6 +23,7 @@ from pyspark.sql import types as T
 
 from encore.clients import get_client, get_resource
 from encore.config import EncoreConfig
+from encore.promotion import s3_url
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,18 @@ def read_curated(spark: SparkSession, args: JobArgs, days: int) -> DataFrame | N
     return spark.read.parquet(curated).where(F.col("dt") >= first_day.isoformat()).cache()
 
 
+def extract_artifact(model_data: str, region: str, into: Path, wanted: Callable[[str], bool]) -> Path:
+    """The members of a model's ``model.tar.gz`` that ``wanted`` takes (by their path inside it), unpacked into
+    ``into``, which is returned."""
+    bucket, key = s3_url(model_data)
+    body = get_client("s3", region).get_object(Bucket=bucket, Key=key)["Body"]
+    with tarfile.open(fileobj=body, mode="r|gz") as tar:  # streamed: nothing the job does not want lands on disk
+        for member in tar:
+            if wanted(member.name.removeprefix("./")):
+                tar.extract(member, into, filter="data")
+    return into
+
+
 # Deleted listeners (encore.deletion): one JSON object per listener under the lake's deletions/ prefix
 DELETION_SCHEMA = T.StructType(
     [
@@ -119,14 +134,21 @@ def deleted_listeners(spark: SparkSession, args: JobArgs) -> DataFrame | None:
     return found if found.limit(1).count() else None
 
 
+def _deletion_join(events: DataFrame, deleted: DataFrame, how: str) -> DataFrame:
+    gone = F.broadcast(deleted.select(F.col("user_id").alias("_gone"), "requested_at_ms"))
+    return events.join(gone, (events["user_id"] == gone["_gone"]) & (events["timestamp"] < gone["requested_at_ms"]),
+                       how)  # fmt: skip
+
+
 def without_deleted(events: DataFrame, deleted: DataFrame | None) -> DataFrame:
     """``events`` less those of deleted listeners dated before their request (a listener who comes back after
     deleting starts again)."""
-    if deleted is None:
-        return events
-    gone = F.broadcast(deleted.select(F.col("user_id").alias("_gone"), "requested_at_ms"))
-    return events.join(gone, (events["user_id"] == gone["_gone"]) & (events["timestamp"] < gone["requested_at_ms"]),
-                       "left_anti")  # fmt: skip
+    return events if deleted is None else _deletion_join(events, deleted, "left_anti")
+
+
+def of_deleted(events: DataFrame, deleted: DataFrame) -> DataFrame:
+    """The events ``without_deleted`` leaves out."""
+    return _deletion_join(events, deleted, "left_semi")
 
 
 # -- Glue Data Catalog ---------------------------------------------------------------------------------------

@@ -231,5 +231,5 @@ def test_the_trending_fallback_holds_to_the_filter(served: dict[str, Any], monke
     assert body["filter"]["spec"] == spec and {i["reason"] for i in body["items"]} == {"trending"}
     assert all(passes(served, spec, t) for t in ids(body))
     status, ranked = rank(api, user, sorted(served["catalog"])[:20], {"explicit": "false"})
-    assert status == 200 and ranked["fallback"] is True
+    assert status == 200 and ranked["fallback"] is True and {i["reason"] for i in ranked["items"]} == {"supplied"}
     assert ids(ranked) == [t for t in sorted(served["catalog"])[:20] if passes(served, {"explicit": False}, t)]

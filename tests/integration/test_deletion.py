@@ -138,22 +138,30 @@ def test_the_purge_and_the_jobs_after_it_leave_nothing_of_the_listener(deleted: 
         features = _table(config, f"{config.lake.features}{table}/", tmp.mktemp(table))
         if "user_id" in features:
             assert user not in set(features["user_id"]) and len(features) > 0, table
-    # a second purge finds nothing more
+    # a second purge finds nothing more, and leaves the request's record as the first one wrote it
     assert run_job("purge_listeners", config, run_time=_now_iso()).result["events_removed"] == 0
+    assert read_json(get_client("s3"), config.resources.lake_bucket, config.lake.deletion(user)) == request
 
 
 def test_vectors_of_a_model_trained_before_the_purge_are_never_loaded_again(deleted: dict[str, Any]) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "glue_jobs"))
     load_vectors = importlib.import_module("load_vectors")
-    config, user = deleted["config"], deleted["user"]
-    request = read_json(get_client("s3"), config.resources.lake_bucket, config.lake.deletion(user)) or {}
-    purged = request.get("purged_at_ms")
-    if purged is None:  # run alone: the purge has not run, so any model may hold the listener
-        assert user in load_vectors.deleted_since(config, int(time.time() * 1000))
-        return
-    assert user in load_vectors.deleted_since(config, purged - 1)  # promoted before the purge
-    assert user not in load_vectors.deleted_since(config, purged + 1)  # trained after it
-    assert user in load_vectors.deleted_since(config, None)  # an unknown promotion time holds everyone
+    config, s3 = deleted["config"], get_client("s3")
+    requests = {
+        "gone-purged": {"requested_at_ms": 1_000, "purged_at_ms": 2_000},
+        "gone-pending": {"requested_at_ms": 3_000},
+    }
+    for user, body in requests.items():
+        s3.put_object(Bucket=config.resources.lake_bucket, Key=config.lake.deletion(user),
+                      Body=json.dumps({"user_id": user, **body}).encode())  # fmt: skip
+    try:
+        assert {"gone-purged", "gone-pending"} <= load_vectors.deleted_since(config, 1_500)  # promoted before the purge
+        after = load_vectors.deleted_since(config, 2_500)  # trained after the purge: its vectors are clean
+        assert "gone-purged" not in after and "gone-pending" in after  # not purged yet: held whatever the model
+        assert {"gone-purged", "gone-pending"} <= load_vectors.deleted_since(config, None)  # promotion time unknown
+    finally:
+        for user in requests:
+            s3.delete_object(Bucket=config.resources.lake_bucket, Key=config.lake.deletion(user))
 
 
 def test_the_request_is_json_in_the_lake(deleted: dict[str, Any]) -> None:

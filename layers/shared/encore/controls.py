@@ -11,11 +11,11 @@ import math
 from dataclasses import dataclass
 from datetime import date
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from encore.config import EncoreConfig
 from encore.errors import BadRequest
-from encore.models import ID, MAX_LISTED, AppliedFilter, CatalogFilter, Promotion, describe_errors
+from encore.models import MAX_LISTED, AppliedFilter, CatalogFilter, Identifier, Promotion, describe_errors
 
 
 class ControlsQuery(BaseModel):
@@ -32,6 +32,9 @@ class ControlsQuery(BaseModel):
     exclude_tracks: str | None = Field(None, max_length=13_000, description="track ids to leave out, comma-separated")
     exclude_artists: str | None = Field(None, max_length=13_000, description="artist ids to leave out, comma-separated")
     promotion: str | None = Field(None, max_length=64, description="a named promotion: its tracks get their share")
+
+
+TRACK_IDS = TypeAdapter(list[Identifier])
 
 
 def _listed(value: str | None, name: str) -> list[str] | None:
@@ -112,10 +115,11 @@ def resolve(config: EncoreConfig, query: ControlsQuery, *, promotions: bool = Tr
         if promotion is None:
             known = ", ".join(sorted(serving.promotions)) or "none are configured"
             raise BadRequest(f"promotion '{query.promotion}' is not a named promotion of this stage ({known})")
-    exclude_tracks = _listed(query.exclude_tracks, "exclude_tracks") or []
-    odd = [t for t in exclude_tracks if len(t) > 128 or not ID.fullmatch(t)]
-    if odd:
-        raise BadRequest(f"exclude_tracks: {odd[0]!r} is not a track id (letters, digits, '_.:-', at most 128)")
+    try:
+        exclude_tracks = TRACK_IDS.validate_python(_listed(query.exclude_tracks, "exclude_tracks") or [])
+    except ValidationError as exc:
+        bad = exc.errors(include_url=False, include_context=False)[0]
+        raise BadRequest(f"exclude_tracks: {bad['input']!r} is not a track id ({bad['msg']})") from None
     return Controls(
         filter=combined if combined.spec() else None,
         filter_name=query.filter,

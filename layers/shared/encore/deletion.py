@@ -30,6 +30,7 @@ from encore.models import DeletionResponse
 from encore.observability import logger
 from encore.profiles import ProfileStore
 from encore.resources import LISTENER_ATTRIBUTE, LISTENER_INDEX
+from encore.stores import batch_write
 
 _INDEX_PREFIX = "listener#"
 
@@ -61,13 +62,8 @@ class ListenerIndexedPersistence(DynamoDBPersistenceLayer):
         items = listener_index_items(set(batch_listeners.get()), data_record.idempotency_key,
                                      int(data_record.expiry_timestamp or 0))  # fmt: skip
         try:
-            for start in range(0, len(items), 25):
-                request = {self.table_name: [{"PutRequest": {"Item": i}} for i in items[start : start + 25]]}
-                for _ in range(5):
-                    request = self.client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-                    if not request:
-                        break
-        except (BotoCoreError, ClientError) as exc:
+            batch_write(self.client, self.table_name, [{"PutRequest": {"Item": i}} for i in items])
+        except (BotoCoreError, ClientError, DependencyUnavailable) as exc:
             logger.warning("listener index not written", extra={"detail": str(exc)[:300]})
 
 
@@ -85,13 +81,7 @@ def forget_idempotency(table: str, region: str | None, user_id: str) -> int:
     for page in pages:
         keys += [item["id"]["S"] for item in page.get("Items", [])]
     records = [k.removeprefix(f"{_INDEX_PREFIX}{user_id}#") for k in keys]
-    doomed = [{"DeleteRequest": {"Key": {"id": {"S": k}}}} for k in (*records, *keys)]
-    for start in range(0, len(doomed), 25):
-        request = {table: doomed[start : start + 25]}
-        for _ in range(5):
-            request = client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-            if not request:
-                break
+    batch_write(client, table, [{"DeleteRequest": {"Key": {"id": {"S": k}}}} for k in (*records, *keys)])
     return len(records)
 
 

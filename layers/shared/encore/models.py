@@ -6,7 +6,6 @@ misspelt field learns it at once instead of having the value silently coerced or
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable, Mapping
 from datetime import date
@@ -36,9 +35,10 @@ MAX_FUTURE_SKEW_MS = 3600 * 1000
 MIN_TIMESTAMP_MS = 946_684_800_000
 PLAYED_OVER_DURATION_TOLERANCE_MS = 5_000
 
-ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*")  # a listener, track or artist id (and at most 128 long)
-ID_PATTERN = f"^{ID.pattern}$"
-Identifier = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
+Identifier = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"),
+]
 Uuid = Annotated[
     StrictStr,
     Field(pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"),
@@ -82,6 +82,7 @@ class Reason(StrEnum):
     EXPLORATION = "exploration"  # a new release without plays yet, given a place so it gets heard
     TRENDING = "trending"  # the region's trending chart, where the model could not answer
     POPULAR = "popular"  # the model's most popular tracks: it knows nothing of the listener yet
+    SUPPLIED = "supplied"  # the app's own order: the rank route's answer when the model could not rank the list
 
 
 class _Contract(BaseModel):

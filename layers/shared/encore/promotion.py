@@ -29,7 +29,7 @@ SERVING_KEY = "serving.json"
 VECTORS_KEY = "vectors.json"  # which model's vectors the users and tracks tables hold (load_vectors)
 
 
-def _s3_url(url: str) -> tuple[str, str]:
+def s3_url(url: str) -> tuple[str, str]:
     parsed = urlparse(url)
     if parsed.scheme != "s3" or not parsed.netloc:
         raise ValueError(f"not an s3:// URL: {url}")
@@ -38,7 +38,7 @@ def _s3_url(url: str) -> tuple[str, str]:
 
 def read_report(model_data: str, region: str | None = None) -> dict[str, Any]:
     """``evaluation.json`` and ``meta.json`` from inside model.tar.gz, streamed (the arrays are not kept)."""
-    bucket, key = _s3_url(model_data)
+    bucket, key = s3_url(model_data)
     body = get_client("s3", region).get_object(Bucket=bucket, Key=key)["Body"]
     found: dict[str, Any] = {}
     with tarfile.open(fileobj=body, mode="r|gz") as tar:

@@ -191,13 +191,12 @@ def _today(deps: ServingDeps) -> date:
 
 
 def _allowed(
-    deps: ServingDeps, ranked: list[dict[str, Any]], controls: Controls, outcome: Outcome
+    deps: ServingDeps, ranked: list[dict[str, Any]], meta: dict[str, dict[str, Any]], controls: Controls
 ) -> list[dict[str, Any]]:
-    """The tracks of ``ranked`` the request's filter allows, by their catalog entries (where the model, which
-    applies filters itself, did not rank them)."""
+    """The tracks of ``ranked`` the request's filter allows, by their catalog entries ``meta`` (where the model,
+    which applies filters itself, did not rank them)."""
     if controls.filter is None:
         return ranked
-    meta = track_metadata(deps, [r["track_id"] for r in ranked], outcome)
     today = _today(deps)
     return [r for r in ranked if r["track_id"] in meta and controls.filter.allows(meta[r["track_id"]], today)]
 
@@ -210,7 +209,10 @@ def _fallback(
     depth = min(opts.limit * (10 if opts.controls.filter else 3), 500)
     try:
         ranked = [r for r in trending_items(deps, region, depth) if r["track_id"] not in exclude]
-        ranked = [{**r, "reason": Reason.TRENDING} for r in _allowed(deps, ranked, opts.controls, outcome)]
+        if opts.controls.filter is not None:
+            meta = track_metadata(deps, [r["track_id"] for r in ranked], outcome)
+            ranked = _allowed(deps, ranked, meta, opts.controls)
+        ranked = [{**r, "reason": Reason.TRENDING} for r in ranked]
         items = _decorate(deps, ranked, opts, outcome, "trending")
     except DEPENDENCY_ERRORS:
         outcome.degraded.append("charts_unavailable")
@@ -323,8 +325,6 @@ def recommend(
         reason = "profiles_unavailable" if "profiles_unavailable" in outcome.degraded else "unknown_user"
         return _fallback(deps, surface.value, region, opts, outcome, reason, exclude), outcome
 
-    # Headroom for the artist cap, applied here after the model: a ranker that weighs artist affinity can fill
-    # a short list with few artists, so never ask for fewer than CAP_HEADROOM.
     promotion = None
     if controls.promotion is not None:
         k = min(max(controls.promoted_places(opts.limit) * 3, 10), 500)
@@ -337,6 +337,8 @@ def recommend(
         test,
         seed_track_id=seed_track_id,
         exclude=sorted(exclude)[:5000],
+        # Headroom for the artist cap, applied here after the model: a ranker that weighs artist affinity can fill
+        # a short list with few artists, so never ask for fewer than CAP_HEADROOM.
         k=min(max(opts.limit * 3, CAP_HEADROOM), 500),
         filter=controls.filter.spec() if controls.filter else None,
         promotion=promotion,
@@ -415,13 +417,13 @@ def _as_given(deps: ServingDeps, track_ids: list[str], controls: Controls, outco
     try:
         meta = track_metadata(deps, track_ids, outcome)
         known = [{"track_id": t, "score": 0.0} for t in track_ids if t in meta]
-        allowed = _allowed(deps, [r for r in known if r["track_id"] not in controls.exclude_tracks], controls, outcome)
+        allowed = _allowed(deps, [r for r in known if r["track_id"] not in controls.exclude_tracks], meta, controls)
     except DEPENDENCY_ERRORS:
         outcome.degraded.append("tracks_unavailable")
         meta, known = {}, [{"track_id": t, "score": 0.0} for t in track_ids]
         allowed = [] if controls.filter or controls.exclude_tracks else known
     kept = {r["track_id"] for r in allowed}
-    items = [_item(r, meta.get(r["track_id"], {}), "as_given", Reason.PERSONALISED) for r in allowed]
+    items = [_item(r, meta.get(r["track_id"], {}), "as_given", Reason.SUPPLIED) for r in allowed]
     return RankResponse(**base, model_version=None, fallback=True, fallback_reason=cause, items=items,
                         unknown=[t for t in track_ids if meta and t not in meta],
                         filtered=[r["track_id"] for r in known if r["track_id"] not in kept])  # fmt: skip

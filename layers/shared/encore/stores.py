@@ -170,6 +170,20 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def batch_write(client: Any, table: str, requests: Sequence[dict[str, Any]], attempts: int = 5) -> None:
+    """BatchWriteItem (``PutRequest``/``DeleteRequest`` entries) 25 at a time, the items DynamoDB leaves
+    unprocessed retried with backoff; ``DependencyUnavailable`` when some are still left after every attempt."""
+    for start in range(0, len(requests), 25):
+        pending: dict[str, Any] = {table: list(requests[start : start + 25])}
+        for attempt in range(attempts):
+            pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+            if not pending:
+                break
+            time.sleep(0.02 * 2**attempt)
+        if pending:
+            raise DependencyUnavailable(f"the table {table} did not take {len(pending[table])} writes; retry")
+
+
 def read_json(s3: Any, bucket: str, key: str) -> Any | None:
     """A JSON document of the lake (the model registry, decisions, attribution totals); None when it is absent."""
     try:
