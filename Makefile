@@ -11,7 +11,7 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_CLI_TELEMETRY_OPTOUT := 1
 export CDK_DISABLE_CLI_TELEMETRY := 1
 
-.PHONY: setup demo test test-fast test-localstack reliability lint format typecheck synth check-deploy bench clean help
+.PHONY: setup demo test test-fast test-localstack reliability lint imports import-graph format typecheck synth check-deploy bench clean help
 
 help:
 	@echo "make demo   set up and run Encore end to end on this machine (SCALE=small|default|large)"
@@ -19,6 +19,7 @@ help:
 	@echo "make reliability   generated requests, injected faults and a 60 s load run against the twin's API"
 	@echo "make check-deploy   synthesize dev and prod in two regions and check them against AWS's deploy-time rules"
 	@echo "make test-localstack   deploy into a reachable LocalStack with cdklocal and test there (skips, saying why, if none)"
+	@echo "make imports   the import contracts in pyproject.toml; make import-graph redraws docs/architecture.md's graph"
 	@echo "make setup | lint | format | typecheck | synth | bench | clean"
 
 $(STAMP): requirements.txt requirements-dev.txt layers/shared/requirements.txt layers/dependencies/requirements.txt pyproject.toml layers/shared/pyproject.toml package.json package-lock.json
@@ -41,6 +42,16 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(LINT_IMPORTS)
+
+# The layering in pyproject.toml ([tool.importlinter]; docs/architecture.md), checked on the code as it is.
+LINT_IMPORTS := $(VENV)/bin/lint-imports --no-cache --no-logo
+imports: $(STAMP)
+	$(LINT_IMPORTS)
+
+# Redraws the import graph in docs/architecture.md (tests/unit/test_architecture_doc.py fails when it is stale).
+import-graph: $(STAMP)
+	$(PY) tools/import_graph.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

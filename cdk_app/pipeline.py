@@ -31,7 +31,7 @@ from encore.pipeline import CHARTS_REFRESH, PipelineStep, nightly
 
 # The error a Glue task raises when its job is already running as often as the job allows.
 GLUE_BUSY = "Glue.ConcurrentRunsExceededException"
-# What the deploy and judge steps raise while the endpoint is still being updated (encore.promotion.EndpointBusy).
+# What the deploy and judge steps raise while the endpoint is still being updated (encore.endpoint.EndpointBusy).
 ENDPOINT_BUSY = "EndpointBusy"
 # What train.py reports as ``[metric] <name>=<value>`` (train.print_metrics).
 TRAINING_METRICS = ("ndcg_at_10", "recall_at_10", "hit_rate_at_10", "coverage")
@@ -173,6 +173,8 @@ class PipelineConstruct(Construct):
             hyperparameters={
                 "sagemaker_program": "train.py",
                 "sagemaker_submit_directory": self.source.s3_object_url,
+                # the rankers learn and the evaluation scores with the blend serving uses (train.py --weights)
+                "weights": self.config.weights.as_training_argument(),
             },
             result_selector={
                 "model_data": sfn.JsonPath.string_at("$.ModelArtifacts.S3ModelArtifacts"),

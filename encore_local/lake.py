@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 from tqdm import tqdm
 
 from encore.clients import get_client
@@ -51,3 +53,18 @@ def import_simulation(
         result.events += raw.count(b"\n")
         result.bytes += len(body)
     return result
+
+
+def read_table(config: EncoreConfig, prefix: str, scratch: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The Parquet files of a lake table (everything under ``prefix``), downloaded under ``scratch`` in their
+    layout, so partition folders (``dt=...``) become columns; an empty frame when there are none."""
+    s3 = get_client("s3", config.region)
+    bucket, found = config.resources.lake_bucket, False
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith(".parquet"):
+                target = scratch / obj["Key"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, obj["Key"], str(target))
+                found = True
+    return pd.read_parquet(scratch / prefix, columns=list(columns) if columns else None) if found else pd.DataFrame()

@@ -7,6 +7,7 @@ when the filter leaves fewer tracks than it asks for. Python 3.9-compatible (the
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,12 +15,15 @@ import numpy as np
 import scipy.sparse as sp
 
 MAX_LISTED = 100  # genres or artists named in one filter
-# A request's filter: what each key takes.
+MAX_GENRE = 100  # characters in a genre's name
+MAX_DAYS = 36_500
+ID = r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}"  # a track or artist id, as ``encore.models.Identifier`` has it
+# A request's filter (``encore.models.CatalogFilter``): what each key takes.
 KEYS = {
-    "genres_in": "a list of genres (a track passes with any of them)",
-    "genres_not_in": "a list of genres (a track with any of them is left out)",
+    "genres_in": f"a list of genres (a track passes with any of them), each at most {MAX_GENRE} characters",
+    "genres_not_in": f"a list of genres (a track with any of them is left out), each at most {MAX_GENRE} characters",
     "explicit": "true or false (false leaves explicit tracks out)",
-    "released_within_days": "a whole number of days, 0 or more",
+    "released_within_days": f"a whole number of days, 0 to {MAX_DAYS}",
     "released_before": "a date, YYYY-MM-DD",
     "exclude_artists": "a list of artist ids",
 }
@@ -38,16 +42,15 @@ def check(spec: Any) -> dict[str, Any]:
         if value is None:
             continue
         if key in ("genres_in", "genres_not_in", "exclude_artists"):
-            if (not isinstance(value, list) or len(value) > MAX_LISTED
-                    or not all(isinstance(v, str) and v for v in value)):  # fmt: skip
-                raise ValueError(f"filter.{key} must be {KEYS[key]}, at most {MAX_LISTED}")
+            if not _is_list_of(value, key):
+                raise ValueError(f"filter.{key} must be {KEYS[key]}: at least 1, at most {MAX_LISTED}")
             out[key] = [v.lower() for v in value] if key != "exclude_artists" else list(value)
         elif key == "explicit":
             if not isinstance(value, bool):
                 raise ValueError(f"filter.explicit must be {KEYS[key]}")
             out[key] = value
         elif key == "released_within_days":
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_DAYS:
                 raise ValueError(f"filter.released_within_days must be {KEYS[key]}")
             out[key] = value
         else:
@@ -58,6 +61,15 @@ def check(spec: Any) -> dict[str, Any]:
             if out[key] is None:
                 raise ValueError(f"filter.released_before must be {KEYS[key]}")
     return out
+
+
+def _is_list_of(value: Any, key: str) -> bool:
+    """Whether ``value`` lists 1 to ``MAX_LISTED`` of what ``key`` names: artist ids, or genres."""
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_LISTED or not all(isinstance(v, str) for v in value):
+        return False
+    if key == "exclude_artists":
+        return all(re.fullmatch(ID, v) for v in value)
+    return all(1 <= len(v) <= MAX_GENRE for v in value)
 
 
 @dataclass

@@ -5,8 +5,8 @@ over the listener's history and their most recent plays, a sequence model (trans
 co-occurrence) from the current track and the session, content neighbours, popularity and its 7-day trend.
 Each surface gathers candidates from the sources, describes each candidate by features every source provides,
 and ranks them with a LightGBM LambdaRank model exported to arrays (``ranker.Trees``). Without a ranker (the
-simplest configuration) home is ``0.8 norm(cf) + 0.2 norm(log popularity)`` and next song the ``0.6 cf + 0.4
-content`` blend.
+simplest configuration) home is ``0.8 norm(cf) + 0.2 norm(log popularity)`` and next song the blend of CF and
+content neighbours by the configured weights (``DEFAULT_WEIGHTS``).
 
 Self-contained (NumPy and SciPy at serving time) and Python 3.9-compatible: it runs inside SageMaker's
 scikit-learn container. The artifact is plain arrays (``.npz``), so serving never unpickles anything.
@@ -40,6 +40,10 @@ CONTEXT = 3  # the plays before the current one that next song looks at
 RECENT_DECAY = 10.0  # a recent play's weight halves every this many plays back
 WALK_STEPS, WALK_DECAY = 6, 0.7  # home: a walk along the transitions from the last play (``HybridModel._walk``)
 EMPTY = np.empty(0, dtype=np.int64)
+# The blend weights are the deployment's ``config.weights`` (``encore.config.RecommendationWeights``), which the
+# serving Lambda sends in each request and the pipeline passes to training (``train.py --weights``). These are its
+# defaults, for a request or a training run that names none; the contract test checks that they agree.
+DEFAULT_WEIGHTS = {"cf": 0.6, "content": 0.4, "long_term": 0.7, "short_term": 0.3, "ema_keep": 0.5}
 
 HOME_FEATURES = (
     "als", "als_rank", "item", "item_rank", "recent_item", "recent_item_rank", "sequence", "sequence_rank",
@@ -92,8 +96,8 @@ def percentile(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def session_blend(v_long: np.ndarray | None, v_short: np.ndarray | None, w_long: float = 0.7,
-                  w_short: float = 0.3) -> np.ndarray | None:  # fmt: skip
+def session_blend(v_long: np.ndarray | None, v_short: np.ndarray | None, w_long: float,
+                  w_short: float) -> np.ndarray | None:  # fmt: skip
     """``w_long v_long + w_short v_short`` with both parts at unit length (then at the long-term part's length):
     ALS user factors are two orders longer than the item factors a short-term vector is averaged from, so a
     blend of the raw vectors is the long-term vector. A missing part leaves the other alone."""

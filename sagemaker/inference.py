@@ -2,8 +2,9 @@
 
 Request (JSON): ``{surface: home|next|similar|rank, user_vector?, short_vector?, vectors_of?, seed_track_id?,
 candidates?, exclude?, history?, recent?, k, weights?, filter?, promotion?, fresh_share?}``.
-- The model blends the long- and short-term vectors (``weights.long_term/short_term``); a short-term vector means
-  a session is going on.
+- ``weights`` are the serving Lambda's ``config.weights``: the model blends the long- and short-term vectors
+  (``long_term/short_term``; a short-term vector means a session is going on) and next song's and similar's
+  sources (``cf/content``) by them; a weight the request leaves out is taken from ``hybrid.DEFAULT_WEIGHTS``.
 - ``vectors_of`` names the model version whose factor space the vectors are in: a model of another version (a
   challenger beside the champion) derives its own from ``history`` and ``recent`` instead.
 - ``filter`` (keys: ``filters.KEYS``) leaves the tracks outside it out of every source.
@@ -16,12 +17,14 @@ candidates?, exclude?, history?, recent?, k, weights?, filter?, promotion?, fres
 Response: ``{items: [{track_id, artist_id, score, cf, content, reason}], model_version, promoted?, unknown?,
 filtered?}``. The serving Lambda builds requests from
 ``encore.models.InferenceRequest``; this side checks them again, since an endpoint can be called by anyone holding
-the permission, and says exactly what is wrong. Python 3.9-compatible (the scikit-learn container).
+the permission, and says exactly what is wrong (tests/unit/test_inference_contract.py holds the two to the same
+answers). Python 3.9-compatible (the scikit-learn container).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import filters
-from hybrid import FRESH_SHARE, HybridModel, session_blend
+from hybrid import DEFAULT_WEIGHTS, FRESH_SHARE, HybridModel, session_blend
 
 SURFACES = ("home", "next", "similar", "rank")
 MAX_K = 500
@@ -41,7 +44,7 @@ MAX_FRESH_SHARE = 0.5
 MAX_EXCLUDE = 5000
 MAX_HISTORY = 1000
 MAX_RECENT = 100
-WEIGHTS = {"cf": 0.6, "content": 0.4, "long_term": 0.7, "short_term": 0.3, "ema_keep": 0.5}
+TRACK_IDS = re.compile(f"(?:{filters.ID}\n)*")  # ids each followed by a newline (``_are_track_ids``)
 FIELDS = {"surface", "user_vector", "short_vector", "vectors_of", "seed_track_id", "candidates", "exclude", "history",
           "recent", "k", "weights", "filter", "promotion", "fresh_share"}  # fmt: skip
 JSON = "application/json"
@@ -56,11 +59,18 @@ def model_fn(model_dir: str) -> HybridModel:
     return HybridModel.load(Path(model_dir))
 
 
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _vector(value: Any, name: str) -> np.ndarray | None:
     if value is None:
         return None
-    if not isinstance(value, list) or not value or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                            for x in value):  # fmt: skip
+    if not isinstance(value, list) or not value or not all(map(_is_number, value)):
         raise RequestError(f"{name} must be a non-empty list of numbers")
     v = np.asarray(value, dtype=np.float64)
     if not np.all(np.isfinite(v)):
@@ -68,10 +78,19 @@ def _vector(value: Any, name: str) -> np.ndarray | None:
     return v
 
 
-def _track_ids(value: Any, name: str, bound: int) -> list[str]:
-    value = value or []
-    if not isinstance(value, list) or len(value) > bound or not all(isinstance(t, str) for t in value):
-        raise RequestError(f"{name} must be a list of at most {bound} track ids")
+def _are_track_ids(values: list[Any]) -> bool:
+    """Whether every value is a track id, matched at once over them joined by newlines (one match each costs
+    milliseconds at the 5,000 an exclude list may hold); the count catches an id that holds a newline itself."""
+    if not all(isinstance(t, str) for t in values):
+        return False
+    text = "\n".join([*values, ""])
+    return text.count("\n") == len(values) and TRACK_IDS.fullmatch(text) is not None
+
+
+def _track_ids(value: Any, name: str, most: int, least: int = 0) -> list[str]:
+    if not isinstance(value, list) or not least <= len(value) <= most or not _are_track_ids(value):
+        span = f"at least {least} and at most {most}" if least else f"at most {most}"
+        raise RequestError(f"{name} must be a list of {span} track ids")
     return value
 
 
@@ -91,15 +110,21 @@ def input_fn(body: Any, content_type: str = JSON) -> dict[str, Any]:
     if surface not in SURFACES:
         raise RequestError(f"surface must be one of {', '.join(SURFACES)} (got {surface!r})")
     k = data.get("k", 20)
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+    if not _is_whole(k) or not 1 <= k <= MAX_K:
         raise RequestError(f"k must be a whole number from 1 to {MAX_K}")
-    bounds = {"exclude": MAX_EXCLUDE, "history": MAX_HISTORY, "recent": MAX_RECENT, "candidates": MAX_CANDIDATES}
-    lists = {name: _track_ids(data.get(name), name, bound) for name, bound in bounds.items()}
-    weights = data.get("weights") or {}
-    if (not isinstance(weights, dict) or set(weights) - set(WEIGHTS)
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
-                       for v in weights.values())):  # fmt: skip
-        raise RequestError(f"weights must be {{{', '.join(WEIGHTS)}}}, each between 0 and 1")
+    bounds = {"exclude": MAX_EXCLUDE, "history": MAX_HISTORY, "recent": MAX_RECENT}
+    lists = {name: _track_ids(data.get(name, []), name, bound) for name, bound in bounds.items()}
+    candidates = data.get("candidates")
+    if candidates is not None:
+        candidates = _track_ids(candidates, "candidates", MAX_CANDIDATES, least=1)
+    seed = data.get("seed_track_id")
+    if seed is not None and not _are_track_ids([seed]):
+        raise RequestError("seed_track_id must be a track id")
+    weights = data.get("weights")
+    weights = {} if weights is None else weights
+    if (not isinstance(weights, dict) or (weights and set(weights) != set(DEFAULT_WEIGHTS))
+            or not all(_is_number(v) and 0 <= v <= 1 for v in weights.values())):  # fmt: skip
+        raise RequestError(f"weights must be all of {{{', '.join(DEFAULT_WEIGHTS)}}}, each between 0 and 1")
     vectors_of = data.get("vectors_of")
     if vectors_of is not None and not isinstance(vectors_of, str):
         raise RequestError("vectors_of must be a model version (a string)")
@@ -108,8 +133,7 @@ def input_fn(body: Any, content_type: str = JSON) -> dict[str, Any]:
     except ValueError as exc:
         raise RequestError(str(exc)) from None
     fresh_share = data.get("fresh_share", FRESH_SHARE)
-    if (not isinstance(fresh_share, (int, float)) or isinstance(fresh_share, bool)
-            or not 0 <= fresh_share <= MAX_FRESH_SHARE):  # fmt: skip
+    if not _is_number(fresh_share) or not 0 <= fresh_share <= MAX_FRESH_SHARE:
         raise RequestError(f"fresh_share must be a number from 0 to {MAX_FRESH_SHARE}")
     request = {
         "surface": surface,
@@ -118,17 +142,18 @@ def input_fn(body: Any, content_type: str = JSON) -> dict[str, Any]:
         "promotion": _promotion(data.get("promotion")),
         "fresh_share": float(fresh_share),
         **lists,
+        "candidates": candidates,
         "user_vector": _vector(data.get("user_vector"), "user_vector"),
         "short_vector": _vector(data.get("short_vector"), "short_vector"),
         "vectors_of": vectors_of,
-        "seed_track_id": data.get("seed_track_id"),
-        "weights": {name: float(weights.get(name, default)) for name, default in WEIGHTS.items()},
+        "seed_track_id": seed,
+        "weights": {name: float(weights.get(name, default)) for name, default in DEFAULT_WEIGHTS.items()},
     }
-    if surface in ("next", "similar") and not isinstance(request["seed_track_id"], str):
+    if surface in ("next", "similar") and seed is None:
         raise RequestError(f"surface {surface!r} needs seed_track_id")
     if surface == "home" and request["user_vector"] is None and request["short_vector"] is None:
         raise RequestError("surface 'home' needs user_vector or short_vector")
-    if surface == "rank" and not request["candidates"]:
+    if surface == "rank" and candidates is None:
         raise RequestError("surface 'rank' needs candidates: the track ids to order")
     if surface == "rank" and request["promotion"] is not None:
         raise RequestError("surface 'rank' orders the tracks it is given: it takes no promotion")
@@ -142,7 +167,7 @@ def _promotion(value: Any) -> dict[str, Any] | None:
     if not isinstance(value, dict) or set(value) != {"filter", "k"}:
         raise RequestError("promotion must be {filter, k}")
     k = value["k"]
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+    if not _is_whole(k) or not 1 <= k <= MAX_K:
         raise RequestError(f"promotion.k must be a whole number from 1 to {MAX_K}")
     try:
         spec = filters.check(value["filter"])

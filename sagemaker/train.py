@@ -55,6 +55,7 @@ from evaluation import (
 from filters import CatalogFacts
 from hybrid import (
     CONTEXT,
+    DEFAULT_WEIGHTS,
     EMPTY,
     FRESH_SHARE,
     HOME_FEATURES,
@@ -140,6 +141,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--audio-weight", type=float, default=float(hps.get("audio_weight", 0.5)))
     ap.add_argument("--ridge", type=float, default=float(hps.get("ridge", 1.0)))
     ap.add_argument("--home-pop-weight", type=float, default=float(hps.get("home_pop_weight", 0.2)))
+    ap.add_argument(
+        "--weights",
+        type=blend_weights,
+        default=hps.get("weights", ""),
+        help="the deployment's blend weights, cf=0.6,content=0.4,... (config.weights.as_training_argument())",
+    )
     ap.add_argument("--holdout-days", type=float, default=float(hps.get("holdout_days", 7)))
     ap.add_argument("--encoder", choices=["tfidf", "minilm"], default=hps.get("encoder", "tfidf"))
     ap.add_argument("--seed", type=int, default=int(hps.get("seed", 7)))
@@ -157,6 +164,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _optional(value: str | None) -> Path | None:
     return Path(value) if value else None
+
+
+def blend_weights(text: str) -> dict[str, float]:
+    """The blend weights from ``name=value,...`` (the pipeline's ``weights`` hyperparameter,
+    ``RecommendationWeights.as_training_argument``) over ``DEFAULT_WEIGHTS``: the ranker's session lists and the
+    evaluation blend as serving will."""
+    given = {name: value for name, _, value in (pair.partition("=") for pair in text.split(",") if pair)}
+    if set(given) - set(DEFAULT_WEIGHTS) or not all(map(_is_fraction, given.values())):
+        raise argparse.ArgumentTypeError(f"{text!r}: weights are {', '.join(DEFAULT_WEIGHTS)}, each =<0 to 1>")
+    return {**DEFAULT_WEIGHTS, **{name: float(value) for name, value in given.items()}}
+
+
+def _is_fraction(text: str) -> bool:
+    try:
+        return 0 <= float(text) <= 1
+    except ValueError:
+        return False
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -429,10 +453,11 @@ def held_out_transitions(sessions: Sessions, fitted: Fitted, start_ms: int, end_
 
 
 def session_cases(sessions: Sessions, fitted: Fitted, start_ms: int, end_ms: int, limit: int,
-                  seed: int) -> list[tuple[str, Listener, np.ndarray, set[int]]]:  # fmt: skip
+                  args: argparse.Namespace) -> list[tuple[str, Listener, np.ndarray, set[int]]]:  # fmt: skip
     """Home asked in the middle of a session: the first ``OBSERVED`` plays of a session in [start, end) are what
-    serving knows live (recent plays, the short-term vector); the new tracks played in the rest of the session
-    are the truth. (listener, their live state, what is banned, truth), a fixed-seed sample."""
+    serving knows live (recent plays, the short-term vector blended as ``args.weights`` say); the new tracks
+    played in the rest of the session are the truth. (listener, their live state, what is banned, truth), a
+    fixed-seed sample."""
     model = fitted.model
     window = sessions_between(sessions, start_ms, end_ms)
     known = np.array([u in fitted.listeners and fitted.listeners[u].vector is not None for u in window.users], bool)
@@ -440,7 +465,8 @@ def session_cases(sessions: Sessions, fitted: Fitted, start_ms: int, end_ms: int
     # Twice the sample (fixed seed) is looked at, in order, until ``limit`` have something new to find: a session
     # whose rest the listener had all played before is no case.
     cases = []
-    for s in sample(np.flatnonzero(known & long_enough).tolist(), 2 * limit, seed):
+    w = args.weights
+    for s in sample(np.flatnonzero(known & long_enough).tolist(), 2 * limit, args.seed):
         u = str(window.users[s])
         who = fitted.listeners[u]
         seq = window.tracks[window.offsets[s] : window.offsets[s + 1]]
@@ -451,7 +477,8 @@ def session_cases(sessions: Sessions, fitted: Fitted, start_ms: int, end_ms: int
         if not truth:
             continue
         recent = np.concatenate([observed, who.recent[~np.isin(who.recent, observed)]])[:RECENT]
-        live = Listener(session_blend(who.vector, model.item_cf[observed].mean(axis=0)), who.history, recent, True)
+        short = model.item_cf[observed].mean(axis=0)
+        live = Listener(session_blend(who.vector, short, w["long_term"], w["short_term"]), who.history, recent, True)
         cases.append((u, live, banned, truth))
         if len(cases) == limit:
             break
@@ -477,7 +504,7 @@ def train_rankers(inter: pd.DataFrame, sessions: Sessions, fitted: Fitted, start
     truth = held_out(inter, fitted, start_ms, end_ms)
     listeners = sample(sorted(truth), MAX_RANKER_GROUPS, args.seed)
     home = [(fitted.listeners[u], fitted.seen[u], truth[u]) for u in listeners]
-    session = [c[1:] for c in session_cases(sessions, fitted, start_ms, end_ms, MAX_RANKER_GROUPS, args.seed)]
+    session = [c[1:] for c in session_cases(sessions, fitted, start_ms, end_ms, MAX_RANKER_GROUPS, args)]
     sets = {
         "home": ([model.home_candidates(who, banned) for who, banned, _ in home], [t for _, _, t in home]),
         "session": ([model.home_candidates(who, banned) for who, banned, _ in session], [t for _, _, t in session]),
@@ -618,7 +645,7 @@ def evaluate(tracks: pd.DataFrame, inter: pd.DataFrame, sessions: Sessions, cont
     cutoff = int(end - holdout_ms)
     val_cutoff = int(cutoff - holdout_ms)
     report: dict = {"version": args.version, "cutoff_ms": cutoff, "validation_cutoff_ms": val_cutoff,
-                    "holdout_days": holdout_ms / MS_PER_DAY}  # fmt: skip
+                    "holdout_days": holdout_ms / MS_PER_DAY, "weights": args.weights}  # fmt: skip
     lap = Laps()
     tuned, val_als = tune_als(tracks, inter, args, val_cutoff, cutoff)
     args.alpha, args.regularization = tuned["alpha"], tuned["regularization"]
@@ -640,7 +667,7 @@ def evaluate(tracks: pd.DataFrame, inter: pd.DataFrame, sessions: Sessions, cont
     pairs = held_out_transitions(sessions, test, cutoff, end + 1, MAX_TRANSITIONS, args.seed)
     recs, next_song, session = in_parallel(
         lambda: home_recommendations(test, truth),
-        lambda: next_song_metrics(test, pairs),
+        lambda: next_song_metrics(test, pairs, args.weights),
         lambda: session_effect(sessions, test, cutoff, end + 1, args),
     )
     n = len(model.track_ids)
@@ -664,7 +691,7 @@ def evaluate(tracks: pd.DataFrame, inter: pd.DataFrame, sessions: Sessions, cont
     lap("evaluation")
     report["step_seconds"] = lap.seconds
     if truth_path is not None:
-        report["oracle"] = oracle_fractions(truth_path, recs, truth, test.seen, model, home)
+        report["oracle"] = oracle_fractions(truth_path, model, truth, test.seen, home)
     rec_pop = {name: [float(model.popularity[i]) for u in r for i in r[u][:10]] for name, r in recs.items()}
     return report, rec_pop, (model.rankers, model.home_source)
 
@@ -718,23 +745,25 @@ def home_recommendations(test: Fitted, truth: dict[str, set[int]]) -> dict[str, 
     return recs
 
 
-def next_song_metrics(test: Fitted, pairs: list[tuple[int, int, str, np.ndarray]]) -> dict:
+def next_song_metrics(test: Fitted, pairs: list[tuple[int, int, str, np.ndarray]],
+                      weights: dict[str, float]) -> dict:  # fmt: skip
     """Hit rate and MRR at 10 on held-out transitions: the served ranking, the sequence source alone (the baseline
-    to beat), the simplest configuration's blend and ALS neighbours."""
+    to beat), the simplest configuration's blend (by ``weights``, as served) and ALS neighbours."""
     if not pairs:
         return {}
     model, none = test.model, np.empty(0, np.int64)
+    w_cf, w_content = weights["cf"], weights["content"]
 
     def served(p: tuple) -> list[int]:
         who = next_listener(test, p[2], p[3])
-        return [model.index[r["track_id"]] for r in model.next(p[0], who.vector, 10, none, 0.6, 0.4, who.history,
-                                                               who.recent)]  # fmt: skip
+        return [model.index[r["track_id"]] for r in model.next(p[0], who.vector, 10, none, w_cf, w_content,
+                                                               who.history, who.recent)]  # fmt: skip
 
     def sequence(p: tuple) -> list[int]:
         return top_k(model._rows(model.sequence, np.array([p[0]])), 10, np.array([p[0]])).tolist()
 
     def simplest(p: tuple) -> list[int]:
-        return [model.index[r["track_id"]] for r in model.similar(p[0], 10, none, 0.6, 0.4)]
+        return [model.index[r["track_id"]] for r in model.similar(p[0], 10, none, w_cf, w_content)]
 
     def item_cf(p: tuple) -> list[int]:
         return top_k(model.cf_neighbour_scores(p[0]), 10, np.array([p[0]])).tolist()
@@ -773,7 +802,7 @@ def session_effect(sessions: Sessions, fitted: Fitted, start_ms: int, end_ms: in
     tracks of the rest of it: with the session (its plays as recent plays, the blended session vector) against
     the long-term state alone; on every such session and on the shifted ones, the quarter whose first plays were
     furthest (content cosine) from the listener's history."""
-    cases = session_cases(sessions, fitted, start_ms, end_ms, MAX_EVAL_USERS // 2, args.seed)
+    cases = session_cases(sessions, fitted, start_ms, end_ms, MAX_EVAL_USERS // 2, args)
     if not cases:
         return {}
     model = fitted.model
@@ -806,36 +835,29 @@ def session_effect(sessions: Sessions, fitted: Fitted, start_ms: int, end_ms: in
     return out
 
 
-def oracle_fractions(truth_path: Path, recs: dict, truth: dict[str, set[int]], seen: dict[str, np.ndarray],
-                     model: HybridModel, home: dict) -> dict[str, float]:  # fmt: skip
-    """Rank by the simulator's true affinity (the best any model can do) and report each model's NDCG@10 as a
-    fraction of the oracle's on the same users and held-out items."""
+def oracle_fractions(truth_path: Path, model: HybridModel, truth: dict[str, set[int]], seen: dict[str, np.ndarray],
+                     home: dict) -> dict[str, float]:  # fmt: skip
+    """The simulator's own ranking of each listener's likeliest plays (``oracle_tracks`` and ``oracle_scores`` of
+    its ground truth: the best any model could do), scored as the models are, on the same listeners and held-out
+    items with what they had played left out; and each model's NDCG@10 as a fraction of it."""
     path = truth_path / "ground_truth.npz" if truth_path.is_dir() else truth_path
     with np.load(path) as z:
-        t_index = {t: i for i, t in enumerate(z["track_ids"].tolist())}
-        u_index = {u: i for i, u in enumerate(z["user_ids"].tolist())}
-        gn, sn, mn = z["genre_norm"], z["style_norm"], z["mood_norm"]
-        tg, ts, tm, q = z["track_genre"], z["track_style"], z["track_mood"], z["quality"]
-        wg, ws, wm, wq = z["weights"].tolist()
-        # The simulator offers tracks by popularity and picks by affinity / temperature: rank by both.
-        log_pop = np.log(z["popularity"]) if "popularity" in z else np.zeros(tg.size)
-        temperature = float(z["temperature"]) if "temperature" in z else 1.0
-    order = np.array([t_index.get(t, -1) for t in model.track_ids.tolist()])
-    valid = order >= 0
+        if "oracle_tracks" not in z:
+            print(f"[oracle] {path} holds no oracle ranking (an older simulation): none reported", flush=True)
+            return {}
+        row = {u: i for i, u in enumerate(z["user_ids"].tolist())}
+        in_model = np.array([model.index.get(t, -1) for t in z["track_ids"].tolist()], dtype=np.int64)
+        tracks, scores = z["oracle_tracks"], z["oracle_scores"]
     oracle: dict[str, list[int]] = {}
     for u in truth:
-        if u not in u_index:
-            continue
-        i = u_index[u]
-        z = np.full(order.size, -np.inf)
-        o = order[valid]
-        affinity = wg * gn[i, tg[o]] + ws * sn[i, ts[o]] + wm * mn[i, tm[o]] + wq * q[o]
-        z[valid] = affinity / temperature + log_pop[o]
-        oracle[u] = top_k(z, max(KS), seen.get(u, np.empty(0, dtype=np.int64))).tolist()
+        if u in row:
+            ranked, s = in_model[tracks[row[u]]], scores[row[u]]
+            kept = (ranked >= 0) & np.isfinite(s) & ~np.isin(ranked, seen.get(u, EMPTY))
+            oracle[u] = ranked[kept][top_k(s[kept], max(KS))].tolist()
     ndcg = ranking_metrics(oracle, truth, len(model.track_ids), model.popularity)
     out = {"oracle_ndcg@10": ndcg.get("ndcg@10", float("nan"))}
-    for name in recs:
-        out[f"{name}_fraction_of_oracle"] = home[name].get("ndcg@10", float("nan")) / max(out["oracle_ndcg@10"], 1e-12)
+    for name, metrics in home.items():
+        out[f"{name}_fraction_of_oracle"] = metrics.get("ndcg@10", float("nan")) / max(out["oracle_ndcg@10"], 1e-12)
     return out
 
 

@@ -7,10 +7,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from encore.clients import get_client
 from encore.config import EncoreConfig
+from encore.models import TrackInfo
+from encore.stores import plain_item
 from encore_local.lake import import_simulation
 from encore_local.pipeline import run_state_machine
 from encore_local.simulator import SimulationParams, SimulationSummary, simulate
@@ -69,7 +72,21 @@ def served_lake(
     at = datetime.fromisoformat(SERVED_RUN_TIME.replace("Z", "+00:00"))
     run = run_state_machine(config, config.resources.state_machine, name="serving-test", at=at)
     assert run.status == "SUCCEEDED" and run.promoted, run.failure() or run.gate
-    return {"config": config, "run": run, "at": at, "sim": small_sim[0], "twin": twin, "services": twin_services}
+    last_day = pd.read_json(small_sim[0] / "events/2026-09-05.jsonl", lines=True, convert_dates=False)
+    scan = get_client("dynamodb").get_paginator("scan").paginate(TableName=config.resources.tracks_table)
+    items = (plain_item(item) for page in scan for item in page["Items"])
+    return {
+        "config": config,
+        "run": run,
+        "at": at,
+        "sim": small_sim[0],
+        "twin": twin,
+        "services": twin_services,
+        # the most active listener of the simulation's last day: the model knows them well
+        "listener": str(last_day["user_id"].value_counts().index[0]),
+        # the catalog as the tracks table serves it
+        "catalog": {i["track_id"]: TrackInfo.model_validate(i) for i in items if not i["track_id"].startswith("vec#")},
+    }
 
 
 @pytest.fixture(scope="module")

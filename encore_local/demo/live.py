@@ -19,12 +19,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import requests
 
-from encore.clients import get_client
 from encore.config import EncoreConfig
 from encore.scoring import is_qualifying_play
+from encore_local.lake import read_table
 from encore_local.simulator.run import CATALOG_CSV, EVENTS_DIR
 
 MS_PER_HOUR = 3_600_000
@@ -303,16 +302,8 @@ def genre_burst(client: ApiClient, day: LiveDay, user: str, region: str, at_ms: 
 
 def curated_counts(config: EncoreConfig, day: str, scratch: Path) -> Counter[str]:
     """How many times each event id is in the curated table's partition ``dt=day`` (read from the lake)."""
-    s3 = get_client("s3", config.region)
-    bucket, prefix = config.resources.lake_bucket, f"{config.lake.curated_events}dt={day}/"
-    counts: Counter[str] = Counter()
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            if obj["Key"].endswith(".parquet"):
-                local = scratch / Path(obj["Key"]).name
-                s3.download_file(bucket, obj["Key"], str(local))
-                counts.update(pq.read_table(local, columns=["event_id"]).column("event_id").to_pylist())
-    return counts
+    table = read_table(config, f"{config.lake.curated_events}dt={day}/", scratch, columns=["event_id"])
+    return Counter(table["event_id"].tolist() if len(table) else [])
 
 
 def expected_chart(events: pd.DataFrame, config: EncoreConfig, limit: int) -> dict[str, list[tuple[str, int]]]:
@@ -402,13 +393,4 @@ def listeners_choose(client: ApiClient, day: LiveDay, truth: Any, users: list[st
 
 def attribution_table(config: EncoreConfig, day: str, scratch: Path) -> pd.DataFrame:
     """The ``attribute_plays`` job's rows for one day of answers (read from the lake)."""
-    s3 = get_client("s3", config.region)
-    bucket, prefix = config.resources.lake_bucket, f"{config.lake.features}attribution/day={day}/"
-    frames: list[pd.DataFrame] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            if obj["Key"].endswith(".parquet"):
-                local = scratch / f"attribution-{len(frames)}.parquet"
-                s3.download_file(bucket, obj["Key"], str(local))
-                frames.append(pq.read_table(local).to_pandas())
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return read_table(config, f"{config.lake.features}attribution/day={day}/", scratch)

@@ -7,8 +7,9 @@ The true affinity of listener u for track i is, with each part in [0, 1]::
             + w_mood  * mood_taste[u, mood(i)] / max(mood_taste[u])
             + w_quality * quality[i]
 
-The saved ground truth holds exactly these arrays, so evaluation can rank every track for a listener by
-``z`` (the oracle: the best ranking any model could produce) and report a model as a fraction of it.
+The saved ground truth holds these arrays, and the oracle: each listener's likeliest plays as the simulator's
+own choice model ranks them (``ListeningModel.oracle``: the best ranking any model could produce), which
+evaluation reads to report a model as a fraction of it.
 """
 
 from __future__ import annotations
@@ -124,7 +125,9 @@ class GroundTruth:
         )
 
 
-def save_ground_truth(path: Path, listeners: Listeners, catalog: Catalog, params: SimulationParams) -> None:
+def save_ground_truth(path: Path, listeners: Listeners, catalog: Catalog, params: SimulationParams,
+                      oracle: tuple[IntArray, FloatArray]) -> None:  # fmt: skip
+    """``oracle``: each listener's likeliest tracks (indices into ``track_ids``), best first, and their scores."""
     w = params.affinity
     np.savez_compressed(
         path,
@@ -138,9 +141,8 @@ def save_ground_truth(path: Path, listeners: Listeners, catalog: Catalog, params
         track_mood=catalog.track_mood,
         quality=catalog.quality.astype(np.float32),
         weights=np.array([w.genre, w.style, w.mood, w.quality]),
-        # How tracks are offered (popularity) and picked (affinity / temperature): the oracle ranks by both.
-        popularity=catalog.base_weight.astype(np.float32),
-        temperature=np.array(params.choice_temperature),
+        oracle_tracks=oracle[0].astype(np.int32),
+        oracle_scores=oracle[1].astype(np.float32),
     )
 
 

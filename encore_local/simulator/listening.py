@@ -32,6 +32,7 @@ TASTE, STYLE, ARTIST, REPLAY = 0, 1, 2, 3
 _SOURCE_CONTEXT = {STYLE: 1, ARTIST: 2, REPLAY: 5}  # next, similar, other
 MS_PER_DAY = 86_400_000
 EARLY_SKIP_MS = 30_000
+ORACLE_CELLS = 1 << 22  # the oracle scores listeners x tracks in blocks of about this many
 
 
 @dataclass
@@ -194,12 +195,38 @@ class ListeningModel:
         # Never the track that just played.
         cand = np.where(cand == prev[:, None], taste, cand)
 
-        z = true_affinity(
-            self.lis, cat.track_genre, cat.track_style, cat.track_mood, cat.quality, p.affinity, users[:, None], cand
-        )
-        gumbel = -np.log(-np.log(rng.random(z.shape) + 1e-12) + 1e-12)
-        pick = np.argmax(z / p.choice_temperature + gumbel, axis=1)
+        appeal = self.appeal(users[:, None], cand)
+        gumbel = -np.log(-np.log(rng.random(appeal.shape) + 1e-12) + 1e-12)
+        pick = np.argmax(appeal + gumbel, axis=1)
         return cand[np.arange(n), pick], source
+
+    def appeal(self, users: IntArray, tracks: IntArray) -> FloatArray:
+        """What a listener picks among the tracks offered by (with Gumbel noise): true affinity / temperature."""
+        cat = self.cat
+        z = true_affinity(self.lis, cat.track_genre, cat.track_style, cat.track_mood, cat.quality, self.p.affinity,
+                          users, tracks)  # fmt: skip
+        return z / self.p.choice_temperature
+
+    def oracle(self, day: int, depth: int) -> tuple[IntArray, FloatArray]:
+        """Each listener's ``depth`` likeliest plays on ``day`` by this choice model, best first, and their scores:
+        tracks are offered in proportion to their popularity weight and picked by ``appeal`` plus Gumbel noise,
+        so a track's log-odds are ``log(weight) + appeal`` (unreleased tracks: -inf). The best ranking any
+        recommender could give; evaluation reports models as a fraction of it."""
+        cat = self.cat
+        with np.errstate(divide="ignore"):
+            log_weight = np.log(cat.weights_on(day, self.p))
+        depth = min(depth, cat.size)
+        tracks = np.arange(cat.size)
+        top = np.empty((self.lis.size, depth), dtype=np.int64)
+        top_scores = np.empty((self.lis.size, depth))
+        block = max(1, ORACLE_CELLS // cat.size)
+        for start in range(0, self.lis.size, block):
+            users = np.arange(start, min(start + block, self.lis.size))
+            scores = self.appeal(users[:, None], tracks) + log_weight
+            best = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
+            ranked = np.take_along_axis(best, np.argsort(-np.take_along_axis(scores, best, axis=1), axis=1), axis=1)
+            top[users], top_scores[users] = ranked, np.take_along_axis(scores, ranked, axis=1)
+        return top, top_scores
 
     def _act(self, users: IntArray, track: IntArray) -> tuple[IntArray, IntArray]:
         p, cat, rng = self.p, self.cat, self.rng

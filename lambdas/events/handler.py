@@ -26,6 +26,7 @@ from encore.cache import SessionCache
 from encore.clients import get_client
 from encore.config import EncoreConfig
 from encore.deletion import ListenerIndexedPersistence, batch_listeners
+from encore.errors import cause_of
 from encore.http import cors_config, error_body, json_body, json_response, register_error_handlers
 from encore.ingest import IngestDeps, ingest, parse_batch
 from encore.observability import EVENTS_ACCEPTED, logger, metrics, record_degraded, tracer
@@ -92,7 +93,7 @@ def accept_without_idempotency(batch: dict[str, Any]) -> dict[str, Any]:
     """The idempotency table is throttled or unreachable: the events still go to the stream (curation removes
     duplicates by event_id); only a retried request's session updates might be applied twice."""
     result = batch.get("result") or _apply(batch)
-    return {**result, "degraded": sorted({*result["degraded"], "idempotency"})}
+    return {**result, "degraded": sorted({*result["degraded"], cause_of("idempotency")})}
 
 
 @events_route.declare(app)

@@ -9,13 +9,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from test_jobs import _table
 
 from encore.clients import get_client
 from encore.config import runtime_values
 from encore.models import CatalogFilter
-from encore.stores import _plain
 from encore_local.jobs import run_job
+from encore_local.lake import read_table
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -25,15 +24,13 @@ def batch(served_lake: dict[str, Any], tmp_path_factory: pytest.TempPathFactory)
     config = served_lake["config"]
     run = served_lake["run"]
     assert "batch_recommend" in [s["state"] for s in run.states if s["status"] == "succeeded"], run.failure()
-    table = _table(config, config.lake.batch, tmp_path_factory.mktemp("batch"))
-    curated = _table(config, config.lake.curated_events, tmp_path_factory.mktemp("curated"))
-    scan = get_client("dynamodb").get_paginator("scan").paginate(TableName=config.resources.tracks_table)
-    catalog = {i["track_id"]: i for page in scan for i in map(_plain, page["Items"]) if "release_date" in i}
+    table = read_table(config, config.lake.batch, tmp_path_factory.mktemp("batch"))
+    curated = read_table(config, config.lake.curated_events, tmp_path_factory.mktemp("curated"))
     return {
         "config": config,
         "table": table,
         "curated": curated,
-        "catalog": catalog,
+        "catalog": served_lake["catalog"],
         "tmp": tmp_path_factory,
         "at": served_lake["at"],
     }
@@ -54,7 +51,7 @@ def test_each_active_listener_gets_a_full_list_of_unplayed_tracks(batch: dict[st
     for user, rows in table.groupby("user_id"):
         assert not set(rows["track_id"]) & recent.get(user, set()), user
         assert len(set(rows["track_id"]) & played.get(user, set())) <= 2, user  # played before the window: rare
-        artists = rows["track_id"].map(lambda t: batch["catalog"][t]["artist_id"]).value_counts()
+        artists = rows["track_id"].map(lambda t: batch["catalog"][t].artist_id).value_counts()
         assert artists.max() <= config.serving.max_per_artist, user
     assert {"personalised", "exploration"} >= set(table["reason"]) and "personalised" in set(table["reason"])
 
@@ -74,7 +71,7 @@ def test_a_named_filter_holds_in_every_list(batch: dict[str, Any]) -> None:
     clean = config.model_copy(update={"batch": config.batch.model_copy(update={"filter": "clean"})})
     done = run_job("batch_recommend", config, run_time=batch["at"].isoformat(),
                    extra={"encore_config": json.dumps(runtime_values(clean))})  # fmt: skip
-    table = _table(config, config.lake.batch, batch["tmp"].mktemp("clean"))
+    table = read_table(config, config.lake.batch, batch["tmp"].mktemp("clean"))
     assert done.result["rows"] == len(table) > 0 and set(table["filter"]) == {"clean"}
     rule = CatalogFilter(explicit=False)
     today = datetime.now(UTC).date()
@@ -85,7 +82,7 @@ def test_a_named_filter_holds_in_every_list(batch: dict[str, Any]) -> None:
 def test_the_job_runs_again_over_the_same_day(batch: dict[str, Any]) -> None:
     config = batch["config"]
     again = run_job("batch_recommend", config, run_time=batch["at"].isoformat())
-    table = _table(config, config.lake.batch, batch["tmp"].mktemp("again"))
+    table = read_table(config, config.lake.batch, batch["tmp"].mktemp("again"))
     # the day's partition replaced, not appended to: one list per listener, as the nightly run wrote
     assert len(table) == again.result["rows"] == len(batch["table"])
     assert not table.duplicated(["user_id", "rank"]).any()

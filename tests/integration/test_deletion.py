@@ -16,17 +16,15 @@ from typing import Any
 import pandas as pd
 import pytest
 import redis
-from test_jobs import _table
-from test_serving_api import call
 
 from encore.cache import generation_key, session_key
 from encore.clients import get_client
 from encore.config import EncoreConfig
 from encore.resources import LISTENER_ATTRIBUTE, LISTENER_INDEX
 from encore.stores import VECTOR_PREFIX, read_json
-from encore_local.apigw import load_handler
+from encore_local.apigw import call, load_handler
 from encore_local.jobs import run_job
-from encore_local.lake import import_simulation
+from encore_local.lake import import_simulation, read_table
 from encore_local.simulator import SimulationSummary
 from encore_local.twin.services import TwinEndpoints
 
@@ -59,7 +57,7 @@ def deleted(
     config = dev_stage
     import_simulation(config, small_sim[0], progress=False)
     run_job("curate_events", config, run_time=_now_iso(), lookback_days=0)
-    before = _table(config, config.lake.curated_events, tmp_path_factory.mktemp("before"))
+    before = read_table(config, config.lake.curated_events, tmp_path_factory.mktemp("before"))
     user = str(before["user_id"].value_counts().index[0])
     events, api = load_handler("events", config), load_handler("api", config)
     track = str(before.loc[before["user_id"] == user, "track_id"].iloc[0])
@@ -77,8 +75,7 @@ def deleted(
     index_before = _index(config, user)
     cache = redis.Redis.from_url(twin.cache_url)
     generation_before = int(cache.get(generation_key(user)) or 0)
-    status, answer = call(api, "DELETE", f"/v1/users/{user}", resource="/v1/users/{user_id}",
-                          params={"user_id": user})  # fmt: skip
+    status, answer = call(api, "DELETE", f"/v1/users/{user}")  # fmt: skip
     return {"config": config, "user": user, "answer": answer, "status": status, "api": api, "before": before,
             "index_before": index_before, "generation_before": generation_before, "cache": cache,
             "tmp": tmp_path_factory}  # fmt: skip
@@ -106,18 +103,15 @@ def test_profile_session_cached_results_and_idempotency_records_go_at_once(delet
     assert len(records) == 1 and _index(config, user) == []
     for record in records:
         assert "Item" not in ddb.get_item(TableName=config.resources.idempotency_table, Key={"id": {"S": record}})
-    status, home = call(deleted["api"], "GET", f"/v1/users/{user}/recommendations",
-                        resource="/v1/users/{user_id}/recommendations", params={"user_id": user})  # fmt: skip
+    status, home = call(deleted["api"], "GET", f"/v1/users/{user}/recommendations")  # fmt: skip
     assert status == 200 and home["fallback_reason"] == "unknown_user"
-    status, _ = call(deleted["api"], "GET", f"/v1/users/{user}", resource="/v1/users/{user_id}",
-                     params={"user_id": user})  # fmt: skip
+    status, _ = call(deleted["api"], "GET", f"/v1/users/{user}")  # fmt: skip
     assert status == 404
 
 
 def test_a_second_delete_is_safe(deleted: dict[str, Any]) -> None:
     user = deleted["user"]
-    status, again = call(deleted["api"], "DELETE", f"/v1/users/{user}", resource="/v1/users/{user_id}",
-                         params={"user_id": user})  # fmt: skip
+    status, again = call(deleted["api"], "DELETE", f"/v1/users/{user}")  # fmt: skip
     assert status == 202 and again["profile_found"] is False
 
 
@@ -130,12 +124,12 @@ def test_the_purge_and_the_jobs_after_it_leave_nothing_of_the_listener(deleted: 
     assert request["purged_at_ms"] and request["curated_events_removed"] == purged.result["events_removed"]
     # the raw zone still holds the listener's events (until its retention ends): curating again keeps them out
     run_job("curate_events", config, run_time=_now_iso(), lookback_days=0)
-    curated = _table(config, config.lake.curated_events, tmp.mktemp("after"))
+    curated = read_table(config, config.lake.curated_events, tmp.mktemp("after"))
     assert user not in set(curated["user_id"]) and len(curated) > 0
     assert len(curated) == len(deleted["before"]) - purged.result["events_removed"]
     run_job("build_features", config, run_time=_now_iso())
     for table in ("interactions", "transitions"):
-        features = _table(config, f"{config.lake.features}{table}/", tmp.mktemp(table))
+        features = read_table(config, f"{config.lake.features}{table}/", tmp.mktemp(table))
         if "user_id" in features:
             assert user not in set(features["user_id"]) and len(features) > 0, table
     # a second purge finds nothing more, and leaves the request's record as the first one wrote it

@@ -261,7 +261,7 @@ def test_cache_down_degrades_but_accepts(post: Post, config: EncoreConfig, handl
         status, body, _ = post({"events": events})
     finally:
         handler.deps.cache.url = real
-    assert status == 202 and body["degraded"] == ["cache"]
+    assert status == 202 and body["degraded"] == ["cache_unavailable"]
     assert events[0]["event_id"] in raw_event_ids(config)
 
 

@@ -18,6 +18,7 @@ import requests
 from encore.clients import get_client
 from encore.promotion import attribution_totals_key
 from encore_local.jobs import run_job
+from encore_local.lake import read_table
 from encore_local.twin.apigateway import DEFAULT_API_KEY
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -97,7 +98,7 @@ def test_attribute_plays_credits_the_plays_to_their_answers(served_api: str, ser
     later = (today + timedelta(days=2)).replace(hour=0, minute=30)
     run = run_job("attribute_plays", config, run_time=later.isoformat())
     assert run.result["rows"] > 0 and run.result["datapoints"] > 0, run.result
-    table = _parquet(config, f"{config.lake.features}attribution/", tmp_path)
+    table = read_table(config, f"{config.lake.features}attribution/", tmp_path)
     day = table[table["day"] == today.date().isoformat()]
     home = day[(day["surface"] == "home") & (day["model_version"] == answer["model_version"])]
     assert len(home) == 1 and home["plays"].iloc[0] >= 2 and home["completes"].iloc[0] >= 1, home.to_dict("records")
@@ -113,14 +114,3 @@ def test_attribute_plays_credits_the_plays_to_their_answers(served_api: str, ser
     assert glue.get_table(DatabaseName=config.resources.glue_database, Name="attribution")["Table"]
     listed = get_client("cloudwatch").list_metrics(Namespace="Encore", MetricName="PlayThroughRate")["Metrics"]
     assert {"Name": "Surface", "Value": "home"} in [d for m in listed for d in m["Dimensions"]]
-
-
-def _parquet(config: Any, prefix: str, tmp: Path) -> pd.DataFrame:
-    s3, bucket = get_client("s3"), config.resources.lake_bucket
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            if obj["Key"].endswith(".parquet"):
-                target = tmp / obj["Key"]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(bucket, obj["Key"], str(target))
-    return pd.read_parquet(tmp / prefix)

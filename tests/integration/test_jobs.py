@@ -15,7 +15,7 @@ from encore.clients import get_client
 from encore.config import EncoreConfig
 from encore.scoring import MS_PER_DAY, event_rating
 from encore_local.jobs import JobRun, run_job
-from encore_local.lake import import_simulation, raw_key
+from encore_local.lake import import_simulation, raw_key, read_table
 from encore_local.simulator import SimulationSummary
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -52,18 +52,6 @@ BAD_ROWS = [
 ]
 
 
-def _table(config: EncoreConfig, prefix: str, tmp: Path) -> pd.DataFrame:
-    s3 = get_client("s3")
-    bucket = config.resources.lake_bucket
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
-    for key in keys:
-        if key.endswith(".parquet"):
-            target = tmp / key
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, key, str(target))
-    return pd.read_parquet(tmp / prefix)
-
-
 @pytest.fixture(scope="module")
 def lake(
     dev_stage: EncoreConfig, small_sim: tuple[Path, SimulationSummary], tmp_path_factory: pytest.TempPathFactory
@@ -94,7 +82,7 @@ def lake(
 
 
 def test_every_event_is_curated_exactly_once(lake: dict[str, Any]) -> None:
-    curated = _table(lake["config"], "curated/events/", lake["tmp"] / "a")
+    curated = read_table(lake["config"], "curated/events/", lake["tmp"] / "a")
     assert curated["event_id"].is_unique
     assert set(curated["event_id"]) == set(lake["events"]["event_id"])
     assert lake["runs"]["curate_again"].result["curated"] == lake["runs"]["curate_events"].result["curated"]
@@ -104,7 +92,7 @@ def test_every_event_is_curated_exactly_once(lake: dict[str, Any]) -> None:
 
 
 def test_bad_rows_are_quarantined_with_their_reason(lake: dict[str, Any]) -> None:
-    bad = _table(lake["config"], "quarantine/events/", lake["tmp"] / "b")
+    bad = read_table(lake["config"], "quarantine/events/", lake["tmp"] / "b")
     reasons = " | ".join(bad["reason"])
     assert "malformed JSON" in reasons and "event_id: not a UUID" in reasons and "action: not listen" in reasons
     assert set(bad["arrival_dt"].astype(str)) >= {"2026-09-04"}
@@ -117,7 +105,7 @@ def test_interactions_equal_pandas(lake: dict[str, Any]) -> None:
         ev["action"].to_numpy(), ev["played_ms"].to_numpy(), RUN_MS - ev["timestamp"].to_numpy(), config.rating
     )
     expected = ev.groupby(["user_id", "track_id"])["c"].sum()
-    got = _table(config, "features/interactions/", lake["tmp"] / "c").set_index(["user_id", "track_id"])["rating"]
+    got = read_table(config, "features/interactions/", lake["tmp"] / "c").set_index(["user_id", "track_id"])["rating"]
     assert len(got) == len(expected)
     assert np.allclose(got.loc[expected.index].to_numpy(), expected.to_numpy(), atol=1e-9)
 
@@ -127,7 +115,7 @@ def test_track_and_user_stats_equal_pandas(lake: dict[str, Any]) -> None:
     ev = ev[ev["timestamp"] <= RUN_MS]
     play = (ev["action"] == "complete") | (ev["played_ms"] > config.session.qualifying_play_ms)
     recent = ev["timestamp"] > RUN_MS - 7 * MS_PER_DAY
-    stats = _table(config, "features/track_stats/", lake["tmp"] / "d").set_index("track_id")
+    stats = read_table(config, "features/track_stats/", lake["tmp"] / "d").set_index("track_id")
     assert (
         stats["plays_total"].to_dict()
         == ev[play].groupby("track_id").size().reindex(stats.index, fill_value=0).to_dict()
@@ -137,7 +125,7 @@ def test_track_and_user_stats_equal_pandas(lake: dict[str, Any]) -> None:
         == ev[play & recent].groupby("track_id").size().reindex(stats.index, fill_value=0).to_dict()
     )
     assert stats["listeners"].to_dict() == ev.groupby("track_id")["user_id"].nunique().to_dict()
-    users = _table(config, "features/user_stats/", lake["tmp"] / "e").set_index("user_id")
+    users = read_table(config, "features/user_stats/", lake["tmp"] / "e").set_index("user_id")
     assert users["events"].to_dict() == ev.groupby("user_id").size().to_dict()
 
 
@@ -152,7 +140,7 @@ def _expected_top(ev: pd.DataFrame, fmt: str, region: str, period: str, size: in
 def test_charts_equal_pandas(lake: dict[str, Any]) -> None:
     config, ev = lake["config"], lake["events"]
     ev = ev[ev["timestamp"] <= RUN_MS]
-    charts = _table(config, "features/charts/", lake["tmp"] / "f")
+    charts = read_table(config, "features/charts/", lake["tmp"] / "f")
     size, q = config.serving.chart_size, config.session.qualifying_play_ms
     for region, period in (("US", "2026-09-10"), ("GLOBAL", "2026-09-09"), ("BR", "2026-09-08")):
         got = (
@@ -185,7 +173,7 @@ def test_trending_equals_pandas(lake: dict[str, Any]) -> None:
     g = g[g["plays_7d"] > 0]
     g["score"] = g["plays_7d"] * (g["plays_7d"] + 5) / (g["prev"] + 5)
     g = g.reset_index().sort_values(["score", "plays_7d", "track_id"], ascending=[False, False, True])
-    charts = _table(config, "features/charts/", lake["tmp"] / "g")
+    charts = read_table(config, "features/charts/", lake["tmp"] / "g")
     got = charts[(charts["kind"] == "trending") & (charts["region"] == "GLOBAL")].sort_values("rank")
     assert got["track_id"].tolist() == g["track_id"].head(config.serving.chart_size).tolist()
 
@@ -205,7 +193,7 @@ def test_every_output_is_in_the_glue_catalog_with_partitions(lake: dict[str, Any
         "tracks",
     }
     parts = glue.get_partitions(DatabaseName=db, TableName="curated_events")["Partitions"]
-    curated = _table(config, "curated/events/", lake["tmp"] / "h")
+    curated = read_table(config, "curated/events/", lake["tmp"] / "h")
     assert {p["Values"][0] for p in parts} == set(curated["dt"].astype(str))
     location = parts[0]["StorageDescriptor"]["Location"]
     assert location.startswith(f"s3://{config.resources.lake_bucket}/curated/events/dt=")

@@ -16,8 +16,9 @@ import requests
 
 from encore.clients import get_client
 from encore.config import EncoreConfig
+from encore.endpoint import point_endpoint
 from encore.experiment import CHALLENGER, CHAMPION, LiveTest
-from encore.promotion import SERVING_KEY, ModelRegistry, attribution_totals_key, point_endpoint
+from encore.promotion import SERVING_KEY, ModelRegistry, attribution_totals_key
 from encore_local.errors import UsageError
 from encore_local.online_test import DEPLOY, JUDGE, derived_challenger, describe, invoke, recorded_challenger
 from encore_local.pipeline import set_clock

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from types import ModuleType
 from typing import Any
 
 import pandas as pd
@@ -15,9 +14,10 @@ import redis
 import requests
 
 from encore.cache import track_metadata_key
+from encore.catalog import Catalog
 from encore.clients import get_client
 from encore.pipeline import NIGHTLY
-from encore_local.apigw import LambdaContext, load_handler, rest_event
+from encore_local.apigw import call, home, load_handler
 from encore_local.twin.faults import set_faults
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -35,38 +35,8 @@ def served(served_lake: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def call(handler: ModuleType, method: str, path: str, query: dict[str, str] | None = None, body: Any = None,
-         resource: str | None = None, params: dict[str, str] | None = None) -> tuple[int, Any]:  # fmt: skip
-    event = rest_event(
-        method,
-        path,
-        resource=resource,
-        path_parameters=params,
-        query=list((query or {}).items()),
-        body=json.dumps(body) if body is not None else None,
-        api_key="twin-key",
-        headers=[("Content-Type", "application/json")],
-    )
-    resp = handler.lambda_handler(event, LambdaContext("api"))
-    try:
-        return resp["statusCode"], json.loads(resp["body"])
-    except json.JSONDecodeError:
-        return resp["statusCode"], resp["body"]
-
-
-def home(handler: ModuleType, user: str, query: dict[str, str] | None = None) -> tuple[int, Any]:
-    """``GET /v1/users/{user}/recommendations`` through an API Gateway event."""
-    return call(handler, "GET", f"/v1/users/{user}/recommendations", query,
-                resource="/v1/users/{user_id}/recommendations", params={"user_id": user})  # fmt: skip
-
-
-def active_user(served: dict[str, Any]) -> str:
-    ev = pd.read_json(served["sim"] / "events/2026-09-05.jsonl", lines=True, convert_dates=False)
-    return str(ev["user_id"].value_counts().index[0])
-
-
 def test_home_recommendations_come_from_the_model(served: dict[str, Any]) -> None:
-    user = active_user(served)
+    user = served["listener"]
     status, body = home(served["api"], user, {"limit": "10"})
     assert status == 200, body
     assert (
@@ -78,7 +48,7 @@ def test_home_recommendations_come_from_the_model(served: dict[str, Any]) -> Non
 
 
 def test_recently_played_is_excluded_and_the_cap_applies(served: dict[str, Any]) -> None:
-    user = active_user(served)
+    user = served["listener"]
     played = set(get_profile(served, user).get("recently_played", []))
     query = {"limit": "30", "max_per_artist": "1"}
     status, body = home(served["api"], user, query)
@@ -89,9 +59,7 @@ def test_recently_played_is_excluded_and_the_cap_applies(served: dict[str, Any])
 
 
 def get_profile(served: dict[str, Any], user: str) -> dict[str, Any]:
-    status, body = call(
-        served["api"], "GET", f"/v1/users/{user}", resource="/v1/users/{user_id}", params={"user_id": user}
-    )
+    status, body = call(served["api"], "GET", f"/v1/users/{user}")
     return body if status == 200 else {}
 
 
@@ -103,14 +71,12 @@ def test_unknown_listener_gets_trending_flagged(served: dict[str, Any]) -> None:
 
 
 def test_next_song_and_similar(served: dict[str, Any]) -> None:
-    user, track = active_user(served), served["tracks"]["track_id"].iloc[0]
+    user, track = served["listener"], served["tracks"]["track_id"].iloc[0]
     status, body = call(
         served["api"],
         "GET",
         f"/v1/users/{user}/next",
         {"track_id": track, "limit": "5"},
-        resource="/v1/users/{user_id}/next",
-        params={"user_id": user},
     )
     assert status == 200 and body["surface"] == "next" and len(body["items"]) == 5
     # next song's ranking stage reports each source's score scaled by the candidates' best (HybridModel._scaled):
@@ -123,15 +89,13 @@ def test_next_song_and_similar(served: dict[str, Any]) -> None:
         "GET",
         f"/v1/tracks/{track}/similar",
         {"limit": "5"},
-        resource="/v1/tracks/{track_id}/similar",
-        params={"track_id": track},
     )
     assert status == 200 and body["surface"] == "similar" and len(body["items"]) == 5
     assert all(0 <= i["cf"] <= 1 and 0 <= i["content"] <= 1 for i in body["items"])  # min-max over the union
 
 
 def test_a_new_event_invalidates_the_cached_answer(served: dict[str, Any]) -> None:
-    user = active_user(served)
+    user = served["listener"]
     home(served["api"], user)
     api = served["api"]
     before = api.deps.serving_version
@@ -156,7 +120,7 @@ def test_a_new_event_invalidates_the_cached_answer(served: dict[str, Any]) -> No
 
 
 def test_endpoint_down_falls_back_to_trending(served: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    user = active_user(served)
+    user = served["listener"]
     monkeypatch.setattr(served["api"].deps.model, "endpoint", "no-such-endpoint")
     monkeypatch.setattr(served["api"].deps, "serving_version", "other")  # not from the cache
     status, body = home(served["api"], user, {"limit": "7"})
@@ -165,7 +129,7 @@ def test_endpoint_down_falls_back_to_trending(served: dict[str, Any], monkeypatc
 
 
 def test_cache_down_answers_uncached(served: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    user = active_user(served)
+    user = served["listener"]
     monkeypatch.setattr(served["api"].deps.cache, "url", "redis://127.0.0.1:1/0")
     status, body = home(served["api"], user)
     assert status == 200 and body["fallback"] is False and body["items"]
@@ -177,8 +141,6 @@ def test_tracks_charts_trending_and_profiles(served: dict[str, Any]) -> None:
         api,
         "GET",
         f"/v1/tracks/{track.track_id}",
-        resource="/v1/tracks/{track_id}",
-        params={"track_id": track.track_id},
     )
     assert status == 200 and body["name"] == track.track_name
     status, body = call(
@@ -186,8 +148,6 @@ def test_tracks_charts_trending_and_profiles(served: dict[str, Any]) -> None:
         "GET",
         "/v1/charts/US",
         {"window": "day", "at": "2026-09-10T12:00:00Z"},
-        resource="/v1/charts/{region}",
-        params={"region": "US"},
     )
     assert status == 200 and body["period"] == "2026-09-10" and body["items"][0]["rank"] == 1
     status, body = call(api, "GET", "/v1/trending", {"region": "BR", "limit": "5"})
@@ -198,67 +158,27 @@ def test_tracks_charts_trending_and_profiles(served: dict[str, Any]) -> None:
         "PUT",
         f"/v1/users/{user}",
         body={"display_name": "Ana", "region": "VN"},
-        resource="/v1/users/{user_id}",
-        params={"user_id": user},
     )
     assert status == 200 and body["region"] == "VN" and body["display_name"] == "Ana"
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "resource", "params", "query", "body", "status", "fragment"),
+    ("method", "path", "query", "body", "status", "fragment"),
     [
-        ("GET", "/v1/tracks/nope", "/v1/tracks/{track_id}", {"track_id": "nope"}, {}, None, 404, "not in the catalog"),
-        (
-            "GET",
-            "/v1/tracks/nope/similar",
-            "/v1/tracks/{track_id}/similar",
-            {"track_id": "nope"},
-            {},
-            None,
-            404,
-            "not in the catalog",
-        ),
-        (
-            "GET",
-            "/v1/users/u1/recommendations",
-            "/v1/users/{user_id}/recommendations",
-            {"user_id": "u1"},
-            {"limit": "0"},
-            None,
-            400,
-            "limit",
-        ),
-        (
-            "GET",
-            "/v1/users/u1/recommendations",
-            "/v1/users/{user_id}/recommendations",
-            {"user_id": "u1"},
-            {"limit": "lots"},
-            None,
-            400,
-            "limit",
-        ),
-        ("GET", "/v1/users/u1/next", "/v1/users/{user_id}/next", {"user_id": "u1"}, {}, None, 400, "track_id"),
-        ("GET", "/v1/charts/XX", "/v1/charts/{region}", {"region": "XX"}, {}, None, 400, "ISO 3166-1"),
-        ("GET", "/v1/charts/US", "/v1/charts/{region}", {"region": "US"}, {"window": "week"}, None, 400, "window"),
-        ("PUT", "/v1/users/u1", "/v1/users/{user_id}", {"user_id": "u1"}, {}, {"region": "ZZ"}, 400, "ISO"),
+        ("GET", "/v1/tracks/nope", {}, None, 404, "not in the catalog"),
+        ("GET", "/v1/tracks/nope/similar", {}, None, 404, "not in the catalog"),
+        ("GET", "/v1/users/u1/recommendations", {"limit": "0"}, None, 400, "limit"),
+        ("GET", "/v1/users/u1/recommendations", {"limit": "lots"}, None, 400, "limit"),
+        ("GET", "/v1/users/u1/next", {}, None, 400, "track_id"),
+        ("GET", "/v1/charts/XX", {}, None, 400, "ISO 3166-1"),
+        ("GET", "/v1/charts/US", {"window": "week"}, None, 400, "window"),
+        ("PUT", "/v1/users/u1", {}, {"region": "ZZ"}, 400, "ISO"),
         # an array where the object belongs (Powertools alone would take its first element and answer 200)
-        ("PUT", "/v1/users/u1", "/v1/users/{user_id}", {"user_id": "u1"}, {}, [{"region": "US"}], 400, "not an array"),
-        (
-            "PUT",
-            "/v1/users/u1",
-            "/v1/users/{user_id}",
-            {"user_id": "u1"},
-            {},
-            {"region": "US", "signup_date": "9999-12-31"},
-            400,
-            "between 2000-01-01 and today",
-        ),
+        ("PUT", "/v1/users/u1", {}, [{"region": "US"}], 400, "not an array"),
+        ("PUT", "/v1/users/u1", {}, {"region": "US", "signup_date": "9999-12-31"}, 400, "between 2000-01-01 and today"),
         (
             "GET",
             "/v1/charts/US",
-            "/v1/charts/{region}",
-            {"region": "US"},
             {"window": "hour", "at": "0001-01-01T00:00:00+14:00"},
             None,
             400,
@@ -267,30 +187,18 @@ def test_tracks_charts_trending_and_profiles(served: dict[str, Any]) -> None:
         (
             "GET",
             "/v1/charts/US",
-            "/v1/charts/{region}",
-            {"region": "US"},
             {"window": "day", "at": "9999-12-31T23:59:59-14:00"},
             None,
             400,
             "outside the years 1 to 9999",
         ),
-        (
-            "GET",
-            "/v1/users/nobody-here",
-            "/v1/users/{user_id}",
-            {"user_id": "nobody-here"},
-            {},
-            None,
-            404,
-            "no profile",
-        ),
+        ("GET", "/v1/users/nobody-here", {}, None, 404, "no profile"),
     ],
 )
 def test_errors_are_4xx_with_a_reason(
-    served: dict[str, Any], method: str, path: str, resource: str, params: dict[str, str], query: dict[str, str],
-    body: Any, status: int, fragment: str,
+    served: dict[str, Any], method: str, path: str, query: dict[str, str], body: Any, status: int, fragment: str,
 ) -> None:  # fmt: skip
-    code, answer = call(served["api"], method, path, query, body, resource=resource, params=params)
+    code, answer = call(served["api"], method, path, query, body)
     assert code == status, answer
     assert fragment in json.dumps(answer)
 
@@ -324,19 +232,18 @@ def dynamodb_throttled(served: dict[str, Any]) -> Any:
 def test_dynamodb_throttled_degrades_reads_and_answers_503_for_what_cannot_degrade(
     served: dict[str, Any], dynamodb_throttled: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    api, user = served["api"], active_user(served)
+    api, user = served["api"], served["listener"]
     monkeypatch.setattr(api.deps, "serving_version", "not-cached")
     unknown_track = "no-such-track-throttled"
-    status, body = call(api, "GET", f"/v1/tracks/{unknown_track}", resource="/v1/tracks/{track_id}",
-                        params={"track_id": unknown_track})  # fmt: skip
+    status, body = call(api, "GET", f"/v1/tracks/{unknown_track}")  # fmt: skip
     assert status == 503 and body["error"] == "unavailable" and "retry" in body["reason"]
-    status, body = call(api, "GET", f"/v1/users/{user}", resource="/v1/users/{user_id}", params={"user_id": user})
+    status, body = call(api, "GET", f"/v1/users/{user}")
     assert status == 503
     # The home page still answers, flagged: the profile read fails; a listener with a session vector in the
     # cache still reaches the model, and then the metadata read fails (charts are throttled too, so the
     # trending list may be empty; what matters is a 200 with the reason, not a 500). No metadata is cached
     # anywhere, so the answer needs the table.
-    api.deps.local_metadata.clear()
+    api.deps.catalog = Catalog(api.deps.catalog.tracks, api.deps.cache)  # nothing in this instance's memory
     shared = redis.Redis.from_url(served["twin"].cache_url)
     for key in shared.scan_iter(track_metadata_key("*")):
         shared.delete(key)
@@ -349,23 +256,24 @@ def test_dynamodb_throttled_degrades_reads_and_answers_503_for_what_cannot_degra
 
 
 def test_the_model_names_artists_so_only_returned_tracks_are_decorated(served: dict[str, Any]) -> None:
-    api, user = served["api"], active_user(served)
+    api, user = served["api"], served["listener"]
     read: list[list[str]] = []
-    real = api.deps.tracks.metadata
+    tracks = api.deps.catalog.tracks
+    real = tracks.metadata
 
     def metadata(track_ids: Any) -> Any:
         read.append(list(track_ids))
         return real(track_ids)
 
-    api.deps.tracks.metadata = metadata
-    api.deps.local_metadata.clear()
+    tracks.metadata = metadata
+    api.deps.catalog = Catalog(tracks, api.deps.cache)
     shared = redis.Redis.from_url(served["twin"].cache_url)
     for key in shared.scan_iter(track_metadata_key("*")):
         shared.delete(key)
     try:
         status, body = home(api, user, {"limit": "4", "max_per_artist": "1"})
     finally:
-        del api.deps.tracks.metadata
+        del tracks.metadata
     assert status == 200 and body["fallback"] is False and len(body["items"]) == 4
     returned = {i["track_id"] for i in body["items"]}
     assert read and all(set(batch) <= returned for batch in read)  # never the 3x candidates the model sent

@@ -14,7 +14,8 @@ from botocore.stub import Stubber
 
 from encore.clients import get_client, reset_clients
 from encore.config import EncoreConfig
-from encore.teardown import answer_cloudformation, delete_model_packages, tear_down
+from encore.endpoint import delete_model_packages
+from encore.teardown import answer_cloudformation, tear_down
 from encore_local.twin.services import TwinEndpoints
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import pytest
 from encore.config import EncoreConfig
 from encore.controls import NO_CONTROLS, ControlsQuery, resolve
 from encore.errors import BadRequest
-from encore.models import CatalogFilter
+from encore.models import CatalogFilter, TrackInfo
 from encore.scoring import compose_page
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sagemaker"))
@@ -66,7 +66,7 @@ def test_the_lambdas_check_is_the_models_mask(spec: dict[str, Any]) -> None:
     the_filter = CatalogFilter.model_validate(spec)
     mask = facts.mask(__import__("filters").check(the_filter.spec()), TODAY)
     assert mask is not None
-    assert [the_filter.allows(t, TODAY) for t in tracks] == mask.tolist()
+    assert [the_filter.allows(TrackInfo(track_id="t", **t), TODAY) for t in tracks] == mask.tolist()
     assert int(mask.sum()) > 0
 
 

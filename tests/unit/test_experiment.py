@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from botocore.exceptions import ClientError
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.stats import chi2_contingency
 
+from encore.errors import StoreUnavailable
 from encore.experiment import (
     CHALLENGER,
     CHAMPION,
@@ -92,7 +92,7 @@ def test_the_reader_reads_once_a_minute_and_keeps_what_it_knew_when_the_store_fa
     def read() -> dict[str, object]:
         reads.append(now[0])
         if now[0] >= 200:
-            raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"}}, "GetObject")
+            raise StoreUnavailable("lake", "SlowDown")
         return record
 
     reader = LiveTestReader(read, ttl_s=60, clock=lambda: now[0])

@@ -12,16 +12,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
+from encore.config import RecommendationWeights
 from encore.promotion import decide
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sagemaker"))
 import evaluation
 import inference
 import train
-from hybrid import HybridModel, minmax, top_k
+from hybrid import DEFAULT_WEIGHTS, EMPTY, HybridModel, minmax, top_k
 
 pytestmark = pytest.mark.unit
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
 
 
 def test_ranking_metrics_worked_example() -> None:
@@ -63,6 +68,81 @@ def test_top_k_and_minmax() -> None:
     assert minmax(np.array([2.0, 2.0])).tolist() == [0.0, 0.0]
 
 
+@given(arrays(np.float64, st.integers(0, 50), elements=finite))
+def test_minmax_bounds(x: np.ndarray) -> None:
+    y = minmax(x)
+    assert y.shape == x.shape
+    if x.size:
+        assert np.all((y >= 0) & (y <= 1))
+        if x.max() > x.min():
+            assert y[np.argmax(x)] == 1
+            assert y[np.argmin(x)] == 0
+        else:
+            assert np.all(y == 0)
+
+
+@given(arrays(np.float64, st.integers(2, 50), elements=finite))
+def test_minmax_keeps_order(x: np.ndarray) -> None:
+    y = minmax(x)
+    i, j = np.argsort(x)[0], np.argsort(x)[-1]
+    assert y[i] <= y[j]
+
+
+@given(
+    arrays(np.float64, st.integers(0, 100), elements=finite),
+    st.integers(0, 120),
+    st.lists(st.integers(0, 99), max_size=30),
+)
+def test_top_k_is_the_k_best_not_banned_in_order(x: np.ndarray, k: int, banned_at: list[int]) -> None:
+    banned = np.array([i for i in banned_at if i < x.size], dtype=np.int64)
+    got = top_k(x, k, banned)
+    allowed = np.setdiff1d(np.arange(x.size), banned)
+    assert got.size == min(k, allowed.size)
+    assert not np.isin(got, banned).any()
+    assert np.all(np.diff(x[got]) <= 0)
+    passed_over = np.setdiff1d(allowed, got)
+    if got.size and passed_over.size:
+        assert x[got[-1]] >= x[passed_over].max()
+
+
+def seed_and_neighbours(cf: np.ndarray, content: np.ndarray) -> HybridModel:
+    """Track t0 the seed, and track t<j>, whose CF and content cosines with it are ``cf[j - 1]`` and
+    ``content[j - 1]`` (vectors on the unit circle)."""
+
+    def circle(cosines: np.ndarray) -> np.ndarray:
+        c = np.concatenate([[1.0], cosines])
+        return np.column_stack([c, np.sqrt(np.maximum(1.0 - c**2, 0.0))])
+
+    n = cf.size + 1
+    return HybridModel(version="v-circle", track_ids=np.array([f"t{i}" for i in range(n)]),
+                       artist_ids=np.array([f"a{i}" for i in range(n)]), item_cf=circle(cf), content=circle(content),
+                       popularity=np.ones(n), warm=np.ones(n, dtype=bool))  # fmt: skip
+
+
+def test_similar_blends_the_normalised_sources_worked_example() -> None:
+    model = seed_and_neighbours(np.array([0.1, 0.3, 0.2]), np.array([0.5, 0.0, 0.25]))
+    got = model.similar(0, 3, EMPTY, 0.6, 0.4)
+    assert [i["track_id"] for i in got] == ["t2", "t3", "t1"]
+    assert [i["score"] for i in got] == pytest.approx([0.6, 0.5, 0.4])
+
+
+cosines = st.floats(min_value=-1.0, max_value=1.0, allow_nan=False)
+
+
+@given(
+    st.integers(1, 40).flatmap(lambda n: st.tuples(arrays(np.float64, n, elements=cosines),
+                                                   arrays(np.float64, n, elements=cosines))),
+    st.floats(min_value=0.0, max_value=1.0),
+)  # fmt: skip
+def test_similar_is_bounded_by_the_weights(pair: tuple[np.ndarray, np.ndarray], w_cf: float) -> None:
+    model = seed_and_neighbours(*pair)
+    got = model.similar(0, pair[0].size, EMPTY, w_cf, 1.0 - w_cf)
+    assert len(got) == pair[0].size and "t0" not in {i["track_id"] for i in got}
+    for item in got:
+        assert 0 <= item["cf"] <= 1 and 0 <= item["content"] <= 1
+        assert -1e-12 <= item["score"] <= 1.0 + 1e-12
+
+
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
@@ -98,7 +178,15 @@ def test_artifact_round_trip_and_every_surface(model_dir: Path) -> None:
     nxt = ask(model, {"surface": "next", "seed_track_id": "t5", "short_vector": v, "k": 7})
     assert len(nxt["items"]) == 7 and "t5" not in {i["track_id"] for i in nxt["items"]}
     assert all(0 <= i["cf"] <= 1 and 0 <= i["content"] <= 1 for i in nxt["items"])
-    sim = ask(model, {"surface": "similar", "seed_track_id": "t5", "k": 3, "weights": {"cf": 0.0, "content": 1.0}})
+    sim = ask(
+        model,
+        {
+            "surface": "similar",
+            "seed_track_id": "t5",
+            "k": 3,
+            "weights": {**DEFAULT_WEIGHTS, "cf": 0.0, "content": 1.0},
+        },
+    )
     content_order = top_k(model.content_scores(5), 3, np.array([5]))
     assert [i["track_id"] for i in sim["items"]] == [f"t{i}" for i in content_order]
 
@@ -122,6 +210,44 @@ def test_malformed_requests_say_what_is_wrong(model_dir: Path, body: str, fragme
     model = inference.model_fn(str(model_dir))
     with pytest.raises(inference.RequestError, match=fragment):
         inference.predict_fn(inference.input_fn(body), model)
+
+
+def test_the_configured_weights_reach_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    configured = RecommendationWeights(cf=0.2, content=0.8, long_term=0.9, short_term=0.1, ema_keep=0.25)
+    # Given the hyperparameter the pipeline passes: SageMaker hands it over on the command line and in SM_HPS
+    argument = configured.as_training_argument()
+    assert train.parse_args(["--weights", argument]).weights == configured.model_dump()
+    monkeypatch.setenv("SM_HPS", json.dumps({"weights": argument}))
+    assert train.parse_args([]).weights == configured.model_dump()
+    monkeypatch.delenv("SM_HPS")
+    assert train.parse_args([]).weights == RecommendationWeights().model_dump()  # the one default agrees
+    with pytest.raises(SystemExit):
+        train.parse_args(["--weights", "cf=2"])
+
+
+def test_next_song_is_evaluated_with_the_configured_blend() -> None:
+    # t1 is the seed's nearest CF neighbour, t2 its nearest in content; the listener went on to t2
+    model = seed_and_neighbours(np.array([0.9, 0.1]), np.array([0.1, 0.9]))
+    fitted = train.Fitted(model, np.zeros((0, 2)), {}, {}, {})
+    pairs = [(0, 2, "u1", EMPTY)]
+    by_cf = train.next_song_metrics(fitted, pairs, {"cf": 1.0, "content": 0.0})
+    by_content = train.next_song_metrics(fitted, pairs, {"cf": 0.0, "content": 1.0})
+    assert by_cf["simplest"]["mrr@10"] == 0.5 and by_content["simplest"]["mrr@10"] == 1.0
+    assert by_content["hybrid"] == by_content["simplest"]  # without a next-song ranker the blend is served
+
+
+def test_the_oracle_is_the_simulators_ranking_less_what_was_played(tmp_path: Path) -> None:
+    # Given the simulator's scores: u1's likeliest t9 (not in the model's catalog), t3 (played), t1, t0, t2 and
+    # u2's t0, t1, t2, t3 (in the file in any order: the scores rank)
+    np.savez(tmp_path / "ground_truth.npz", user_ids=np.array(["u1", "u2"]),
+             track_ids=np.array(["t0", "t1", "t2", "t3", "t9"]),
+             oracle_tracks=np.array([[2, 0, 4, 1, 3], [3, 2, 1, 0, 4]]),
+             oracle_scores=np.array([[1.0, 3.0, 9.0, 4.0, 5.0], [1.0, 2.0, 3.0, 4.0, -np.inf]]))  # fmt: skip
+    model = seed_and_neighbours(np.zeros(4), np.zeros(4))
+    truth, seen = {"u1": {1}, "u2": {2}}, {"u1": np.array([3])}
+    got = train.oracle_fractions(tmp_path, model, truth, seen, {"hybrid": {"ndcg@10": 0.375}})
+    # Then u1's held-out t1 comes first (NDCG 1), u2's t2 third (1 / log2(4))
+    assert got == pytest.approx({"oracle_ndcg@10": 0.75, "hybrid_fraction_of_oracle": 0.5})
 
 
 def _report(hybrid: float, popularity: float) -> dict[str, Any]:

@@ -145,10 +145,10 @@ def test_fit_keeps_every_positive_and_drops_lists_without_one() -> None:
 def test_session_blend_normalises_both_parts() -> None:
     long, short = np.array([30.0, 0.0]), np.array([0.0, 0.05])
     # raw, the short part would move the blend by 0.05 %; normalised it has its 30 % of the direction
-    assert np.allclose(session_blend(long, short), 30.0 * np.array([0.7, 0.3]))
-    assert session_blend(long, None) is long and session_blend(None, short) is short
-    assert session_blend(None, None) is None
-    assert np.allclose(session_blend(long, long), long)
+    assert np.allclose(session_blend(long, short, 0.7, 0.3), 30.0 * np.array([0.7, 0.3]))
+    assert session_blend(long, None, 0.7, 0.3) is long and session_blend(None, short, 0.7, 0.3) is short
+    assert session_blend(None, None, 0.7, 0.3) is None
+    assert np.allclose(session_blend(long, long, 0.7, 0.3), long)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The recommendation math: worked examples from the architecture, and invariants checked by hypothesis."""
+"""The Lambda-side recommendation math: worked examples from the architecture, and invariants checked by
+hypothesis. (The model's own math, ``sagemaker/hybrid.py``, is tested in test_model.py.)"""
 
 from __future__ import annotations
 
@@ -11,17 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from encore.config import RatingWeights, RecommendationWeights, SessionSettings
-from encore.scoring import (
-    MS_PER_DAY,
-    cap_per_artist,
-    ema_update,
-    event_rating,
-    exclude_items,
-    hybrid_scores,
-    is_qualifying_play,
-    minmax_normalise,
-    top_k_indices,
-)
+from encore.scoring import MS_PER_DAY, cap_per_artist, ema_update, event_rating, is_qualifying_play
 
 pytestmark = pytest.mark.unit
 W = RecommendationWeights()
@@ -85,52 +76,6 @@ def test_ema_stays_between_its_inputs(a: np.ndarray, b: np.ndarray) -> None:
     assert np.all(got <= np.maximum(a, b) + 1e-6)
 
 
-@given(arrays(np.float64, st.integers(0, 50), elements=finite))
-def test_minmax_bounds(x: np.ndarray) -> None:
-    y = minmax_normalise(x)
-    assert y.shape == x.shape
-    if x.size:
-        assert np.all((y >= 0) & (y <= 1))
-        if x.max() > x.min():
-            assert y[np.argmax(x)] == 1
-            assert y[np.argmin(x)] == 0
-        else:
-            assert np.all(y == 0)
-
-
-@given(arrays(np.float64, st.integers(2, 50), elements=finite))
-def test_minmax_keeps_order(x: np.ndarray) -> None:
-    y = minmax_normalise(x)
-    i, j = np.argsort(x)[0], np.argsort(x)[-1]
-    assert y[i] <= y[j]
-
-
-def test_hybrid_worked_example() -> None:
-    got = hybrid_scores([1.0, 3.0, 2.0], [10.0, 0.0, 5.0], W)
-    assert np.allclose(got, [0.4, 0.6, 0.5])
-
-
-@given(
-    st.integers(1, 40).flatmap(
-        lambda n: st.tuples(arrays(np.float64, n, elements=finite), arrays(np.float64, n, elements=finite))
-    )
-)
-def test_hybrid_is_bounded_by_the_weights(pair: tuple[np.ndarray, np.ndarray]) -> None:
-    got = hybrid_scores(pair[0], pair[1], W)
-    assert np.all(got >= 0)
-    assert np.all(got <= W.cf + W.content + 1e-12)
-
-
-def test_hybrid_refuses_misaligned_scores() -> None:
-    with pytest.raises(ValueError, match="differ in shape"):
-        hybrid_scores([1.0, 2.0], [1.0], W)
-
-
-def test_exclusion_keeps_order() -> None:
-    assert exclude_items(["a", "b", "c", "d"], {"b", "x"}) == ["a", "c", "d"]
-    assert exclude_items([], ["a"]) == []
-
-
 def test_artist_cap_worked_example() -> None:
     artist = {"a1": "X", "a2": "X", "a3": "X", "b1": "Y", "c1": "Z"}
     assert cap_per_artist(["a1", "a2", "a3", "b1", "c1"], artist, 2, 10) == ["a1", "a2", "b1", "c1"]
@@ -155,12 +100,3 @@ def test_artist_cap_invariants(ranked: list[int], cap: int, k: int) -> None:
     for t in got:
         counts[artist_of[t]] = counts.get(artist_of[t], 0) + 1
     assert max(counts.values(), default=0) <= cap
-
-
-@given(arrays(np.float64, st.integers(0, 100), elements=finite), st.integers(0, 120))
-def test_top_k_is_the_k_best_in_order(x: np.ndarray, k: int) -> None:
-    got = top_k_indices(x, k)
-    assert got.size == min(k, x.size)
-    assert np.all(np.diff(x[got]) <= 0)
-    if 0 < got.size < x.size:
-        assert x[got[-1]] >= np.max(np.delete(x, got))

@@ -13,8 +13,10 @@ import pytest
 from encore.models import ListeningEvent
 from encore_local.errors import UsageError
 from encore_local.simulator import SimulationParams, SimulationSummary, simulate
-from encore_local.simulator.catalog import CSV_COLUMNS, STYLES
-from encore_local.simulator.listeners import load_ground_truth
+from encore_local.simulator.catalog import CSV_COLUMNS, STYLES, build_catalog
+from encore_local.simulator.listeners import build_listeners, load_ground_truth
+from encore_local.simulator.listening import ListeningModel
+from encore_local.simulator.run import ORACLE_DEPTH
 from encore_local.simulator.world import GENRES
 
 pytestmark = pytest.mark.unit
@@ -167,6 +169,37 @@ def test_ground_truth_oracle_ranks_played_tracks_high(small_sim: Sim, events: pd
     completed = events.loc[(events["user_id"] == user) & (events["action"] == "complete"), "track_id"].unique()
     ranks = pd.Series(z, index=truth.track_ids).rank(ascending=False)
     assert ranks[completed].median() < 800 / 4
+
+
+def test_the_oracle_is_the_choice_models_own_ranking() -> None:
+    params = SimulationParams(users=30, tracks=300, days=20, new_release_share=0.2, seed=5)
+    rng = np.random.default_rng(5)
+    catalog = build_catalog(params, rng)
+    model = ListeningModel(params, catalog, build_listeners(params, rng), rng)
+    day = 5  # some new releases are still to come
+    top, scores = model.oracle(day, 40)
+    assert top.shape == scores.shape == (30, 40)
+    with np.errstate(divide="ignore"):
+        every = model.appeal(np.arange(30)[:, None], np.arange(300)) + np.log(catalog.weights_on(day, params))
+    for u in range(30):
+        # each listener's best 40 by the model's own appeal and offer weights, best first, scored by them
+        assert np.all(np.diff(scores[u]) <= 0)
+        assert np.allclose(scores[u], every[u, top[u]])
+        assert scores[u, -1] >= np.delete(every[u], top[u]).max()
+    unreleased = catalog.release_day > day
+    assert unreleased.any() and not np.isin(top, np.flatnonzero(unreleased)).any()
+
+
+def test_the_saved_oracle_ranks_what_listeners_went_on_to_play(small_sim: Sim, events: pd.DataFrame) -> None:
+    with np.load(small_sim[0] / "ground_truth.npz") as z:
+        row = {u: i for i, u in enumerate(z["user_ids"].tolist())}
+        track = {t: i for i, t in enumerate(z["track_ids"].tolist())}
+        oracle = z["oracle_tracks"]
+    assert oracle.shape == (300, ORACLE_DEPTH)
+    last_week = events[events["timestamp"] >= events["timestamp"].max() - 7 * 86_400_000]
+    plays = zip(last_week["user_id"], last_week["track_id"], strict=True)
+    listed = [track[t] in set(oracle[row[u]].tolist()) for u, t in plays]
+    assert np.mean(listed) > 1.5 * ORACLE_DEPTH / 800  # well above a list of random tracks
 
 
 def test_gzip_output(tmp_path: Path) -> None:

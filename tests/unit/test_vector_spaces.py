@@ -16,7 +16,7 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sagemaker"))
 import inference
 import train
-from hybrid import HybridModel
+from hybrid import DEFAULT_WEIGHTS, HybridModel
 
 pytestmark = pytest.mark.unit
 
@@ -101,7 +101,7 @@ def test_the_short_vector_is_the_sessions_moving_average_in_this_models_space(mo
     assert model.session_vector(model.indices([]), keep) is None
     # Through the endpoint: another version's short vector is replaced by this one, the long-term one by the
     # fold-in of the recent plays
-    body = {"surface": "home", "recent": recent, "k": 10, "weights": {"ema_keep": keep}}
+    body = {"surface": "home", "recent": recent, "k": 10, "weights": {**DEFAULT_WEIGHTS, "ema_keep": keep}}
     derived = ask(model, {**body, "user_vector": [9.0], "short_vector": [9.0], "vectors_of": "v-champion"})
     folded = model.fold_in(model.indices(recent))
     assert folded is not None

@@ -29,6 +29,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
+from encore.errors import StoreUnavailable
 from encore.vectors import FloatArray, decode, encode
 
 GENERATION_TTL_S = 7 * 86_400
@@ -38,8 +39,9 @@ _TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 0.2, "socket_timeout": 0.
 Client = redis.Redis | RedisCluster
 
 
-class CacheUnavailable(Exception):
-    pass
+class CacheUnavailable(StoreUnavailable):
+    def __init__(self, detail: str) -> None:
+        super().__init__("cache", detail)
 
 
 def session_key(user_id: str) -> str:

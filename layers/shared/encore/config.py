@@ -100,6 +100,11 @@ class RecommendationWeights(_Frozen):
                 raise ValueError(f"{a} + {b} must sum to 1 (got {total:g})")
         return self
 
+    def as_training_argument(self) -> str:
+        """``cf=0.6,content=0.4,...``: how ``train.py --weights`` takes them (the training job's hyperparameter),
+        so the model is evaluated and its rankers trained with the blend it will serve."""
+        return ",".join(f"{name}={value!r}" for name, value in self.model_dump().items())
+
 
 class RatingWeights(_Frozen):
     """Implicit rating of a (user, track) from its events, summed with exponential recency decay."""

@@ -20,17 +20,16 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
-from botocore.exceptions import BotoCoreError, ClientError
 
 from encore.cache import CacheUnavailable, SessionCache
 from encore.clients import get_client
 from encore.config import EncoreConfig
-from encore.errors import DependencyUnavailable
+from encore.errors import DependencyUnavailable, StoreUnavailable
 from encore.models import DeletionResponse
 from encore.observability import logger
 from encore.profiles import ProfileStore
 from encore.resources import LISTENER_ATTRIBUTE, LISTENER_INDEX
-from encore.stores import batch_write
+from encore.stores import batch_write, unavailable_as
 
 _INDEX_PREFIX = "listener#"
 
@@ -63,7 +62,7 @@ class ListenerIndexedPersistence(DynamoDBPersistenceLayer):
                                      int(data_record.expiry_timestamp or 0))  # fmt: skip
         try:
             batch_write(self.client, self.table_name, [{"PutRequest": {"Item": i}} for i in items])
-        except (BotoCoreError, ClientError, DependencyUnavailable) as exc:
+        except StoreUnavailable as exc:
             logger.warning("listener index not written", extra={"detail": str(exc)[:300]})
 
 
@@ -78,8 +77,9 @@ def forget_idempotency(table: str, region: str | None, user_id: str) -> int:
         ExpressionAttributeNames={"#l": LISTENER_ATTRIBUTE},
         ExpressionAttributeValues={":u": {"S": user_id}},
     )
-    for page in pages:
-        keys += [item["id"]["S"] for item in page.get("Items", [])]
+    with unavailable_as("idempotency"):
+        for page in pages:
+            keys += [item["id"]["S"] for item in page.get("Items", [])]
     records = [k.removeprefix(f"{_INDEX_PREFIX}{user_id}#") for k in keys]
     batch_write(client, table, [{"DeleteRequest": {"Key": {"id": {"S": k}}}} for k in (*records, *keys)])
     return len(records)
@@ -97,9 +97,10 @@ LATER = (
 def request_purge(config: EncoreConfig, user_id: str, now_ms: int) -> None:
     """The purge request the nightly run honours (and curate_events, for events still in the raw zone)."""
     body = json.dumps({"user_id": user_id, "requested_at_ms": now_ms})
-    get_client("s3", config.region).put_object(
-        Bucket=config.resources.lake_bucket, Key=config.lake.deletion(user_id), Body=body.encode()
-    )
+    with unavailable_as("lake"):
+        get_client("s3", config.region).put_object(
+            Bucket=config.resources.lake_bucket, Key=config.lake.deletion(user_id), Body=body.encode()
+        )
 
 
 @dataclass
@@ -120,6 +121,7 @@ class Deleter:
                 "the session cache could not be reached: the profile is deleted; send the DELETE again"
             ) from None
         records = forget_idempotency(self.config.resources.idempotency_table, self.config.region, user_id)
+        logger.info("listener deleted", extra={"profile_found": had_profile, "idempotency_records": records})
         return DeletionResponse(
             user_id=user_id,
             profile_found=had_profile,

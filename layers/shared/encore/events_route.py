@@ -39,8 +39,9 @@ class EventsAccepted(BaseModel):
         "but they enter no session and no recently-played list"
     )
     degraded: list[str] = Field(
-        description="state not updated this time (cache, tracks, profiles, idempotency, or time: too little of "
-        "the function's time left for a slow table); the events are kept"
+        description="state not updated this time (cache_unavailable, tracks_unavailable, profiles_unavailable, "
+        "idempotency_unavailable, or time_budget: too little of the function's time left for a slow table); the "
+        "events are kept"
     )
     replayed: bool = Field(
         description="true: the same events (ids and content) were accepted by an earlier request, whose answer "

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from botocore.exceptions import BotoCoreError, ClientError
+from encore.errors import StoreUnavailable
 
 Action = Literal["promote", "keep", "extend"]
 # The endpoint's production variants: the model serving everyone, and the one under test beside it.
@@ -97,7 +97,7 @@ class LiveTestReader:
             try:
                 self._known = LiveTest.of(self.read())
                 fresh = True
-            except (BotoCoreError, ClientError, ValueError, KeyError, TypeError):  # unreadable: serve on as known
+            except (StoreUnavailable, ValueError, KeyError, TypeError):  # unreadable: serve on as known
                 fresh = False
             self._until = self.clock() + self.ttl_s
             return self._known, fresh

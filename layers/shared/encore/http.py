@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 from encore.errors import BadRequest, DependencyUnavailable, EncoreError, PayloadTooLarge, UnsupportedMediaType
 from encore.models import describe_errors
 from encore.observability import logger
-from encore.profiles import DEPENDENCY_ERRORS
+from encore.profiles import TABLE_ERRORS
 from encore.routes import CORS_ALLOW_HEADERS
 
 JSON = "application/json"
@@ -213,10 +213,10 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
         path = app.current_event.path
         return json_response(404, {"error": "not_found", "reason": f"no route {app.current_event.http_method} {path}"})
 
-    @app.exception_handler(list(DEPENDENCY_ERRORS))  # type: ignore[untyped-decorator]
+    @app.exception_handler(list(TABLE_ERRORS))  # type: ignore[untyped-decorator]
     def _dependency(exc: Exception) -> Response[str]:
-        # A table or stream that throttles or cannot be reached past the clients' own retries: the client
-        # may retry; nothing was half-written (each write is one conditional or batch call).
+        # The stores raise StoreUnavailable (an EncoreError, above); this is the net under a client call made
+        # outside one (Powertools' idempotency layer): the client may retry.
         logger.warning("dependency unavailable", extra={"error": type(exc).__name__, "detail": str(exc)[:300]})
         reason = "a storage service is busy or unreachable; retry shortly"
         return json_response(503, {"error": "unavailable", "reason": reason}, {"Retry-After": "1"})

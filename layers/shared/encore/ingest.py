@@ -10,17 +10,17 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from encore.cache import CacheUnavailable, SessionCache
+from encore.cache import CacheUnavailable
 from encore.config import EncoreConfig
-from encore.errors import BadRequest
+from encore.errors import BadRequest, StoreUnavailable, cause_of
 from encore.models import EventBatch, ListeningEvent, field_errors
-from encore.profiles import DEPENDENCY_ERRORS, ProfileStore
 from encore.scoring import ema_update, is_qualifying_play
-from encore.stores import EventSink, PlayedTracks, TrackStore
+from encore.stores import PlayedTracks
+from encore.vectors import FloatArray
 
 MAX_UNKNOWN_LISTED = 20  # the answer names this many of the tracks the catalog does not know
 
@@ -28,15 +28,39 @@ MAX_UNKNOWN_LISTED = 20  # the answer names this many of the tracks the catalog 
 # A table call that is throttled takes up to about 3 s through its retries; a request starts one only with this
 # much of the function's time left, so that a slow table degrades the answer instead of timing the function out.
 TABLE_CALL_BUDGET_MS = 4_500
+# The answer's ``degraded`` names: a store's ``StoreUnavailable.cause``, or this when the invocation's time ran low.
+TIME_BUDGET = "time_budget"
+
+
+class Sink(Protocol):
+    def put(self, records: Sequence[dict[str, Any]]) -> int: ...
+
+
+class PlayedReader(Protocol):
+    def played(self, track_ids: Sequence[str]) -> PlayedTracks: ...
+
+
+class PlaysWriter(Protocol):
+    def record_plays(self, user_id: str, region: str, newest_first: Sequence[str], bound: int, now_ms: int) -> None: ...
+
+
+class SessionWriter(Protocol):
+    def bump_generations(self, user_ids: Sequence[str]) -> None: ...
+
+    def short_vector(self, user_id: str) -> FloatArray | None: ...
+
+    def set_short_vector(self, user_id: str, vector: FloatArray) -> None: ...
 
 
 @dataclass
 class IngestDeps:
+    """What the write path needs; each store raises ``StoreUnavailable`` when it cannot answer."""
+
     config: EncoreConfig
-    sink: EventSink
-    tracks: TrackStore
-    profiles: ProfileStore
-    cache: SessionCache
+    sink: Sink
+    tracks: PlayedReader
+    profiles: PlaysWriter
+    cache: SessionWriter
     now_ms: Callable[[], int]
     # The invocation's time left (Lambda's context sets it per request); unbounded where there is no context.
     remaining_ms: Callable[[], int] = lambda: 10**9
@@ -73,22 +97,22 @@ def update_listeners(events: Sequence[ListeningEvent], deps: IngestDeps) -> dict
 
     try:  # every cached recommendation of these listeners becomes unreachable
         deps.cache.bump_generations(list(by_user))
-    except CacheUnavailable:
-        degraded.add("cache")
+    except CacheUnavailable as exc:
+        degraded.add(exc.cause)
 
     played: PlayedTracks | None = None  # unknown: recently played takes every track, as before
     if deps.remaining_ms() < TABLE_CALL_BUDGET_MS:
-        degraded.add("time")
+        degraded.add(TIME_BUDGET)
     else:
         try:
             played = deps.tracks.played([e.track_id for e in events])
-        except DEPENDENCY_ERRORS:
-            degraded.add("tracks")
+        except StoreUnavailable as exc:
+            degraded.add(exc.cause)
     vectors = played.vectors if played else {}
     qualifying = [e for e in events if is_qualifying_play(e.action.value, e.played_ms, config.session)]
     qualifying_ids = {e.event_id for e in qualifying}
     sessions_updated = 0
-    if qualifying and "cache" not in degraded:
+    if qualifying and cause_of("cache") not in degraded:
         for user, user_events in by_user.items():
             plays = [e for e in user_events if e.event_id in qualifying_ids and e.track_id in vectors]
             if not plays:
@@ -102,8 +126,8 @@ def update_listeners(events: Sequence[ListeningEvent], deps: IngestDeps) -> dict
                 if v is not None:
                     deps.cache.set_short_vector(user, v)
                     sessions_updated += 1
-            except CacheUnavailable:
-                degraded.add("cache")
+            except CacheUnavailable as exc:
+                degraded.add(exc.cause)
                 break
 
     for user, user_events in by_user.items():
@@ -111,14 +135,14 @@ def update_listeners(events: Sequence[ListeningEvent], deps: IngestDeps) -> dict
         if not newest_first:
             continue
         if deps.remaining_ms() < TABLE_CALL_BUDGET_MS:
-            degraded.add("time")  # the rest would run past the function's timeout: the events are kept, as ever
+            degraded.add(TIME_BUDGET)  # the rest would run past the function's timeout: the events are kept, as ever
             break
         try:
             deps.profiles.record_plays(
                 user, user_events[-1].region, newest_first, config.session.recently_played_max, deps.now_ms()
             )
-        except DEPENDENCY_ERRORS:
-            degraded.add("profiles")
+        except StoreUnavailable as exc:
+            degraded.add(exc.cause)
             break  # the table is throttled or unreachable past retries: the other listeners would wait on it too
     unknown = sorted({e.track_id for e in events} - played.known) if played else []
     return {

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from datetime import date
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,6 +28,7 @@ from pydantic import (
 )
 
 from encore.regions import ISO_3166_ALPHA2
+from encore.vectors import FloatArray
 
 MAX_BATCH_EVENTS = 500
 MAX_TRACK_DURATION_MS = 6 * 3600 * 1000
@@ -249,21 +252,21 @@ class CatalogFilter(_Contract):
             raise ValueError(f"both set {', '.join(sorted(both))}")
         return CatalogFilter.model_validate({**self.spec(), **other.spec()})
 
-    def allows(self, track: Mapping[str, Any], today: date) -> bool:
+    def allows(self, track: TrackInfo, today: date) -> bool:
         """Whether a track's catalog entry passes (the trending fallback's check, where the model is not there to
         apply the filter). The same rules as the model's mask: genres compared in lower case, an unknown release
         date passes no date filter, an unknown explicit flag counts as not explicit."""
-        genres = {str(g).lower() for g in track.get("genres") or []}
+        genres = {g.lower() for g in track.genres}
         passes = (
             self.genres_in is None or bool(genres & {g.lower() for g in self.genres_in}),
             self.genres_not_in is None or not genres & {g.lower() for g in self.genres_not_in},
-            self.explicit is not False or track.get("explicit") is not True,
-            self.exclude_artists is None or track.get("artist_id") not in self.exclude_artists,
+            self.explicit is not False or track.explicit is not True,
+            self.exclude_artists is None or track.artist_id not in self.exclude_artists,
         )
         if not all(passes) or (self.released_within_days is None and self.released_before is None):
             return all(passes)
         try:
-            released = date.fromisoformat(str(track.get("release_date"))[:10])
+            released = date.fromisoformat(str(track.release_date)[:10])
         except ValueError:
             return False
         within = self.released_within_days is None or (today - released).days <= self.released_within_days
@@ -336,19 +339,36 @@ class RankResponse(RecommendationResponse):
 
 
 class InferenceWeights(_Contract):
-    cf: Number = Field(0.6, ge=0, le=1)
-    content: Number = Field(0.4, ge=0, le=1)
-    long_term: Number = Field(0.7, ge=0, le=1)
-    short_term: Number = Field(0.3, ge=0, le=1)
-    ema_keep: Number = Field(0.5, ge=0, le=1)
+    """The blend weights the stage configures (``config.weights``), sent with every request."""
+
+    cf: Number = Field(ge=0, le=1)
+    content: Number = Field(ge=0, le=1)
+    long_term: Number = Field(ge=0, le=1)
+    short_term: Number = Field(ge=0, le=1)
+    ema_keep: Number = Field(ge=0, le=1)
+
+
+FiniteNumber = Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictInt
+Vector = Annotated[list[FiniteNumber], Field(min_length=1)]
+
+
+def _catalog_filter(value: dict[str, Any]) -> dict[str, Any]:
+    return CatalogFilter.model_validate(value).spec()
+
+
+def _selecting_filter(value: dict[str, Any]) -> dict[str, Any]:
+    spec = _catalog_filter(value)
+    if not spec:
+        raise ValueError("must select tracks: an empty filter promotes the whole catalog")
+    return spec
 
 
 class InferenceRequest(_Contract):
     """What the serving Lambda sends the SageMaker endpoint."""
 
     surface: Surface
-    user_vector: list[Number] | None = None
-    short_vector: list[Number] | None = None
+    user_vector: Vector | None = None
+    short_vector: Vector | None = None
     # The model version whose factor space the vectors are in: a model of another version (a challenger) derives
     # its own from history and recent instead.
     vectors_of: StrictStr | None = None
@@ -360,7 +380,7 @@ class InferenceRequest(_Contract):
     recent: list[Identifier] = Field(default_factory=list, max_length=100)
     k: StrictInt = Field(20, ge=1, le=500)
     weights: InferenceWeights | None = None
-    filter: dict[str, Any] | None = None  # CatalogFilter.spec()
+    filter: Annotated[dict[str, Any], AfterValidator(_catalog_filter)] | None = None  # CatalogFilter.spec()
     promotion: InferencePromotion | None = None
     candidates: list[Identifier] | None = Field(None, min_length=1, max_length=500)  # surface rank
     fresh_share: Number = Field(0.1, ge=0, le=0.5)
@@ -373,11 +393,13 @@ class InferenceRequest(_Contract):
             raise ValueError("surface 'home' needs user_vector or short_vector")
         if self.surface is Surface.RANK and not self.candidates:
             raise ValueError("surface 'rank' needs candidates")
+        if self.surface is Surface.RANK and self.promotion is not None:
+            raise ValueError("surface 'rank' orders the tracks it is given: it takes no promotion")
         return self
 
 
 class InferencePromotion(_Contract):
-    filter: dict[str, Any]  # CatalogFilter.spec()
+    filter: Annotated[dict[str, Any], AfterValidator(_selecting_filter)]  # CatalogFilter.spec()
     k: StrictInt = Field(ge=1, le=500)
 
 
@@ -409,6 +431,105 @@ class DeletionResponse(_Contract):
     next_run: list[StrictStr]
     later: list[StrictStr]
     purge_requested_at_ms: StrictInt
+
+
+class TrackInfo(BaseModel):
+    """A track as the tracks table serves it (``TrackStore.metadata``, ``GET /v1/tracks/{track_id}``): what a
+    page shows and what the filters read. Fields are optional: a catalog written by an older import may lack some."""
+
+    model_config = ConfigDict(frozen=True)
+
+    track_id: str
+    name: str | None = None
+    artist_id: str | None = None
+    artist_name: str | None = None
+    album: str | None = None
+    genres: list[str] = Field(default_factory=list)
+    duration_ms: int | None = None
+    image_url: str | None = None
+    explicit: bool | None = None
+    release_date: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredProfile:
+    """A listener as the users table holds them (``ProfileStore.get``): the profile the API and the events path
+    write, and the model's long-term vector and liked history that the nightly run loads."""
+
+    user_id: str
+    display_name: str | None = None
+    region: str | None = None
+    signup_date: str | None = None
+    recently_played: tuple[str, ...] = ()
+    updated_at: int | None = None
+    long_term_vector: FloatArray | None = None
+    history: tuple[str, ...] = ()
+    model_version: str | None = None
+
+
+class ProfileView(BaseModel):
+    """``GET /v1/users/{user_id}``: the profile, and whether the model has a vector for the listener."""
+
+    user_id: str
+    display_name: str | None = None
+    region: str | None = None
+    signup_date: str | None = None
+    recently_played: list[str] = Field(default_factory=list)
+    model_version: str | None = None
+    updated_at: int | None = None
+    has_long_term_vector: bool = False
+
+    @classmethod
+    def of(cls, profile: StoredProfile) -> ProfileView:
+        return cls(
+            user_id=profile.user_id,
+            display_name=profile.display_name,
+            region=profile.region,
+            signup_date=profile.signup_date,
+            recently_played=list(profile.recently_played),
+            model_version=profile.model_version,
+            updated_at=profile.updated_at,
+            has_long_term_vector=profile.long_term_vector is not None,
+        )
+
+
+@dataclass(frozen=True)
+class ChartRow:
+    """One ranked track of a chart as the charts table holds it (``ChartStore.chart``)."""
+
+    rank: int
+    track_id: str
+    plays: int
+    period: str | None
+
+
+class ChartEntry(BaseModel):
+    rank: int
+    track_id: str
+    plays: int
+    name: str | None = None
+    artist_name: str | None = None
+
+
+class Chart(BaseModel):
+    """``GET /v1/charts/{region}`` and ``GET /v1/trending``."""
+
+    region: str
+    window: str
+    period: str | None
+    items: list[ChartEntry] = Field(default_factory=list)
+
+
+def _in_utc(moment: datetime) -> datetime:
+    """A time in UTC (a time without an offset is taken as UTC); one whose offset moves it past year 1 or 9999
+    is refused (Python cannot represent it)."""
+    try:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError("with its UTC offset this time falls outside the years 1 to 9999") from None
+
+
+UtcTime = Annotated[datetime, AfterValidator(_in_utc)]
 
 
 class FieldError(_Contract):

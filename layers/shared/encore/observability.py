@@ -1,12 +1,14 @@
 """Logger, Tracer and Metrics, created once; every module imports them from here. The metric names and
 dimensions are constants that the handlers emit and the CDK monitoring construct graphs and alarms on."""
 
+import time
 from collections.abc import Iterable
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from encore import impressions
+from encore.models import RecommendationResponse
 
 SERVICE = "encore"
 NAMESPACE = "Encore"
@@ -60,3 +62,18 @@ def record_latency(route: str, milliseconds: float) -> None:
     with single_metric(name=LATENCY, unit=MetricUnit.Milliseconds, value=milliseconds, namespace=NAMESPACE) as m:
         m.add_dimension(name=SERVICE_DIMENSION, value=SERVICE)
         m.add_dimension(name=ROUTE_DIMENSION, value=route)
+
+
+def report_answer(route: str, cache_hit: bool, response: RecommendationResponse, degraded: Iterable[str],
+                  started: float) -> None:  # fmt: skip
+    """A recommendation answer's metrics (cache hit and fallback, 1 or 0 per answer: their Averages are the hit
+    ratio and the fallback rate the alarms watch), its degradations and latency, and one warning log line naming
+    the causes when it degraded. ``started``: ``time.perf_counter()`` when the request began."""
+    metrics.add_metric(name=CACHE_HIT, unit=MetricUnit.Count, value=int(cache_hit))
+    metrics.add_metric(name=FALLBACK, unit=MetricUnit.Count, value=int(response.fallback))
+    causes = sorted(set(degraded))
+    record_degraded(causes)
+    record_latency(route, (time.perf_counter() - started) * 1000)
+    metrics.add_metadata(key="model_version", value=response.model_version or "none")
+    if causes:
+        logger.warning("degraded answer", extra={"route": route, "causes": causes, "fallback": response.fallback})

@@ -3,6 +3,7 @@
 One table holds two kinds of item per listener: the profile (``user_id``) that the API and the events path
 write, and the model's long-term vector (``vec#<user_id>``) that the nightly load_vectors job writes. They are
 separate items so neither writer can clobber the other's fields; a read gets both in one BatchGetItem.
+Every method raises ``StoreUnavailable("profiles")`` for a failure of the table (PynamoDB's or botocore's).
 """
 
 from __future__ import annotations
@@ -11,20 +12,18 @@ import functools
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.attributes import BinaryAttribute, ListAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import PynamoDBException, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 
 from encore.clients import RETRIES, on_reset
-from encore.stores import VECTOR_PREFIX
+from encore.errors import NotFound
+from encore.models import ProfileUpdate, ProfileView, StoredProfile
+from encore.stores import AWS_ERRORS, VECTOR_PREFIX, unavailable_as
 from encore.vectors import decode
 
-# A call to AWS that failed past the client's own retries (throttled, unreachable, refused), from boto3 or
-# PynamoDB: callers degrade on these, and ``encore.http`` answers 503 where nothing can stand in. (Here, not in
-# ``encore.errors``, because the Glue jobs import that and have no PynamoDB.)
-DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (ClientError, BotoCoreError, PynamoDBException)
+TABLE_ERRORS = (*AWS_ERRORS, PynamoDBException)
 # What ``PUT /v1/users/{id}`` may set (``ProfileUpdate``); everything else is written by Encore itself.
 CLIENT_FIELDS = ("display_name", "region", "signup_date")
 
@@ -77,28 +76,38 @@ class ProfileStore:
     def model(self) -> type[ProfileItem]:
         return profile_model(self.table, self.region)
 
-    def get(self, user_id: str) -> dict[str, Any] | None:
-        """The profile with its long-term vector (``None`` for a listener the model has not seen), or ``None``."""
-        items = {i.user_id: i for i in self.model.batch_get([user_id, VECTOR_PREFIX + user_id])}
+    def get(self, user_id: str) -> StoredProfile | None:
+        """The profile with the model's vector item (either may be missing), or ``None`` when neither is there."""
+        with unavailable_as("profiles", TABLE_ERRORS):
+            items = {i.user_id: i for i in self.model.batch_get([user_id, VECTOR_PREFIX + user_id])}
         profile, vector = items.get(user_id), items.get(VECTOR_PREFIX + user_id)
         if profile is None and vector is None:
             return None
-        out: dict[str, Any] = {"user_id": user_id, "recently_played": []}
-        if profile is not None:
-            out.update(
-                display_name=profile.display_name,
-                region=profile.region,
-                signup_date=profile.signup_date,
-                recently_played=list(profile.recently_played or []),
-                updated_at=int(profile.updated_at) if profile.updated_at is not None else None,
-            )
-        out["long_term_vector"] = decode(vector.vector) if vector is not None else None
-        out["history"] = list(vector.history or []) if vector is not None else []
-        out["model_version"] = vector.model_version if vector is not None else None
-        return out
+        return StoredProfile(
+            user_id=user_id,
+            display_name=profile.display_name if profile else None,
+            region=profile.region if profile else None,
+            signup_date=profile.signup_date if profile else None,
+            recently_played=tuple(map(str, profile.recently_played or [])) if profile else (),
+            updated_at=int(profile.updated_at) if profile and profile.updated_at is not None else None,
+            long_term_vector=decode(vector.vector) if vector else None,
+            history=tuple(map(str, vector.history or [])) if vector else (),
+            model_version=vector.model_version if vector else None,
+        )
+
+    def view(self, user_id: str) -> ProfileView:
+        """``GET /v1/users/{user_id}``: the profile, or ``NotFound``."""
+        profile = self.get(user_id)
+        if profile is None:
+            raise NotFound(f"listener '{user_id}' has no profile")
+        return ProfileView.of(profile)
 
     def record_plays(self, user_id: str, region: str, newest_first: Sequence[str], bound: int, now_ms: int) -> None:
         """Put the plays at the front of the bounded recently-played list (optimistic concurrency, retried)."""
+        with unavailable_as("profiles", TABLE_ERRORS):
+            self._record_plays(user_id, region, newest_first, bound, now_ms)
+
+    def _record_plays(self, user_id: str, region: str, newest_first: Sequence[str], bound: int, now_ms: int) -> None:
         model = self.model
         for _ in range(3):
             try:
@@ -127,10 +136,11 @@ class ProfileStore:
 
     def delete(self, user_id: str) -> bool:
         """Delete the profile and the vector item; whether either was there."""
-        found = list(self.model.batch_get([user_id, VECTOR_PREFIX + user_id]))
-        with self.model.batch_write() as batch:
-            for key in (user_id, VECTOR_PREFIX + user_id):
-                batch.delete(self.model(key))
+        with unavailable_as("profiles", TABLE_ERRORS):
+            found = list(self.model.batch_get([user_id, VECTOR_PREFIX + user_id]))
+            with self.model.batch_write() as batch:
+                for key in (user_id, VECTOR_PREFIX + user_id):
+                    batch.delete(self.model(key))
         return bool(found)
 
     def put(self, user_id: str, fields: dict[str, Any], now_ms: int) -> None:
@@ -140,4 +150,10 @@ class ProfileStore:
         actions += [
             getattr(model, name).set(str(fields[name])) for name in CLIENT_FIELDS if fields.get(name) is not None
         ]
-        model(user_id).update(actions=actions)
+        with unavailable_as("profiles", TABLE_ERRORS):
+            model(user_id).update(actions=actions)
+
+    def update(self, user_id: str, update: ProfileUpdate, now_ms: int) -> ProfileView:
+        """``PUT /v1/users/{user_id}``: set what the client sent, answer the profile as it now is."""
+        self.put(user_id, update.model_dump(mode="json"), now_ms)
+        return self.view(user_id)

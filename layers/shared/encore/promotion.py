@@ -16,10 +16,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
-from botocore.exceptions import ClientError
-
 from encore.clients import get_client
 from encore.config import EncoreConfig, EndpointSettings
+from encore.endpoint import create_model, model_name, point_endpoint
 from encore.experiment import CHALLENGER, CHAMPION, LiveTest, closed_day
 from encore.experiment import decide as decide_online
 from encore.stores import read_json
@@ -199,115 +198,13 @@ def gate(event: dict[str, Any], config: EncoreConfig, image: str, min_gain: floa
     return {**asdict(decision), "metrics": home["hybrid"]}
 
 
-class EndpointBusy(Exception):
-    """The endpoint is being created or updated: the pipeline waits and tries again (its Retry names this)."""
-
-
-BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
-
-
-def model_name(endpoint: str, version: str) -> str:
-    return f"{endpoint}-{version}"[:63].rstrip("-")
-
-
-def _create_model(sm: Any, name: str, image: str, model_data: str, role_arn: str) -> None:
-    try:
-        sm.describe_model(ModelName=name)
-        return  # deployed before (the champion again, or a retried step): the same artifact under the same name
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ValidationException":
-            raise
-    sm.create_model(
-        ModelName=name,
-        ExecutionRoleArn=role_arn,
-        PrimaryContainer={
-            "Image": image,
-            "ModelDataUrl": model_data,
-            "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"},
-        },
-    )
-
-
-def _variant(name: str, model: str, weight: float, settings: EndpointSettings) -> dict[str, Any]:
-    variant: dict[str, Any] = {"VariantName": name, "ModelName": model, "InitialVariantWeight": weight}
-    if settings.kind == "serverless":
-        variant["ServerlessConfig"] = {
-            "MemorySizeInMB": settings.serverless_memory_mb,
-            "MaxConcurrency": settings.serverless_max_concurrency,
-        }
-    else:
-        variant |= {"InstanceType": settings.instance_type, "InitialInstanceCount": settings.instance_min}
-    return variant
-
-
-def _autoscale(config: EncoreConfig, settings: EndpointSettings, variants: list[str]) -> None:
-    scaling = get_client("application-autoscaling", config.region)
-    endpoint = config.resources.endpoint_name
-    for variant in variants:
-        resource = f"endpoint/{endpoint}/variant/{variant}"
-        scaling.register_scalable_target(
-            ServiceNamespace="sagemaker",
-            ResourceId=resource,
-            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
-            MinCapacity=settings.instance_min,
-            MaxCapacity=settings.instance_max,
-        )
-        scaling.put_scaling_policy(
-            PolicyName=f"{endpoint}-{variant}-invocations",
-            ServiceNamespace="sagemaker",
-            ResourceId=resource,
-            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
-            PolicyType="TargetTrackingScaling",
-            TargetTrackingScalingPolicyConfiguration={
-                "TargetValue": float(settings.invocations_per_instance),
-                "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
-            },
-        )
-
-
-def point_endpoint(
-    config: EncoreConfig, settings: EndpointSettings, config_name: str, variants: list[tuple[str, str, float]]
-) -> dict[str, str]:
-    """Serve ``variants`` (name, model, weight) under the endpoint configuration ``config_name`` (made once, then
-    reused), creating the endpoint or updating it. Raises ``EndpointBusy`` while an update is still under way."""
-    sm = get_client("sagemaker", config.region)
-    endpoint = config.resources.endpoint_name
-    try:
-        status = sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"]
-    except ClientError as exc:
-        if "Could not find" not in str(exc) and exc.response["Error"]["Code"] != "ValidationException":
-            raise
-        status = None
-    if status in BUSY:
-        raise EndpointBusy(f"endpoint {endpoint} is {status}")
-    try:
-        sm.describe_endpoint_config(EndpointConfigName=config_name)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ValidationException":
-            raise
-        sm.create_endpoint_config(
-            EndpointConfigName=config_name,
-            ProductionVariants=[_variant(name, model, weight, settings) for name, model, weight in variants],
-        )
-    if status is None:
-        sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config_name)
-        action = "created"
-    else:
-        sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=config_name)
-        action = "updated"
-    if settings.kind == "instance":
-        _autoscale(config, settings, [name for name, _, _ in variants])
-    return {"endpoint": endpoint, "endpoint_config": config_name, "action": action}
-
-
 def deploy(decision: dict[str, Any], config: EncoreConfig, settings: EndpointSettings, role_arn: str) -> dict[str, Any]:
     """Put a promoted model on the endpoint: beside the champion as the challenger of an online test when the
     stage gives challengers a share of traffic and a champion serves, else as the champion (``role``)."""
-    sm = get_client("sagemaker", config.region)
     registry = ModelRegistry(config)
     endpoint = config.resources.endpoint_name
     name = model_name(endpoint, decision["version"])
-    _create_model(sm, name, decision["image"], decision["model_data"], role_arn)
+    create_model(config, name, decision["image"], decision["model_data"], role_arn)
     serving, share = registry.serving(), config.online_test.challenger_share
     if serving is not None and share > 0 and serving["version"] != decision["version"]:
         champion = serving.get("model_name") or model_name(endpoint, serving["version"])

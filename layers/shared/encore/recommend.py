@@ -9,22 +9,24 @@ handler counts it and logs it once with the correlation id.
 from __future__ import annotations
 
 import json
-import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from cachetools import TTLCache
-
-from encore.cache import CacheUnavailable, SessionCache, track_metadata_key
+from encore import impressions
+from encore import observability as obs
+from encore.cache import CacheUnavailable
 from encore.cache import result_key as cache_result_key
+from encore.catalog import Catalog
+from encore.charts import GLOBAL, ChartReader, trending_rows
 from encore.config import EncoreConfig
-from encore.controls import NO_CONTROLS, Controls
-from encore.errors import NotFound
-from encore.experiment import CHAMPION, LiveTest, LiveTestReader
-from encore.model_client import ModelClient, ModelRejected, ModelUnavailable
+from encore.controls import NO_CONTROLS, Controls, ControlsQuery, resolve
+from encore.errors import NotFound, StoreUnavailable, cause_of
+from encore.experiment import CHAMPION, LiveTest
+from encore.model_client import Answer, ModelRejected, ModelUnavailable
 from encore.models import (
     InferenceItem,
     InferencePromotion,
@@ -34,43 +36,58 @@ from encore.models import (
     Reason,
     RecommendationItem,
     RecommendationResponse,
+    StoredProfile,
     Surface,
+    TrackInfo,
 )
-from encore.profiles import DEPENDENCY_ERRORS, ProfileStore
 from encore.scoring import compose_page
-from encore.stores import ChartStore, TrackStore
+from encore.vectors import FloatArray
 
-GLOBAL = "GLOBAL"
 RESULT_TTL_S = 300
-METADATA_TTL_S = 3600
-# Each Lambda instance keeps the metadata it has read for a few minutes: most answers then need no cache call
-# for it at all, and a catalog change shows within LOCAL_METADATA_TTL_S.
-LOCAL_METADATA_TTL_S = 300
-LOCAL_METADATA_ITEMS = 50_000
 CAP_HEADROOM = 100
+
+
+class ProfileReader(Protocol):
+    def get(self, user_id: str) -> StoredProfile | None: ...
+
+
+class ResultCache(Protocol):
+    def get(self, key: str) -> bytes | None: ...
+
+    def set(self, key: str, value: bytes, ttl_seconds: int) -> None: ...
+
+    def session_state(self, user_id: str) -> tuple[int, FloatArray | None]: ...
+
+
+class Model(Protocol):
+    def invoke(self, request: InferenceRequest, variant: str | None = None) -> Answer: ...
+
+
+class LiveTests(Protocol):
+    def current(self) -> tuple[LiveTest | None, bool]: ...
 
 
 @dataclass
 class ServingDeps:
+    """What the read path needs; each store raises ``StoreUnavailable`` (the cache ``CacheUnavailable``, one of
+    them) when it cannot answer."""
+
     config: EncoreConfig
-    profiles: ProfileStore
-    tracks: TrackStore
-    charts: ChartStore
-    cache: SessionCache
-    model: ModelClient
+    profiles: ProfileReader
+    catalog: Catalog
+    charts: ChartReader
+    cache: ResultCache
+    model: Model
     now_ms: Callable[[], int]
-    tests: LiveTestReader
+    tests: LiveTests
     # The version the endpoint last answered with: result keys carry it, so a deploy retires cached results.
     serving_version: str = "none"
-    local_metadata: TTLCache[str, dict[str, Any]] = field(
-        default_factory=lambda: TTLCache(LOCAL_METADATA_ITEMS, LOCAL_METADATA_TTL_S)
-    )
-    local_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass
 class Outcome:
-    """What happened on the way: cache hit, degradations by cause."""
+    """What happened on the way: cache hit, degradations by cause (``StoreUnavailable.cause``, a model cause,
+    ``unknown_user``, ``serving_record_unavailable``)."""
 
     cache_hit: bool = False
     degraded: list[str] = field(default_factory=list)
@@ -83,53 +100,32 @@ class Options:
     max_per_artist: int
     controls: Controls = NO_CONTROLS
 
+    @classmethod
+    def of(cls, config: EncoreConfig, query: ControlsQuery, limit: int, exclude_played: bool,
+           max_per_artist: int | None) -> Options:  # fmt: skip
+        """A request's options: the stage's artist cap unless it sets one; its controls resolved."""
+        return cls(limit, exclude_played, max_per_artist or config.serving.max_per_artist, resolve(config, query))
+
 
 def _cache_get(deps: ServingDeps, key: str, outcome: Outcome) -> dict[str, Any] | None:
     try:
         raw = deps.cache.get(key)
-    except CacheUnavailable:
-        outcome.degraded.append("cache_unavailable")
+    except CacheUnavailable as exc:
+        outcome.degraded.append(exc.cause)
         return None
     return json.loads(raw) if raw else None
 
 
 def _cache_set(deps: ServingDeps, key: str, value: dict[str, Any], outcome: Outcome) -> None:
-    if "cache_unavailable" in outcome.degraded:
+    if cause_of("cache") in outcome.degraded:
         return
     try:
         deps.cache.set(key, json.dumps(value).encode(), RESULT_TTL_S)
-    except CacheUnavailable:
-        outcome.degraded.append("cache_unavailable")
+    except CacheUnavailable as exc:
+        outcome.degraded.append(exc.cause)
 
 
-def track_metadata(deps: ServingDeps, track_ids: list[str], outcome: Outcome) -> dict[str, dict[str, Any]]:
-    """Metadata of tracks: this instance's memory, then the shared cache (an hour), then the tracks table."""
-    with deps.local_lock:
-        found = {t: deps.local_metadata[t] for t in track_ids if t in deps.local_metadata}
-    shared = [t for t in track_ids if t not in found]
-    if shared:
-        try:
-            for t, raw in zip(shared, deps.cache.get_many([track_metadata_key(t) for t in shared]), strict=True):
-                if raw:
-                    found[t] = json.loads(raw)
-        except CacheUnavailable:
-            outcome.degraded.append("cache_unavailable")
-    missing = [t for t in track_ids if t not in found]
-    if missing:
-        fetched = deps.tracks.metadata(missing)
-        found.update(fetched)
-        if fetched and "cache_unavailable" not in outcome.degraded:
-            try:
-                values = {track_metadata_key(t): json.dumps(m).encode() for t, m in fetched.items()}
-                deps.cache.set_many(values, METADATA_TTL_S)
-            except CacheUnavailable:
-                outcome.degraded.append("cache_unavailable")
-    with deps.local_lock:
-        deps.local_metadata.update({t: found[t] for t in shared if t in found})
-    return found
-
-
-def _item(r: dict[str, Any], m: dict[str, Any], source: str, reason: Reason) -> RecommendationItem:
+def _item(r: dict[str, Any], m: TrackInfo | None, source: str, reason: Reason) -> RecommendationItem:
     return RecommendationItem(
         track_id=r["track_id"],
         score=float(r["score"]),
@@ -137,9 +133,9 @@ def _item(r: dict[str, Any], m: dict[str, Any], source: str, reason: Reason) -> 
         content=r.get("content"),
         source=source,
         reason=reason,
-        name=m.get("name"),
-        artist_name=m.get("artist_name"),
-        image_url=m.get("image_url"),
+        name=m.name if m else None,
+        artist_name=m.artist_name if m else None,
+        image_url=m.image_url if m else None,
     )
 
 
@@ -162,10 +158,10 @@ def _decorate(
         # The model names each track's artist: compose first, then read the metadata of only the tracks returned.
         page = compose_page(ids, promoted_ids, {r["track_id"]: r["artist_id"] for r in both}, opts.max_per_artist,
                             opts.limit, places)  # fmt: skip
-        meta = track_metadata(deps, [t for t, _ in page], outcome)
+        meta = deps.catalog.metadata([t for t, _ in page], outcome.degraded)
     else:
-        meta = track_metadata(deps, list(dict.fromkeys(ids + promoted_ids)), outcome)
-        artist_of = {t: m.get("artist_id", t) for t, m in meta.items()}
+        meta = deps.catalog.metadata(list(dict.fromkeys(ids + promoted_ids)), outcome.degraded)
+        artist_of = {t: m.artist_id or t for t, m in meta.items()}
         page = compose_page(ids, promoted_ids, artist_of, opts.max_per_artist, opts.limit, places)
     by_id = {r["track_id"]: r for r in ranked}
     by_id_promoted = {r["track_id"]: r for r in promoted}
@@ -173,17 +169,8 @@ def _decorate(
     for track_id, is_promoted in page:
         r = by_id_promoted[track_id] if is_promoted else by_id[track_id]
         reason = Reason.PROMOTED if is_promoted else Reason(r.get("reason") or Reason.PERSONALISED)
-        items.append(_item(r, meta.get(track_id, {}), source, reason))
+        items.append(_item(r, meta.get(track_id), source, reason))
     return items
-
-
-def trending_items(deps: ServingDeps, region: str, limit: int) -> list[dict[str, Any]]:
-    """The region's 7-day trending, else the world's (a region with little traffic has no chart yet)."""
-    for where in dict.fromkeys([region, GLOBAL]):
-        rows = deps.charts.chart("trending", where, "7d", "latest", limit)
-        if rows:
-            return [{"track_id": r["track_id"], "score": float(r.get("plays", 0))} for r in rows]
-    return []
 
 
 def _today(deps: ServingDeps) -> date:
@@ -191,7 +178,7 @@ def _today(deps: ServingDeps) -> date:
 
 
 def _allowed(
-    deps: ServingDeps, ranked: list[dict[str, Any]], meta: dict[str, dict[str, Any]], controls: Controls
+    deps: ServingDeps, ranked: list[dict[str, Any]], meta: dict[str, TrackInfo], controls: Controls
 ) -> list[dict[str, Any]]:
     """The tracks of ``ranked`` the request's filter allows, by their catalog entries ``meta`` (where the model,
     which applies filters itself, did not rank them)."""
@@ -208,14 +195,15 @@ def _fallback(
     # A filter leaves out some of the chart: read deeper into it
     depth = min(opts.limit * (10 if opts.controls.filter else 3), 500)
     try:
-        ranked = [r for r in trending_items(deps, region, depth) if r["track_id"] not in exclude]
+        _, rows = trending_rows(deps.charts, region, depth)
+        ranked: list[dict[str, Any]] = [{"track_id": r.track_id, "score": float(r.plays), "reason": Reason.TRENDING}
+                                        for r in rows if r.track_id not in exclude]  # fmt: skip
         if opts.controls.filter is not None:
-            meta = track_metadata(deps, [r["track_id"] for r in ranked], outcome)
+            meta = deps.catalog.metadata([r["track_id"] for r in ranked], outcome.degraded)
             ranked = _allowed(deps, ranked, meta, opts.controls)
-        ranked = [{**r, "reason": Reason.TRENDING} for r in ranked]
         items = _decorate(deps, ranked, opts, outcome, "trending")
-    except DEPENDENCY_ERRORS:
-        outcome.degraded.append("charts_unavailable")
+    except StoreUnavailable as exc:
+        outcome.degraded.append(exc.cause)
         items = []
     return RecommendationResponse(
         recommendation_id=str(uuid.uuid4()),
@@ -228,20 +216,21 @@ def _fallback(
     )
 
 
-def _profile(deps: ServingDeps, user_id: str, outcome: Outcome) -> dict[str, Any] | None:
+def _profile(deps: ServingDeps, user_id: str, outcome: Outcome) -> StoredProfile:
+    """The listener's profile; an empty one for a listener the table lacks or cannot give."""
     try:
-        return deps.profiles.get(user_id)
-    except DEPENDENCY_ERRORS:
-        outcome.degraded.append("profiles_unavailable")
-        return None
+        return deps.profiles.get(user_id) or StoredProfile(user_id)
+    except StoreUnavailable as exc:
+        outcome.degraded.append(exc.cause)
+        return StoredProfile(user_id)
 
 
-def _session(deps: ServingDeps, user_id: str, outcome: Outcome) -> tuple[int | None, Any]:
+def _session(deps: ServingDeps, user_id: str, outcome: Outcome) -> tuple[int | None, FloatArray | None]:
     """The listener's generation and short-term vector, in one round trip (``None``s when the cache is down)."""
     try:
         return deps.cache.session_state(user_id)
-    except CacheUnavailable:
-        outcome.degraded.append("cache_unavailable")
+    except CacheUnavailable as exc:
+        outcome.degraded.append(exc.cause)
         return None, None
 
 
@@ -262,27 +251,26 @@ def result_key(
     )
 
 
-def _vectors_of(profile: dict[str, Any], test: LiveTest | None) -> str | None:
+def _vectors_of(profile: StoredProfile, test: LiveTest | None) -> str | None:
     """The version whose factor space the listener's vectors are in: the long-term vector's own, else (a session
     vector alone) the champion's, whose track vectors the events path averages."""
-    return profile.get("model_version") or (test.champion if test else None)
+    return profile.model_version or (test.champion if test else None)
 
 
-def _request(deps: ServingDeps, surface: Surface, profile: dict[str, Any], short: Any, test: LiveTest | None,
+def _request(deps: ServingDeps, surface: Surface, profile: StoredProfile, short: FloatArray | None,
+             test: LiveTest | None,
              **fields: Any) -> InferenceRequest:  # fmt: skip
     """What the endpoint is asked: the listener's state from the profile and the session, and ``fields``."""
-    v_long = profile.get("long_term_vector")
+    v_long = profile.long_term_vector
     w = deps.config.weights
     return InferenceRequest(
         surface=surface,
         user_vector=v_long.tolist() if v_long is not None else None,
         short_vector=short.tolist() if short is not None else None,
         vectors_of=_vectors_of(profile, test),
-        history=profile.get("history", [])[:1000],
-        recent=profile.get("recently_played", [])[:100],
-        weights=InferenceWeights(
-            cf=w.cf, content=w.content, long_term=w.long_term, short_term=w.short_term, ema_keep=w.ema_keep
-        ),
+        history=list(profile.history[:1000]),
+        recent=list(profile.recently_played[:100]),
+        weights=InferenceWeights.model_validate(w.model_dump()),
         **fields,
     )
 
@@ -292,14 +280,8 @@ def recommend(
 ) -> tuple[RecommendationResponse, Outcome]:
     """Home (``user_id``), next song (``user_id`` + ``seed_track_id``) or similar (``seed_track_id``)."""
     outcome = Outcome()
-    if seed_track_id is not None:
-        try:
-            known = track_metadata(deps, [seed_track_id], outcome)
-        except DEPENDENCY_ERRORS:
-            known = {seed_track_id: {}}  # cannot tell: let the model decide
-            outcome.degraded.append("tracks_unavailable")
-        if seed_track_id not in known:
-            raise NotFound(f"track '{seed_track_id}' is not in the catalog")
+    if seed_track_id is not None and not deps.catalog.known(seed_track_id, outcome.degraded):
+        raise NotFound(f"track '{seed_track_id}' is not in the catalog")
 
     test, read = deps.tests.current()
     if not read:
@@ -316,13 +298,14 @@ def recommend(
             return RecommendationResponse.model_validate(cached), outcome
 
     controls = opts.controls
-    profile = (_profile(deps, user_id, outcome) if user_id else None) or {}
-    region = profile.get("region") or GLOBAL
-    recent, history = profile.get("recently_played", []), profile.get("history", [])
+    profile = _profile(deps, user_id, outcome) if user_id else StoredProfile("-")
+    region = profile.region or GLOBAL
     # Played is played: the recent plays and the liked tracks of the training window are not recommended again.
-    exclude = (set(recent) | set(history) if opts.exclude_played else set()) | set(controls.exclude_tracks)
-    if surface is Surface.HOME and profile.get("long_term_vector") is None and short is None:
-        reason = "profiles_unavailable" if "profiles_unavailable" in outcome.degraded else "unknown_user"
+    played = set(profile.recently_played) | set(profile.history) if opts.exclude_played else set()
+    exclude = played | set(controls.exclude_tracks)
+    if surface is Surface.HOME and profile.long_term_vector is None and short is None:
+        down = cause_of("profiles")
+        reason = down if down in outcome.degraded else "unknown_user"
         return _fallback(deps, surface.value, region, opts, outcome, reason, exclude), outcome
 
     promotion = None
@@ -359,8 +342,8 @@ def recommend(
 
     try:
         items = _decorate(deps, mine(answer.items), opts, outcome, "model", mine(answer.promoted))
-    except DEPENDENCY_ERRORS:
-        return _fallback(deps, surface.value, region, opts, outcome, "tracks_unavailable", exclude), outcome
+    except StoreUnavailable as exc:
+        return _fallback(deps, surface.value, region, opts, outcome, exc.cause, exclude), outcome
     response = RecommendationResponse(
         recommendation_id=str(uuid.uuid4()),
         surface=surface.value,
@@ -386,7 +369,7 @@ def rank(deps: ServingDeps, user_id: str, track_ids: list[str], controls: Contro
         outcome.degraded.append("serving_record_unavailable")
     variant = test.variant_of(user_id) if test else None
     _, short = _session(deps, user_id, outcome)
-    profile = _profile(deps, user_id, outcome) or {}
+    profile = _profile(deps, user_id, outcome)
     spec = controls.filter.spec() if controls.filter else None
     request = _request(deps, Surface.RANK, profile, short, test, candidates=track_ids, k=len(track_ids),
                        exclude=list(controls.exclude_tracks), filter=spec)  # fmt: skip
@@ -399,11 +382,11 @@ def rank(deps: ServingDeps, user_id: str, track_ids: list[str], controls: Contro
         return _as_given(deps, track_ids, controls, outcome, "model_rejected", base), outcome
     answer = answered.response
     try:
-        meta = track_metadata(deps, [i.track_id for i in answer.items], outcome)
-    except DEPENDENCY_ERRORS:
-        outcome.degraded.append("tracks_unavailable")
+        meta = deps.catalog.metadata([i.track_id for i in answer.items], outcome.degraded)
+    except StoreUnavailable as exc:
+        outcome.degraded.append(exc.cause)
         meta = {}
-    items = [_item(i.model_dump(), meta.get(i.track_id, {}), "model", i.reason) for i in answer.items]
+    items = [_item(i.model_dump(), meta.get(i.track_id), "model", i.reason) for i in answer.items]
     response = RankResponse(**base, model_version=answer.model_version, variant=answered.variant, items=items,
                             unknown=answer.unknown, filtered=answer.filtered)  # fmt: skip
     return response, outcome
@@ -415,15 +398,35 @@ def _as_given(deps: ServingDeps, track_ids: list[str], controls: Controls, outco
     (nothing at all when the catalog cannot be read and a filter is set: it could not be honoured)."""
     outcome.degraded.append(cause)
     try:
-        meta = track_metadata(deps, track_ids, outcome)
+        meta = deps.catalog.metadata(track_ids, outcome.degraded)
         known = [{"track_id": t, "score": 0.0} for t in track_ids if t in meta]
         allowed = _allowed(deps, [r for r in known if r["track_id"] not in controls.exclude_tracks], meta, controls)
-    except DEPENDENCY_ERRORS:
-        outcome.degraded.append("tracks_unavailable")
+    except StoreUnavailable as exc:
+        outcome.degraded.append(exc.cause)
         meta, known = {}, [{"track_id": t, "score": 0.0} for t in track_ids]
         allowed = [] if controls.filter or controls.exclude_tracks else known
     kept = {r["track_id"] for r in allowed}
-    items = [_item(r, meta.get(r["track_id"], {}), "as_given", Reason.SUPPLIED) for r in allowed]
+    items = [_item(r, meta.get(r["track_id"]), "as_given", Reason.SUPPLIED) for r in allowed]
     return RankResponse(**base, model_version=None, fallback=True, fallback_reason=cause, items=items,
                         unknown=[t for t in track_ids if meta and t not in meta],
                         filtered=[r["track_id"] for r in known if r["track_id"] not in kept])  # fmt: skip
+
+
+def serve(deps: ServingDeps, surface: Surface, user_id: str | None, seed_track_id: str | None,
+          opts: Options) -> RecommendationResponse:  # fmt: skip
+    """A recommendation route's answer: ``recommend``, with its impression logged and its metrics emitted."""
+    started = time.perf_counter()
+    response, outcome = recommend(deps, surface, user_id, seed_track_id, opts)
+    impressions.record(impressions.impression_of(response, user_id, seed_track_id, outcome.cache_hit, deps.now_ms()))
+    obs.report_answer(surface.value, outcome.cache_hit, response, outcome.degraded, started)
+    return response
+
+
+def serve_rank(deps: ServingDeps, user_id: str, track_ids: list[str], query: ControlsQuery) -> RankResponse:
+    """``POST /v1/users/{user_id}/rank``'s answer: ``rank`` with the query's filters (promotions do not apply to
+    a list the app chose), its impression logged and its metrics emitted."""
+    started = time.perf_counter()
+    response, outcome = rank(deps, user_id, track_ids, resolve(deps.config, query, promotions=False))
+    impressions.record(impressions.impression_of(response, user_id, None, False, deps.now_ms()))
+    obs.report_answer(Surface.RANK.value, False, response, outcome.degraded, started)
+    return response

@@ -1,4 +1,6 @@
-"""The recommendation math of the architecture as pure functions (no I/O, no AWS).
+"""The recommendation math the Lambdas and jobs run, as pure functions (no I/O, no AWS): the implicit rating,
+the short-term vector, the page's composition. The model's own math (blends, normalisation, exact top-K) lives
+once, in ``sagemaker/hybrid.py``, which travels in the artifact.
 
 Vectors are 1-D float arrays. ``None`` stands for "not known" (a new listener has no long-term vector, a
 listener without a qualifying play in the session has no short-term vector) and degrades as documented.
@@ -6,7 +8,7 @@ listener without a qualifying play in the session has no short-term vector) and 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -57,31 +59,6 @@ def ema_update(v_short: FloatArray | None, v_track: FloatArray, weights: Recomme
     return weights.ema_keep * np.asarray(v_short, dtype=np.float64) + (1.0 - weights.ema_keep) * v_track
 
 
-def minmax_normalise(scores: npt.ArrayLike) -> FloatArray:
-    """Scale to [0, 1]; a constant (or empty) array maps to zeros, so it adds nothing to a blend."""
-    x = np.asarray(scores, dtype=np.float64)
-    if x.size == 0:
-        return x
-    lo, hi = float(np.min(x)), float(np.max(x))
-    if not np.isfinite(hi - lo) or hi - lo <= 0.0:
-        return np.zeros_like(x)
-    return (x - lo) / (hi - lo)
-
-
-def hybrid_scores(cf: npt.ArrayLike, content: npt.ArrayLike, weights: RecommendationWeights) -> FloatArray:
-    """``cf_w * norm(cf) + content_w * norm(content)``, each normalised over the same candidate union."""
-    cf_arr, content_arr = np.asarray(cf, dtype=np.float64), np.asarray(content, dtype=np.float64)
-    if cf_arr.shape != content_arr.shape:
-        raise ValueError(f"cf and content scores differ in shape: {cf_arr.shape} vs {content_arr.shape}")
-    return weights.cf * minmax_normalise(cf_arr) + weights.content * minmax_normalise(content_arr)
-
-
-def exclude_items(ranked: Iterable[T], excluded: Iterable[T]) -> list[T]:
-    """``ranked`` without the excluded ids, order kept."""
-    drop = set(excluded)
-    return [item for item in ranked if item not in drop]
-
-
 def cap_per_artist(ranked: Sequence[T], artist_of: Mapping[T, str], max_per_artist: int, k: int) -> list[T]:
     """The first ``k`` of ``ranked`` taking at most ``max_per_artist`` tracks of any one artist.
 
@@ -124,14 +101,3 @@ def compose_page(personal: Sequence[T], promoted: Sequence[T], artist_of: Mappin
             break
         page.append((item, wanted))
     return page
-
-
-def top_k_indices(scores: npt.ArrayLike, k: int) -> npt.NDArray[np.intp]:
-    """Indices of the ``k`` highest scores, best first (exact; ties by lower index)."""
-    x = np.asarray(scores, dtype=np.float64)
-    k = min(max(k, 0), x.size)
-    if k == 0:
-        return np.empty(0, dtype=np.intp)
-    part = np.argpartition(-x, k - 1)[:k] if k < x.size else np.arange(x.size)
-    order: npt.NDArray[np.intp] = part[np.lexsort((part, -x[part]))]
-    return order

@@ -1,6 +1,8 @@
 """Data access: the events sink (Firehose), tracks and charts (DynamoDB); profiles are in ``encore.profiles``.
 
-Each store takes its client from ``encore.clients`` and knows one table or stream; logic never calls boto3.
+Each store takes its client from ``encore.clients``, knows one table or stream, returns domain objects
+(``encore.models``) and raises one error, ``StoreUnavailable``, for its client's failures: logic never calls
+boto3 nor sees its exceptions.
 """
 
 from __future__ import annotations
@@ -8,14 +10,16 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from encore.clients import get_client
-from encore.errors import DependencyUnavailable
+from encore.errors import DependencyUnavailable, StoreUnavailable
+from encore.models import ChartRow, TrackInfo
 from encore.vectors import FloatArray, decode
 
 # A model's vectors are items of their own, keyed "vec#<id>" beside the track or profile item, so catalog and
@@ -23,6 +27,17 @@ from encore.vectors import FloatArray, decode
 VECTOR_PREFIX = "vec#"
 FIREHOSE_MAX_RECORDS = 500
 FIREHOSE_MAX_BYTES = 4 * 1024 * 1024
+# A call to AWS that failed past the client's own retries (throttled, unreachable, refused).
+AWS_ERRORS: tuple[type[Exception], ...] = (ClientError, BotoCoreError)
+
+
+@contextmanager
+def unavailable_as(store: str, errors: tuple[type[Exception], ...] = AWS_ERRORS) -> Iterator[None]:
+    """Inside it, a client's failure (``errors``) becomes ``StoreUnavailable(store)``."""
+    try:
+        yield
+    except errors as exc:
+        raise StoreUnavailable(store, str(exc)[:300]) from exc
 
 
 class EventSink:
@@ -109,7 +124,8 @@ class TrackStore:
     def played(self, track_ids: Sequence[str]) -> PlayedTracks:
         """The catalog entries and model vectors of these tracks, read together (one BatchGetItem per 50)."""
         keys = [key for t in dict.fromkeys(track_ids) for key in (t, VECTOR_PREFIX + t)]
-        items = self._batch_get(keys, "track_id, cf_vector, content_vector, model_version")
+        with unavailable_as("tracks"):
+            items = self._batch_get(keys, "track_id, cf_vector, content_vector, model_version")
         known = frozenset(item["track_id"]["S"].removeprefix(VECTOR_PREFIX) for item in items)
         vectors = {
             item["track_id"]["S"].removeprefix(VECTOR_PREFIX): TrackVectors(
@@ -122,13 +138,15 @@ class TrackStore:
         }
         return PlayedTracks(known, vectors)
 
-    def metadata(self, track_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        items = self._batch_get(
-            track_ids,
-            "track_id, #n, artist_id, artist_name, album, genres, image_url, duration_ms, explicit, release_date",
-            {"#n": "name"},
-        )
-        return {item["track_id"]["S"]: _plain(item) for item in items}
+    def metadata(self, track_ids: Sequence[str]) -> dict[str, TrackInfo]:
+        """The catalog entries of the tracks the table has (a track it lacks is not in the answer)."""
+        with unavailable_as("tracks"):
+            items = self._batch_get(
+                track_ids,
+                "track_id, #n, artist_id, artist_name, album, genres, image_url, duration_ms, explicit, release_date",
+                {"#n": "name"},
+            )
+        return {item["track_id"]["S"]: TrackInfo.model_validate(plain_item(item)) for item in items}
 
     def _batch_get(self, track_ids: Sequence[str], projection: str, names: dict[str, str] | None = None) -> list[Any]:
         client = get_client("dynamodb", self.region)
@@ -152,7 +170,7 @@ class TrackStore:
         return out
 
 
-def _plain(item: dict[str, Any]) -> dict[str, Any]:
+def plain_item(item: dict[str, Any]) -> dict[str, Any]:
     """A low-level DynamoDB item as plain Python (the attribute types this application writes)."""
     out: dict[str, Any] = {}
     for key, value in item.items():
@@ -160,9 +178,9 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
         if kind == "N":
             out[key] = float(raw) if "." in raw else int(raw)
         elif kind == "L":
-            out[key] = [_plain({"v": v})["v"] for v in raw]
+            out[key] = [plain_item({"v": v})["v"] for v in raw]
         elif kind == "M":
-            out[key] = _plain(raw)
+            out[key] = plain_item(raw)
         elif kind == "NULL":
             out[key] = None
         else:
@@ -172,26 +190,31 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
 
 def batch_write(client: Any, table: str, requests: Sequence[dict[str, Any]], attempts: int = 5) -> None:
     """BatchWriteItem (``PutRequest``/``DeleteRequest`` entries) 25 at a time, the items DynamoDB leaves
-    unprocessed retried with backoff; ``DependencyUnavailable`` when some are still left after every attempt."""
+    unprocessed retried with backoff; ``StoreUnavailable`` when some are still left after every attempt, or the
+    call fails."""
     for start in range(0, len(requests), 25):
         pending: dict[str, Any] = {table: list(requests[start : start + 25])}
         for attempt in range(attempts):
-            pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+            with unavailable_as(table):
+                pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
             if not pending:
                 break
             time.sleep(0.02 * 2**attempt)
         if pending:
-            raise DependencyUnavailable(f"the table {table} did not take {len(pending[table])} writes; retry")
+            raise StoreUnavailable(table, f"{len(pending[table])} writes left unprocessed")
 
 
 def read_json(s3: Any, bucket: str, key: str) -> Any | None:
-    """A JSON document of the lake (the model registry, decisions, attribution totals); None when it is absent."""
+    """A JSON document of the lake (the model registry, decisions, attribution totals); None when it is absent,
+    ``StoreUnavailable("lake")`` when S3 cannot give it."""
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as exc:
         if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
             return None
-        raise
+        raise StoreUnavailable("lake", str(exc)[:300]) from exc
+    except BotoCoreError as exc:
+        raise StoreUnavailable("lake", str(exc)[:300]) from exc
     return json.loads(body)
 
 
@@ -199,13 +222,15 @@ class ChartStore:
     def __init__(self, table: str, region: str | None = None) -> None:
         self.table, self.region = table, region
 
-    def chart(self, kind: str, region: str, window: str, period: str, limit: int) -> list[dict[str, Any]]:
-        """Ranked items of one chart (``period`` "latest" for the newest)."""
-        resp = get_client("dynamodb", self.region).query(
-            TableName=self.table,
-            KeyConditionExpression="chart_key = :k",
-            ExpressionAttributeValues={":k": {"S": f"{kind}#{region}#{window}#{period}"}},
-            Limit=limit,
-            ScanIndexForward=True,
-        )
-        return [_plain(item) for item in resp.get("Items", [])]
+    def chart(self, kind: str, region: str, window: str, period: str, limit: int) -> list[ChartRow]:
+        """Ranked rows of one chart (``period`` "latest" for the newest)."""
+        with unavailable_as("charts"):
+            resp = get_client("dynamodb", self.region).query(
+                TableName=self.table,
+                KeyConditionExpression="chart_key = :k",
+                ExpressionAttributeValues={":k": {"S": f"{kind}#{region}#{window}#{period}"}},
+                Limit=limit,
+                ScanIndexForward=True,
+            )
+        rows = [plain_item(item) for item in resp.get("Items", [])]
+        return [ChartRow(int(r["rank"]), r["track_id"], int(r.get("plays", 0)), r.get("period")) for r in rows]

@@ -11,76 +11,12 @@ import json
 import urllib.request
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from encore.clients import get_client
 from encore.config import EncoreConfig
-from encore.experiment import CHALLENGER, CHAMPION
-
-
-def _missing(exc: ClientError) -> bool:
-    """SageMaker says a thing is not there with a ValidationException ("Could not find ..."), Application
-    Auto Scaling with ObjectNotFoundException (moto's with a ValidationException, "No scalable target ...")."""
-    error = exc.response["Error"]
-    message = error.get("Message", "").lower()
-    return error["Code"] == "ObjectNotFoundException" or any(
-        words in message for words in ("could not find", "not found", "does not exist", "no scalable target")
-    )
-
-
-def delete_endpoint(config: EncoreConfig) -> list[str]:
-    """Delete the endpoint, its autoscaling target, and every endpoint configuration and model named after it."""
-    sm = get_client("sagemaker", config.region)
-    name = config.resources.endpoint_name
-    deleted = []
-    for variant in (CHAMPION, CHALLENGER):
-        try:
-            get_client("application-autoscaling", config.region).deregister_scalable_target(
-                ServiceNamespace="sagemaker",
-                ResourceId=f"endpoint/{name}/variant/{variant}",
-                ScalableDimension="sagemaker:variant:DesiredInstanceCount",
-            )
-            deleted.append(f"scalable target of {name}'s {variant}")
-        except ClientError as exc:
-            if not _missing(exc):
-                raise
-    try:
-        sm.delete_endpoint(EndpointName=name)
-        deleted.append(f"endpoint {name}")
-    except ClientError as exc:
-        if not _missing(exc):
-            raise
-    # NameContains narrows the listing; the prefix test is what decides (names are "<endpoint>-<version>").
-    for page in sm.get_paginator("list_endpoint_configs").paginate(NameContains=f"{name}-"):
-        for config_name in (c["EndpointConfigName"] for c in page["EndpointConfigs"]):
-            if config_name.startswith(f"{name}-"):
-                sm.delete_endpoint_config(EndpointConfigName=config_name)
-                deleted.append(f"endpoint config {config_name}")
-    for page in sm.get_paginator("list_models").paginate(NameContains=f"{name}-"):
-        for model_name in (m["ModelName"] for m in page["Models"]):
-            if model_name.startswith(f"{name}-"):
-                sm.delete_model(ModelName=model_name)
-                deleted.append(f"model {model_name}")
-    return deleted
-
-
-def delete_model_packages(config: EncoreConfig) -> list[str]:
-    """Delete every version in the model package group (CloudFormation cannot delete a group that has any)."""
-    sm = get_client("sagemaker", config.region)
-    deleted = []
-    group = config.resources.model_package_group
-    try:
-        for page in sm.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group):
-            for item in page["ModelPackageSummaryList"]:
-                sm.delete_model_package(ModelPackageName=item["ModelPackageArn"])
-                deleted.append(item["ModelPackageArn"])
-    except ClientError as exc:
-        if not _missing(exc):
-            raise
-    return deleted
+from encore.endpoint import delete_endpoint, delete_model_packages
 
 
 def tear_down(config: EncoreConfig, delete_packages: bool) -> list[str]:
+    """Delete the endpoint and what it is made of; the model packages too unless the stage keeps data."""
     deleted = delete_endpoint(config)
     if delete_packages:
         deleted += delete_model_packages(config)
