@@ -172,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scale_args(demo)
     demo.add_argument("--out", type=Path, default=Path("data/demo"), help="output folder (default: %(default)s)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the twin's processes' output here too (Spark at INFO, the functions' log lines and EMF metrics); "
+        "it always goes to <out>/logs/",
+    )
     demo.add_argument("--port", type=_non_negative_int, default=8080, help="the API's loopback port (0: any free)")
     demo.add_argument("--exit", action="store_true", help="stop after the report instead of serving until Ctrl-C")
     demo.add_argument(
@@ -350,10 +356,10 @@ def _demo(args: argparse.Namespace) -> None:
 
     if args.data:
         result = run_imported_demo(args.data, args.out, progress=not args.quiet, port=args.port,
-                                   keep_serving=not args.exit)  # fmt: skip
+                                   keep_serving=not args.exit, verbose=args.verbose)  # fmt: skip
     else:
         result = run_demo(_params(args), args.out, scale=args.scale, progress=not args.quiet, port=args.port,
-                          keep_serving=not args.exit)  # fmt: skip
+                          keep_serving=not args.exit, verbose=args.verbose)  # fmt: skip
     failed = [name for name, ok in result.checks.items() if not ok]
     if failed:
         raise DemoFailed(f"{len(failed)} check(s) failed: {'; '.join(failed)}")

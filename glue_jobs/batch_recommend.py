@@ -78,7 +78,7 @@ def score(rows: Iterator[Row], name: str, job: dict[str, Any]) -> Iterator[tuple
         request = {"surface": "home", "user_vector": np.frombuffer(bytes(row.vector), "<f4").astype(float).tolist(),
                    "vectors_of": job["version"], "history": history[:1000], "recent": played[:RECENT],
                    "exclude": list(dict.fromkeys(played + history))[:5000], "k": min(job["size"] * 3, 500),
-                   "filter": job["filter"], "fresh_share": job["fresh_share"]}  # fmt: skip
+                   "filter": job["filter"], "fresh_share": job["fresh_share"], "weights": job["weights"]}  # fmt: skip
         items = inference.predict_fn(inference.input_fn(json.dumps(request)), model)["items"]
         kept = cap_per_artist([i["track_id"] for i in items], {i["track_id"]: i["artist_id"] for i in items},
                               job["max_per_artist"], job["size"])  # fmt: skip
@@ -128,7 +128,7 @@ def main(argv: Sequence[str]) -> dict[str, int]:
         named = config.batch.filter
         job = {"version": serving["version"], "size": config.batch.size,
                "max_per_artist": config.serving.max_per_artist, "fresh_share": config.serving.fresh_share,
-               "filter_name": named,
+               "filter_name": named, "weights": config.weights.model_dump(),
                "filter": config.serving.filters[named].spec() if named else None, "at_ms": args.run_ms,
                "dt": run.date().isoformat()}  # fmt: skip
         parts = max(1, min(n // 2000 + 1, 64))

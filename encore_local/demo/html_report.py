@@ -151,7 +151,7 @@ def write_html(result: Any, path: Path) -> Path:
         parts.append(_table(["state", "type", "entered", "seconds", "status"], rows))
     if result.volumes:
         v = result.volumes
-        parts += ["<h2>Data volumes</h2>", _volume_plot(v["events_per_day"])]
+        parts += ["<h2>Data volumes</h2>", _volume_plot(v["events_per_day"]) if "events_per_day" in v else ""]
         parts.append(_table(["what", "how many"], [[k.replace("_", " "), f"{val:,}" if isinstance(val, int) else val]
                                                   for k, val in v.items() if k != "events_per_day"]))  # fmt: skip
     parts.append(
@@ -159,14 +159,17 @@ def write_html(result: Any, path: Path) -> Path:
     )
     if model.get("home"):
         parts.append(_model_plot(model["home"]))
-    parts.append("<h2>Sample home pages</h2><p class='muted'>Each listener's true taste comes from the simulator; "
-                 "judge the recommendations against it.</p><div class='grid'>")  # fmt: skip
+    parts.append("<h2>Sample home pages</h2>")
+    if any(s["taste"] for s in result.samples):  # simulated listeners
+        parts.append("<p class='muted'>Each listener's true taste comes from the simulator; judge the "
+                     "recommendations against it.</p>")  # fmt: skip
+    parts.append("<div class='grid'>")
     for s in result.samples:
         taste = ", ".join(f"{g} {w:.2f}" for g, w in s["taste"])
         rows = [[i["name"], i["artist"], i["genre"], i["source"]] for i in s["items"]]
         table = _table(["track", "artist", "genre", "source"], rows)
-        parts.append(f"<div class='card'><b>{html.escape(s['user_id'])}</b> <span class='muted'>taste: "
-                     f"{html.escape(taste)}</span>{table}</div>")  # fmt: skip
+        said = f" <span class='muted'>taste: {html.escape(taste)}</span>" if taste else ""
+        parts.append(f"<div class='card'><b>{html.escape(s['user_id'])}</b>{said}{table}</div>")
     parts.append("</div>")
     if live:
         held, burst = live["held_out"], live["burst"]

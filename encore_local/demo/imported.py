@@ -4,7 +4,8 @@ Starts the twin and deploys the synthesized stack, imports the files (``encore i
 one bulk import arriving the day before the run), runs the nightly state machine at midnight after the last
 imported event, and reports what it can without an oracle: the gate's decision, held-out home quality beside the
 sources alone and popularity, playlist-continuation quality (R-precision, NDCG@500), next-song quality, the
-charts, and a sample of served home pages through the API.
+charts, and a sample of served home pages through the API. The twin's processes' logs go to ``<out>/logs/``, as in
+``encore demo``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from encore.config import EncoreConfig
+from encore_local.demo.html_report import write_html
 from encore_local.demo.live import ApiClient
-from encore_local.demo.report import render_demo
-from encore_local.demo.run import DemoResult, percentiles, run_nightly, serve_until_interrupted, serving
+from encore_local.demo.report import render_closing, render_demo
+from encore_local.demo.run import (
+    DemoResult,
+    fresh_log_dir,
+    naming_logs,
+    percentiles,
+    run_nightly,
+    serve_until_interrupted,
+    serving,
+)
 from encore_local.errors import UsageError
 from encore_local.importer import FORMATS, convert, import_id, land, render
 from encore_local.twin.apigateway import DEFAULT_API_KEY
@@ -37,17 +47,20 @@ def parse_data(text: str) -> tuple[str, list[Path]]:
 
 
 def run_imported_demo(
-    data: str, out_dir: Path, *, progress: bool = True, port: int = 8080, keep_serving: bool = False
-) -> DemoResult:
+    data: str, out_dir: Path, *, progress: bool = True, port: int = 8080, keep_serving: bool = False,
+    verbose: bool = False,
+) -> DemoResult:  # fmt: skip
     fmt, paths = parse_data(data)
     result = DemoResult(scale=f"imported {fmt}")
+    logs = fresh_log_dir(out_dir)
+    result.logs = str(logs)
     t0 = time.perf_counter()
 
     def timed(name: str, started: float) -> None:
         result.timings.append((name, time.perf_counter() - started))
 
-    twin = TwinServices(EncoreConfig.for_stage("local"), progress=progress, warm=True)
-    with twin as endpoints:
+    twin = TwinServices(EncoreConfig.for_stage("local"), progress=progress, warm=True, log_dir=logs, verbose=verbose)
+    with naming_logs(logs), twin as endpoints:
         config = twin.config
         timed("start the twin and deploy the synthesized stack", t0)
         print(f"twin: AWS APIs at {endpoints.aws_endpoint}, cache ({endpoints.cache_kind}) at {endpoints.cache_url}")
@@ -90,10 +103,10 @@ def run_imported_demo(
             result.iam_refusals = list(twin.iam_refusals)
             result.latency_ms = {route: percentiles(v) for route, v in sorted(client.latency_ms.items())}
             result.timings.append(("total", time.perf_counter() - t0))
-            out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / "report.json").write_text(json.dumps(asdict(result), indent=1, default=str))
+            html = write_html(result, out_dir / "report.html")
             print(render_demo(result))
-            print(f"Report: {out_dir / 'report.json'}")
+            print(render_closing(result, html, logs, serving=keep_serving), flush=True)
             if keep_serving:
-                serve_until_interrupted(result)
+                serve_until_interrupted()
     return result

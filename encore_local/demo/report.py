@@ -1,8 +1,18 @@
-"""The demo's closing report for the terminal."""
+"""The demo's closing report for the terminal, and the addresses it ends with."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from encore_local.twin.apigateway import DEFAULT_API_KEY
+from encore_local.twin.process import GLUE_LOG, LAMBDA_LOG, SAGEMAKER_LOG
+
+LOG_FILES = {
+    GLUE_LOG: "Spark and the Glue jobs",
+    LAMBDA_LOG: "the functions' log lines and EMF metrics",
+    SAGEMAKER_LOG: "training and the model endpoint",
+}
 
 
 def _model_lines(model: dict[str, Any]) -> list[str]:
@@ -83,3 +93,25 @@ def _state_line(state: dict[str, Any]) -> str:
     seconds = f"{state['seconds']:7.1f} s" if "seconds" in state else "        -"
     failed = f"  {state.get('error')}: {state.get('cause')}" if state.get("status") == "failed" else ""
     return f"{seconds}  {state['type']:<7} {state['state']}{failed}"
+
+
+def render_closing(result: Any, report: Path, logs: Path, *, serving: bool) -> str:
+    """Where the logs and the report are, and what to open in a browser: the web app, the Swagger UI and the report
+    while the demo serves; after ``--exit`` only the report (the servers stopped with the demo)."""
+    lines = [f"Logs of the twin's processes in {logs}/ (--verbose shows them here too):"]
+    lines += [f"  {name:<15}{what}" for name, what in LOG_FILES.items()]
+    url = report.resolve().as_uri()
+    if serving:
+        lines += [
+            "Open in a browser:",
+            f"  web app     {result.site_url}/",
+            f"  Swagger UI  {result.api_url}/v1/docs",
+            f"  report      {url} (report.json beside it)",
+            f"The API: {result.api_url}/v1 (header x-api-key: {DEFAULT_API_KEY}). Ctrl-C stops.",
+        ]
+    else:
+        lines += [
+            f"Report (open in a browser): {url} (report.json beside it)",
+            "The web app and the API stopped with the demo (--exit); without --exit they stay up until Ctrl-C.",
+        ]
+    return "\n".join(lines)

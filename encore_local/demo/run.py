@@ -7,6 +7,10 @@ takes the whole import), serves the API over HTTP, replays the live day's busies
 ``POST /v1/events`` while sample listeners ask for recommendations, runs the charts state machine, and checks
 what came back. Then it writes the report (terminal, ``report.html``, ``report.json``), with every state of both
 executions and its time, and keeps the API up until Ctrl-C.
+
+The terminal shows the steps, the progress bars, the checks and the addresses to open; what the twin's processes
+write (Spark's log, the functions' log lines and EMF metrics, training's output) goes to ``<out>/logs/``, and with
+``verbose`` to the terminal as well.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from encore_local.demo.live import (
     replay_hour,
     served_charts,
 )
-from encore_local.demo.report import render_demo
+from encore_local.demo.report import render_closing, render_demo
 from encore_local.errors import UsageError
 from encore_local.jobs import run_job
 from encore_local.lake import import_simulation
@@ -80,6 +84,7 @@ class DemoResult:
     iam_refusals: list[dict[str, str]] = field(default_factory=list)  # calls a role's policies did not allow
     api_url: str = ""
     site_url: str = ""  # the web app, with /v1 forwarded to the API (the twin's CloudFront)
+    logs: str = ""  # the folder of the twin's processes' logs
 
 
 def _taste(truth: GroundTruth, user_id: str) -> list[tuple[str, float]]:
@@ -123,18 +128,40 @@ def serving(twin: TwinServices, port: int, result: DemoResult) -> Iterator[TwinA
         api.stop()
 
 
-def serve_until_interrupted(result: DemoResult) -> None:
-    print(f"\nWeb app at {result.site_url}/ (player and charts). API at {result.api_url}/v1 (x-api-key: "
-          f"{DEFAULT_API_KEY}); Swagger UI at {result.api_url}/v1/docs. Ctrl-C stops.")  # fmt: skip
-    threading.Event().wait()
+def serve_until_interrupted() -> None:
+    """Serve until Ctrl-C, the way a person ends the demo (not an error: the demo exits as its checks say)."""
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("\nstopping the twin ...", flush=True)
+
+
+def fresh_log_dir(out_dir: Path) -> Path:
+    """``<out>/logs/``, emptied of an earlier run's logs (the twin's processes append to theirs)."""
+    logs = out_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    for old in logs.glob("*.log"):
+        old.unlink()
+    return logs
+
+
+@contextlib.contextmanager
+def naming_logs(logs: Path) -> Iterator[None]:
+    """A step that fails says where the twin's processes' logs are (the one line the terminal then shows)."""
+    try:
+        yield
+    except UsageError as exc:
+        raise UsageError(f"{exc} (the twin's logs: {logs}/)") from exc
 
 
 def run_demo(
     params: SimulationParams, out_dir: Path, *, scale: str = "custom", progress: bool = True, port: int = 8080,
-    keep_serving: bool = False,
+    keep_serving: bool = False, verbose: bool = False,
 ) -> DemoResult:  # fmt: skip
     result = DemoResult(scale=scale)
     sim_dir = out_dir / "sim"
+    logs = fresh_log_dir(out_dir)
+    result.logs = str(logs)
     t0 = time.perf_counter()
 
     def timed(name: str, started: float) -> None:
@@ -144,8 +171,8 @@ def run_demo(
         if progress:
             print(text, flush=True)
 
-    twin = TwinServices(EncoreConfig.for_stage("local"), progress=progress, warm=True)
-    with twin as endpoints:
+    twin = TwinServices(EncoreConfig.for_stage("local"), progress=progress, warm=True, log_dir=logs, verbose=verbose)
+    with naming_logs(logs), twin as endpoints:
         config = twin.config  # the stage as deployed: the names the stack gave its resources
         timed("start the twin and deploy the synthesized stack", t0)
         print(f"twin: AWS APIs at {endpoints.aws_endpoint}, cache ({endpoints.cache_kind}) at {endpoints.cache_url}")
@@ -170,6 +197,9 @@ def run_demo(
         say(f"  nightly: Step Functions execution of {config.resources.state_machine} ...")
         nightly = run_nightly(config, result, live_day)
         say(f"  gate: {'promoted' if nightly.promoted else 'not promoted'}: {result.model['reason']}")
+        if not nightly.promoted:  # the live part asks the model's answers
+            raise UsageError(f"the nightly run promoted no model ({result.model['reason']}), and the live hour "
+                             "needs one: run with more listeners and days (--scale small has enough)")  # fmt: skip
 
         t = time.perf_counter()
         with serving(twin, port, result) as api:
@@ -188,9 +218,9 @@ def run_demo(
             (out_dir / "report.json").write_text(json.dumps(asdict(result), indent=1, default=str))
             html = write_html(result, out_dir / "report.html")
             print(render_demo(result))
-            print(f"Report: {html} (and report.json)")
+            print(render_closing(result, html, logs, serving=keep_serving), flush=True)
             if keep_serving:
-                serve_until_interrupted(result)
+                serve_until_interrupted()
     return result
 
 

@@ -173,6 +173,7 @@ class TwinApi(LoopbackServer):
         burst: int | None = None,
         workers: int = 1,
         prestart: int | None = None,
+        echo: bool = False,
     ) -> None:
         self.config = config
         self.workers = max(1, workers)
@@ -190,8 +191,9 @@ class TwinApi(LoopbackServer):
             self.api_keys |= {dynamic_references(v, operator) for v in stack.api_key_values()}
             outputs = LogSubscriptions(deployment, lambda principal: _client_as(environment_of, principal, "firehose"))
         self.integration_timeout_s = INTEGRATION_TIMEOUT_S
-        self.lambdas = LambdaService(deployment, function_environment, log_dir / "api", max_instances=self.workers,
-                                     on_output=outputs)  # fmt: skip
+        # The functions' output goes to ``log_dir``'s lambda.log (and with ``echo`` to standard error too).
+        self.lambdas = LambdaService(deployment, function_environment, log_dir, max_instances=self.workers,
+                                     on_output=outputs, echo=echo)  # fmt: skip
         # What each method and resource integrates with, as the stack's API Gateway routes it.
         self.integrations = stack.api_integrations()
         self.templates = [r.path for r in ROUTES]

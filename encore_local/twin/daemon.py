@@ -22,6 +22,7 @@ from encore_local.twin.services import RedisKind, TwinServices
 
 STATE_FILE = "twin.json"
 LOG_FILE = "twin.log"
+LOG_DIR = "logs"  # the twin's processes' logs (glue.log, lambda.log, sagemaker.log), and those of encore api serve
 
 
 def _state_path(state_dir: Path) -> Path:
@@ -74,7 +75,7 @@ def api(state: dict[str, Any], state_dir: Path, **options: Any) -> TwinApi:
     stack = TwinStack.load(Path(state["assembly"]))
     functions_env = twin_function_environment(environment_of, state["cache_url"])
     config = deployed_config(state, state["stage"])
-    return TwinApi(config, stack, functions_env, state_dir / "logs", environment_of=environment_of, **options)
+    return TwinApi(config, stack, functions_env, state_dir / LOG_DIR, environment_of=environment_of, **options)
 
 
 def export_lines(env: dict[str, str]) -> str:
@@ -89,7 +90,7 @@ def serve(config: EncoreConfig, state_dir: Path, cache: RedisKind | None) -> Non
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    twin = TwinServices(config, cache=cache, progress=True)
+    twin = TwinServices(config, cache=cache, progress=True, log_dir=state_dir / LOG_DIR)
     with twin as endpoints:
         state = {"pid": os.getpid(), "stage": config.stage, **endpoints.to_json(), "env": endpoints.environment(),
                  "config": runtime_values(twin.config),

@@ -22,7 +22,7 @@ from typing import Any
 from cdk_app.deploy_rules import GLUE_PROVIDED
 from encore_local.twin.assembly import Deployment, GlueJob
 from encore_local.twin.iam import client_for
-from encore_local.twin.process import PipedChild
+from encore_local.twin.process import GLUE_LOG, PipedChild
 from encore_local.twin.sandbox import distribution_closure
 
 OUTPUT_LOG_GROUP = "/aws-glue/jobs/output"
@@ -65,9 +65,10 @@ class JobRun:
 
 
 class _Driver:
-    """The Glue driver process for one set of shipped files and one role."""
+    """The Glue driver process for one set of shipped files and one role; its output (Spark's log at its default
+    level, WARN, or INFO when ``verbose``, which also shows it on this process's standard error) to ``log``."""
 
-    def __init__(self, job: GlueJob, env: dict[str, str], log: Path) -> None:
+    def __init__(self, job: GlueJob, env: dict[str, str], log: Path, verbose: bool = False) -> None:
         modules = [
             m.split("==")[0].split(">=")[0]
             for m in job.default_arguments.get("--additional-python-modules", "").split(",")
@@ -75,8 +76,8 @@ class _Driver:
         ]
         provided = sorted(distribution_closure([*GLUE_PROVIDED, *modules]))
         shipped = os.pathsep.join(str(p) for p in job.extra_py_files)
-        args = ["--shipped", shipped, "--provided", ",".join(provided)]
-        self.child = PipedChild("encore_local.twin.glue_worker", args, env, log)
+        args = ["--shipped", shipped, "--provided", ",".join(provided), *(["--log-level", "INFO"] if verbose else [])]
+        self.child = PipedChild("encore_local.twin.glue_worker", args, env, log, label=job.role, echo=verbose)
         self.log = log
         self.lock = threading.Lock()
         self.ready = False
@@ -95,11 +96,16 @@ class _Driver:
 
 class GlueService:
     def __init__(
-        self, deployment: Deployment, env_for_role: Callable[[str | None], dict[str, str]], log_dir: Path
+        self,
+        deployment: Deployment,
+        env_for_role: Callable[[str | None], dict[str, str]],
+        log_dir: Path,
+        *,
+        verbose: bool = False,
     ) -> None:
         self.deployment = deployment
         self.env_for_role = env_for_role  # None: the operator's (the twin's own) environment
-        self.log_dir = log_dir
+        self.log_dir, self.verbose = log_dir, verbose
         self.runs: dict[str, JobRun] = {}
         self._drivers: dict[tuple[str, ...], _Driver] = {}
         self._lock = threading.Lock()
@@ -118,7 +124,8 @@ class GlueService:
         key = (job.role, *map(str, job.extra_py_files), job.default_arguments.get("--additional-python-modules", ""))
         with self._lock:
             if key not in self._drivers:
-                self._drivers[key] = _Driver(job, self.env_for_role(job.role), self.log_dir / "glue-driver.log")
+                env = self.env_for_role(job.role)
+                self._drivers[key] = _Driver(job, env, self.log_dir / GLUE_LOG, self.verbose)
             return self._drivers[key]
 
     def warm(self, stack_name: str) -> None:

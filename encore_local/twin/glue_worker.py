@@ -39,8 +39,9 @@ _WORKER_VARIABLES = (
 )  # fmt: skip
 
 
-def session(shipped: list[str]) -> Any:
-    """The driver's SparkSession (local, two cores), with the shipped zips on its workers' path."""
+def session(shipped: list[str], log_level: str | None = None) -> Any:
+    """The driver's SparkSession (local, two cores), with the shipped zips on its workers' path; Spark logs at its
+    default level (WARN) unless ``log_level`` says otherwise."""
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers run this interpreter, not the PATH's python3
@@ -54,13 +55,13 @@ def session(shipped: list[str]) -> Any:
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
-        .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=ERROR")
     )
     for name in _WORKER_VARIABLES:
         if name in os.environ:
             builder = builder.config(f"spark.executorEnv.{name}", os.environ[name])
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    if log_level:
+        spark.sparkContext.setLogLevel(log_level)
     for path in shipped:
         if path.endswith(".zip"):
             spark.sparkContext.addPyFile(path)
@@ -210,12 +211,14 @@ def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shipped", required=True, help="the --extra-py-files, os.pathsep-separated")
     ap.add_argument("--provided", default="")
+    ap.add_argument("--log-level", help="Spark's (default: its own, WARN)")
     ap.add_argument("--in-fd", type=int, required=True)
     ap.add_argument("--out-fd", type=int, required=True)
     args = ap.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # a job's lines reach the log as printed
     shipped = [p for p in args.shipped.split(os.pathsep) if p]
     install(shipped, filter(None, args.provided.split(",")), "the Glue job")
-    session(shipped)
+    session(shipped, args.log_level)
     mirror = S3Mirror(Path(tempfile.mkdtemp(prefix="encore-glue-mirror-")))
     try:
         _serve(args, mirror)
@@ -246,4 +249,5 @@ def _serve(args: argparse.Namespace, mirror: S3Mirror) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C in the twin's terminal reaches it too: it ends, quietly
+        main(sys.argv[1:])

@@ -29,7 +29,7 @@ from cdk_app.deploy_rules import vpc_functions_can_create_network_interfaces
 from encore_local.errors import UsageError
 from encore_local.twin.assembly import ACCOUNT, ROOT, Deployment, Function, TwinStack
 from encore_local.twin.clock import CLOCK
-from encore_local.twin.process import PipedChild
+from encore_local.twin.process import LAMBDA_LOG, PipedChild
 
 OPT_ROOT = ROOT / "build" / "twin" / "opt"
 
@@ -101,11 +101,12 @@ class FunctionError(Exception):
 class Instance:
     """One warm execution environment of a function."""
 
-    def __init__(self, fn: Function, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, fn: Function, env: dict[str, str], log_dir: Path, echo: bool = False) -> None:
         opt_python, provided = compose_layers(tuple(fn.layers))
         args = ["--task-root", str(fn.code), "--opt-python", str(opt_python), "--handler", fn.handler,
                 "--provided", ",".join(provided)]  # fmt: skip
-        self.child = PipedChild("encore_local.twin.lambda_runtime", args, env, log_dir / f"{fn.name}.log", fn.code)
+        self.child = PipedChild("encore_local.twin.lambda_runtime", args, env, log_dir / LAMBDA_LOG, fn.code,
+                                label=fn.name, echo=echo)  # fmt: skip
         self.proc = self.child.proc
         self.init_error: dict[str, Any] | None = None
         self.output: list[str] = []  # what the last invocation wrote to standard output
@@ -155,14 +156,17 @@ class LambdaService:
     ``max_instances`` instances busy, an invocation waits for one, in turn with the others waiting (and for no
     longer than its caller's deadline), as a function at its concurrency limit makes
     callers wait (this machine has two cores). ``twin_env(fn)`` is what the twin adds to the template's variables.
+    What the instances write goes to ``log_dir``'s ``lambda.log``, and with ``echo`` to this process's standard
+    error too.
     """
 
     def __init__(self, deployment: Deployment, twin_env: Any, log_dir: Path, max_instances: int = 4,
-                 on_output: Callable[[Function, list[str]], None] | None = None) -> None:  # fmt: skip
+                 on_output: Callable[[Function, list[str]], None] | None = None, *,
+                 echo: bool = False) -> None:  # fmt: skip
         self.deployment = deployment
         self.on_output = on_output  # CloudWatch Logs: what each invocation wrote, for its log group's subscriptions
         self.twin_env = twin_env  # (Function) -> dict of variables: endpoints and the role's credentials
-        self.log_dir = log_dir
+        self.log_dir, self.echo = log_dir, echo
         self.max_instances = max(1, max_instances)
         self.instances: list[Instance] = []
         self._idle: dict[str, list[Instance]] = {}
@@ -199,7 +203,7 @@ class LambdaService:
             with self._changed:
                 self._count[fn.name] = self._count.get(fn.name, 0) + 1
         try:
-            instance = Instance(fn, self.environment(fn), self.log_dir)
+            instance = Instance(fn, self.environment(fn), self.log_dir, self.echo)
         except BaseException:
             with self._changed:
                 self._count[fn.name] -= 1

@@ -10,7 +10,8 @@ start) and invoked once per event.
 - Each answer is a JSON line on ``--out-fd``: ``{"result": ..., "ms": ..., "logs": [...]}``, or, when the handler
   raised, ``{"error": {errorMessage, errorType, stackTrace}, ...}`` as Lambda reports an unhandled error.
 - ``logs`` are the lines the invocation wrote to standard output, which Lambda sends to the function's log group
-  (the twin applies its subscription filters, ``encore_local.twin.logs``); they go to the instance's log file too.
+  (the twin applies its subscription filters, ``encore_local.twin.logs``); they go to the twin's ``lambda.log``
+  too, with everything else the process writes (``encore_local.twin.process``).
 - Imports are limited to the task root, ``/opt/python``, the runtime's own AWS SDK and the standard library
   (``encore_local.twin.sandbox``).
 """
@@ -18,6 +19,7 @@ start) and invoked once per event.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -131,6 +133,12 @@ def main(argv: list[str]) -> None:
         for line in events:
             request = json.loads(line)
             event, _clock_offset_s = request["event"], float(request.get("clock_offset_s", 0.0))
+            # As Lambda does for each invocation: the X-Ray SDK reads its trace from here (without it, every
+            # subsegment is "discarded due to Lambda worker still initializing", a log line each). Not sampled:
+            # the twin has no X-Ray daemon.
+            os.environ["_X_AMZN_TRACE_ID"] = (
+                f"Root=1-{int(_twin_time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
+            )
             started = time.perf_counter()
             try:
                 result = handler(event, Context(name, arn, memory, timeout))
@@ -139,9 +147,11 @@ def main(argv: list[str]) -> None:
                 answer = {"error": _error(exc)}
             answer["ms"] = (time.perf_counter() - started) * 1000
             answer["logs"] = output.take()
+            output.flush()  # the invocation's lines reach the twin's log when it ends
             answers.write(json.dumps(answer, default=str).encode() + b"\n")
             answers.flush()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C in the twin's terminal reaches it too: it ends, quietly
+        main(sys.argv[1:])

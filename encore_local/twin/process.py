@@ -1,5 +1,7 @@
-"""A child process of the twin that takes one JSON line per request over a pipe and answers one JSON line each:
-a Lambda execution environment (``lambda_runtime``), a Glue driver (``glue_worker``). Its output goes to a log."""
+"""The twin's child processes: where their output goes (``copy_output``: one log file per kind of process, shared
+by its processes, and the terminal too when asked), and a child that takes one JSON line per request over a pipe
+and answers one JSON line each: a Lambda execution environment (``lambda_runtime``), a Glue driver
+(``glue_worker``)."""
 
 from __future__ import annotations
 
@@ -9,21 +11,64 @@ import os
 import select
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+# The log file of each kind of child process, in the twin's log folder.
+GLUE_LOG, LAMBDA_LOG, SAGEMAKER_LOG = "glue.log", "lambda.log", "sagemaker.log"
+
+
+def copy_output(source: IO[Any], log: Path, label: str, *, echo: bool = False, keep: list[str] | None = None) -> None:
+    """Copy a child's output to the end of ``log`` until it ends, whole lines at a time (the processes of one kind
+    share a file; an append of whole lines never splits another's), each line after ``[label]``; to this process's
+    standard error as well with ``echo``; and its lines, without the label, into ``keep``."""
+    prefix = f"[{label}] ".encode()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    partial = b""
+    with source, open(log, "ab", buffering=0) as out:
+        while chunk := os.read(source.fileno(), 65536):  # what has arrived, at once
+            *lines, partial = (partial + chunk).split(b"\n")
+            if lines:
+                _write(out, prefix, lines, echo, keep)
+        if partial:
+            _write(out, prefix, [partial], echo, keep)
+
+
+def _write(out: IO[bytes], prefix: bytes, lines: list[bytes], echo: bool, keep: list[str] | None) -> None:
+    data = b"".join(prefix + line + b"\n" for line in lines)
+    out.write(data)  # one append
+    if echo:
+        sys.stderr.write(data.decode(errors="replace"))
+        sys.stderr.flush()
+    if keep is not None:
+        keep.extend(line.decode(errors="replace") for line in lines)
+
+
+def follow_output(source: IO[Any], log: Path, label: str, *, echo: bool = False) -> threading.Thread:
+    """:func:`copy_output` in a thread of its own, started."""
+    thread = threading.Thread(target=copy_output, args=(source, log, label), kwargs={"echo": echo},
+                              name=f"output-{label}", daemon=True)  # fmt: skip
+    thread.start()
+    return thread
 
 
 class PipedChild:
-    def __init__(self, module: str, args: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> None:
+    """``python -m module args``: requests and answers over a pipe pair, its standard output and error to ``log``
+    (see :func:`copy_output`)."""
+
+    def __init__(self, module: str, args: list[str], env: dict[str, str], log: Path, cwd: Path | None = None, *,
+                 label: str | None = None, echo: bool = False) -> None:  # fmt: skip
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
-        log.parent.mkdir(parents=True, exist_ok=True)
-        self.log = open(log, "ab")  # noqa: SIM115 - lives as long as the child
         cmd = [sys.executable, "-m", module, *args, "--in-fd", str(to_child_r), "--out-fd", str(from_child_w)]
         self.proc = subprocess.Popen(cmd, env=env, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=self.log, cwd=cwd)  # fmt: skip
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd)  # fmt: skip
         os.close(to_child_r)
         os.close(from_child_w)
+        assert self.proc.stdout is not None
+        self.log = log
+        self._output = follow_output(self.proc.stdout, log, label or module.rsplit(".", 1)[-1], echo=echo)
         self.writer = os.fdopen(to_child_w, "wb")
         self.reader = os.fdopen(from_child_r, "rb")
 
@@ -66,4 +111,6 @@ class PipedChild:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self.log.close()
+        # The last of its output; a process it started and left running (Spark's Python workers) may hold the pipe
+        # open a while longer: the copy then ends when that one does.
+        self._output.join(timeout=5)

@@ -38,6 +38,7 @@ from encore.promotion import s3_url
 from encore_local.errors import UsageError
 from encore_local.loopback import LOOPBACK, LoopbackServer, reply
 from encore_local.twin.iam import client_for
+from encore_local.twin.process import SAGEMAKER_LOG, copy_output, follow_output
 
 if TYPE_CHECKING:
     from encore_local.twin.assembly import Deployment
@@ -112,12 +113,15 @@ class TrainingService:
     script (channels copied from their ``s3://`` prefixes), as the job's role. ``model.tar.gz`` goes where
     SageMaker puts it (``<S3OutputPath><job>/output/``); the job's ``MetricDefinitions`` are read from its log
     into ``FinalMetricDataList``. ``extra_channels`` are folders the twin adds to every job (the demo's
-    simulated ground truth): a twin-only convenience, not part of the request.
+    simulated ground truth): a twin-only convenience, not part of the request. The script's output goes to
+    ``log_dir``'s ``sagemaker.log`` (CloudWatch Logs, for SageMaker), and with ``echo`` to standard error too.
     """
 
-    def __init__(self, deployment: Deployment, env_for_role: Callable[[str], dict[str, str]]) -> None:
+    def __init__(self, deployment: Deployment, env_for_role: Callable[[str], dict[str, str]], log_dir: Path, *,
+                 echo: bool = False) -> None:  # fmt: skip
         self.deployment = deployment
         self.env_for_role = env_for_role
+        self.log_dir, self.echo = log_dir, echo
         self.jobs: dict[str, TrainingJob] = {}
         self.extra_channels: dict[str, Path] = {}
         self._lock = threading.Lock()
@@ -193,9 +197,14 @@ class TrainingService:
             }
             job.secondary = "Training"
             argv = [a for k, v in user_hps.items() for a in (f"--{k}", str(v))]
-            proc = subprocess.run([sys.executable, hps.get("sagemaker_program", "train.py"), *argv], cwd=code,
-                                  env=env, capture_output=True, text=True, check=False)  # fmt: skip
-            log = proc.stdout + proc.stderr
+            script = [sys.executable, hps.get("sagemaker_program", "train.py"), *argv]
+            proc = subprocess.Popen(script, cwd=code, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT)  # fmt: skip
+            lines: list[str] = []  # what it wrote, for its metric definitions and the failure's last line
+            assert proc.stdout is not None
+            copy_output(proc.stdout, self.log_dir / SAGEMAKER_LOG, f"training {job.name}", echo=self.echo, keep=lines)
+            proc.wait()
+            log = "\n".join(lines)
             job.log_tail = log.strip().splitlines()[-15:]
             job.metrics = _metrics(log, request.get("AlgorithmSpecification", {}).get("MetricDefinitions", []))
             if proc.returncode != 0:
@@ -433,10 +442,12 @@ class EndpointProcess:
     """The twin's SageMaker endpoint (``encore_local.twin.sagemaker``) in a process of its own, as a real endpoint
     runs on hosts of its own: its model's predictions and moto's answers do not queue for one interpreter lock.
     Under the API benchmark's 8 clients, next-song predictions took p50 3.7 / p99 44.7 ms inside moto's process,
-    and a p99 of about 4 ms in a process of their own."""
+    and a p99 of about 4 ms in a process of their own. Its output goes to ``log`` (and with ``echo`` to standard
+    error too)."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], log: Path, *, echo: bool = False) -> None:
         self.env = env
+        self.log, self.echo = log, echo
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
 
@@ -445,13 +456,16 @@ class EndpointProcess:
         ready_r, ready_w = os.pipe()
         self.proc = subprocess.Popen([sys.executable, "-m", "encore_local.twin.sagemaker", "--port", str(port or 0),
                                       "--ready-fd", str(ready_w)], env=self.env, pass_fds=(ready_w,),
-                                     stdin=subprocess.PIPE, text=True)  # fmt: skip
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)  # fmt: skip
         os.close(ready_w)
+        assert self.proc.stdout is not None
+        follow_output(self.proc.stdout, self.log, "endpoint", echo=self.echo)
         with os.fdopen(ready_r) as ready:
             said = ready.readline().strip()
         if not said.isdigit():
             self.stop()
-            raise UsageError("the twin's model endpoint did not start (see the twin's log)")
+            raise UsageError(f"the twin's model endpoint did not start (see {self.log})")
         self.port = int(said)
         return f"http://{LOOPBACK}:{self.port}"
 
@@ -484,4 +498,5 @@ def _main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _main(sys.argv[1:])
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C in the twin's terminal reaches it too: it ends, quietly
+        _main(sys.argv[1:])

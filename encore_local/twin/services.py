@@ -37,6 +37,7 @@ from encore_local.twin.glue import GlueService
 from encore_local.twin.iam import client_for, credentials
 from encore_local.twin.lambda_ import LambdaService, refused_at_creation, twin_function_environment
 from encore_local.twin.logs import LogSubscriptions
+from encore_local.twin.process import SAGEMAKER_LOG
 from encore_local.twin.provision import provision
 from encore_local.twin.router import TwinRouter
 from encore_local.twin.sagemaker import EndpointProcess, TrainingService
@@ -126,10 +127,15 @@ _RUNNING_LOCK = threading.Lock()
 
 class TwinServices:
     """Start moto (with the twin's own Glue, SageMaker training, Lambda and Step Functions behind it), redis and the
-    model endpoint on free loopback ports, export their endpoints, and deploy the stage's synthesized stack."""
+    model endpoint on free loopback ports, export their endpoints, and deploy the stage's synthesized stack.
+
+    What the twin's processes write (Spark's log, the functions' log lines and metrics, training's output) goes to
+    ``glue.log``, ``lambda.log`` and ``sagemaker.log`` in ``log_dir`` (a new temporary folder if none is given);
+    with ``verbose``, to this process's standard error too, and Spark logs at INFO."""
 
     def __init__(self, config: EncoreConfig, *, cache: RedisKind | None = None, export_env: bool = True,
-                 progress: bool = False, warm: bool = False) -> None:  # fmt: skip
+                 progress: bool = False, warm: bool = False, log_dir: Path | None = None,
+                 verbose: bool = False) -> None:  # fmt: skip
         self.config = config
         self.cache_preference = cache
         self.export_env = export_env
@@ -143,12 +149,14 @@ class TwinServices:
         self.resources: dict[str, list[str]] = {}
         self.deployment = Deployment(config.region)
         self.configs: dict[str, EncoreConfig] = {}
-        self.log_dir = Path(tempfile.mkdtemp(prefix="encore-twin-logs-"))
-        self.glue = GlueService(self.deployment, self.environment_of, self.log_dir)
-        self.training = TrainingService(self.deployment, self.environment_of)
+        self._temporary_logs = log_dir is None  # removed at stop: nobody was told where it is
+        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="encore-twin-logs-"))
+        self.verbose = verbose
+        self.glue = GlueService(self.deployment, self.environment_of, self.log_dir, verbose=verbose)
+        self.training = TrainingService(self.deployment, self.environment_of, self.log_dir, echo=verbose)
         outputs = LogSubscriptions(self.deployment, lambda who: client_for("firehose", self.environment_of(who)))
-        self.lambda_ = LambdaService(self.deployment, self._function_environment, self.log_dir / "lambda",
-                                     on_output=outputs)  # fmt: skip
+        self.lambda_ = LambdaService(self.deployment, self._function_environment, self.log_dir, on_output=outputs,
+                                     echo=verbose)  # fmt: skip
         self._previous_tasks: tuple[Any, ...] | None = None
 
     def start(self) -> TwinEndpoints:
@@ -166,7 +174,8 @@ class TwinServices:
             sagemaker.enable()
             kind = self._launch_cache()
             # The endpoint reads its model's artifact from the twin's S3, whether or not this process is pointed at it.
-            self._endpoint = EndpointProcess(os.environ | _aws_environment(aws_url, self.config.region))
+            self._endpoint = EndpointProcess(os.environ | _aws_environment(aws_url, self.config.region),
+                                             self.log_dir / SAGEMAKER_LOG, echo=self.verbose)  # fmt: skip
             model_url = self._endpoint.start()
             assert self._redis is not None
             cache_url = self._redis.ready()  # a new cluster node's first 2 s went by while the endpoint started
@@ -231,7 +240,7 @@ class TwinServices:
         config = config or self.config
         stack = self.stack(config.stage)
         return TwinApi(config, stack, self._function_environment, self.log_dir, environment_of=self.environment_of,
-                       **options)  # fmt: skip
+                       echo=self.verbose, **options)  # fmt: skip
 
     def site(self, api: TwinApi) -> TwinSite:
         """The stage's CloudFront distribution in front of ``api``: the web app from its bucket, ``/v1/*`` to it."""
@@ -306,6 +315,8 @@ class TwinServices:
                 os.environ[key] = value
         self._saved_env.clear()
         reset_clients()
+        if self._temporary_logs:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
 
     def __enter__(self) -> TwinEndpoints:
         return self.start()

@@ -4,16 +4,29 @@ the demo saved (what the API answered, what the curated table holds), not taken 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
+import requests
 from scipy.stats import chi2_contingency
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from encore.config import EncoreConfig
 from encore.pipeline import NIGHTLY
@@ -22,19 +35,87 @@ from encore.scoring import is_qualifying_play
 pytestmark = pytest.mark.e2e
 # A log4j line of Spark or Hadoop ("24/12/04 21:00:00 WARN Utils: ..."), or a JVM warning
 JVM_LOG_LINE = re.compile(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d (WARN|INFO|ERROR) | WARN [A-Z]\w+: |^WARNING: ")
+LABELLED = re.compile(r"^\[[^\]]+\] ")  # each line of a log file names the process it came from
+SERVING = "Ctrl-C stops."
+ADDRESS = re.compile(r"^  (web app|Swagger UI|report) +(\S+)", re.MULTILINE)  # what the demo says to open
+FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+         "--disable-background-networking", "--disable-component-update")  # fmt: skip
+
+
+def _fetch(addresses: dict[str, str]) -> dict[str, Any]:
+    """Each address as requests and a browser (headless Chromium) get it, while the demo serves."""
+    got: dict[str, Any] = {}
+    for name, url in addresses.items():
+        if url.startswith("file://"):
+            path = Path(urlsplit(url).path)
+            kind = "text/html" if path.suffix == ".html" else "?"
+            got[name] = {"status": 200 if path.is_file() else 404, "type": kind}
+        else:
+            resp = requests.get(url, timeout=30)
+            got[name] = {"status": resp.status_code, "type": resp.headers.get("Content-Type", "")}
+    options = Options()
+    options.binary_location = shutil.which("chromium") or "chromium"
+    for flag in FLAGS:
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(executable_path=shutil.which("chromedriver")), options=options)
+    try:
+        for name, url in addresses.items():
+            browser.get(url)
+            # Swagger UI draws the API's title from the document the page carries; the others are plain pages.
+            selector = ".swagger-ui .info .title" if name == "Swagger UI" else "title"
+            found = WebDriverWait(browser, 30, poll_frequency=0.2).until(
+                lambda b, css=selector: b.find_elements(By.CSS_SELECTOR, css)
+            )
+            got[name]["browser"] = found[0].text if name == "Swagger UI" else browser.title
+    finally:
+        browser.quit()
+    return got
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """``encore demo`` as a person runs it (its own process, progress shown), with everything its terminal got:
-    its own output and that of every process it started (Spark's JVM, the functions' runtimes)."""
+    its own output and that of every process it started (Spark's JVM, the functions' runtimes). While it serves,
+    each address it says to open is fetched; then Ctrl-C ends it."""
     out = tmp_path_factory.mktemp("demo")
-    argv = ["demo", "--scale", "small", "--exit", "--port", "0", "--out", str(out)]
-    ran = subprocess.run([sys.executable, "-m", "encore_local.cli", *argv], capture_output=True, text=True,
-                         timeout=1800, check=False)  # fmt: skip
-    terminal = ran.stdout + ran.stderr
-    return {"code": ran.returncode, "out": out, "terminal": terminal,
+    argv = ["demo", "--scale", "small", "--port", "0", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "encore_local.cli", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    lines: list[str] = []
+    serving = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if SERVING in line:
+                serving.set()
+        serving.set()  # it ended without serving
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    opened: dict[str, Any] = {}
+    try:
+        serving.wait(1800)
+        if proc.poll() is None:
+            opened = _fetch(dict(ADDRESS.findall("".join(lines))))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in its terminal: the demo and every process it started
+        try:
+            code = proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        reader.join(10)
+    (out / "terminal.txt").write_text("".join(lines))  # what a person would have seen, for a failure's reader
+    return {"code": code, "out": out, "terminal": "".join(lines), "opened": opened,
             "report": json.loads((out / "report.json").read_text())}  # fmt: skip
+
+
+def _log(demo: dict[str, Any], name: str) -> list[str]:
+    """A log file of the twin's processes, each line without the name of the process it came from."""
+    return [LABELLED.sub("", line) for line in (demo["out"] / "logs" / name).read_text().splitlines()]
 
 
 def test_the_terminal_shows_the_steps_not_spark_or_metric_lines(demo: dict[str, Any]) -> None:
@@ -44,7 +125,30 @@ def test_the_terminal_shows_the_steps_not_spark_or_metric_lines(demo: dict[str, 
     metrics = [line for line in lines if '"_aws"' in line or '"CloudWatchMetrics"' in line]
     assert not spark, spark[:5]
     assert not metrics, metrics[:5]
-    assert "Checks:" in demo["terminal"] and "Report: " in demo["terminal"]
+    assert "Checks:" in demo["terminal"] and "Traceback" not in demo["terminal"]
+
+
+def test_spark_and_the_functions_metrics_go_to_the_log_folder_it_names(demo: dict[str, Any]) -> None:
+    logs = demo["out"] / "logs"
+    assert f"Logs of the twin's processes in {logs}/ (--verbose shows them here too):" in demo["terminal"]
+    spark = [line for line in _log(demo, "glue.log") if JVM_LOG_LINE.search(line)]
+    assert spark, "no Spark log line in glue.log"
+    emf = [json.loads(line) for line in _log(demo, "lambda.log") if line.startswith("{") and '"_aws"' in line]
+    namespaces = {d["Namespace"] for blob in emf for d in blob["_aws"]["CloudWatchMetrics"]}
+    assert "Encore" in namespaces, namespaces  # the functions' metrics, emitted as in Lambda
+    training = _log(demo, "sagemaker.log")
+    assert any(line.startswith("[metric] ndcg_at_10=") for line in training), training[-5:]
+
+
+def test_the_addresses_it_prints_open_while_it_serves(demo: dict[str, Any]) -> None:
+    opened = demo["opened"]
+    assert set(opened) == {"web app", "Swagger UI", "report"}, demo["terminal"][-2000:]
+    for name, got in opened.items():
+        assert got["status"] == 200 and got["type"].startswith("text/html"), (name, got["status"], got["type"])
+    assert opened["web app"]["browser"] == "Encore"
+    assert opened["Swagger UI"]["browser"].startswith("Encore API")  # drawn from the document the page carries
+    assert opened["report"]["browser"] == "Encore demo report"
+    assert "stopping the twin" in demo["terminal"].splitlines()[-1]  # Ctrl-C ended it, and not as an error
 
 
 def test_the_demo_runs_every_step_and_reports(demo: dict[str, Any]) -> None:

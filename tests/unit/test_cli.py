@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from encore_local.cli import main
+from encore_local.demo import run
+from encore_local.demo.report import render_closing
 
 pytestmark = pytest.mark.unit
 
@@ -80,3 +83,31 @@ def test_simulate_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture
     for fragment in ("200 tracks", "40 (", "events", "top 1% of tracks", "cold start", "genre mix"):
         assert fragment in out
     assert len(list((tmp_path / "events").glob("*.jsonl"))) == 3
+
+
+@pytest.mark.parametrize(("flag", "verbose"), [([], False), (["--verbose"], True)])
+def test_demo_passes_verbose_on(flag: list[str], verbose: bool, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    asked: dict[str, Any] = {}
+
+    def demo(params: Any, out: Path, **options: Any) -> run.DemoResult:
+        asked.update(options)
+        return run.DemoResult(scale="custom")
+
+    monkeypatch.setattr(run, "run_demo", demo)
+    assert main(["demo", "--users", "5", "--exit", "--out", str(tmp_path), *flag]) == 0
+    assert asked["verbose"] is verbose and asked["keep_serving"] is False
+
+
+def test_the_demo_ends_with_the_logs_and_what_to_open(tmp_path: Path) -> None:
+    result = run.DemoResult(scale="small", api_url="http://127.0.0.1:8080", site_url="http://127.0.0.1:8081")
+    report, logs = tmp_path / "report.html", tmp_path / "logs"
+    serving = render_closing(result, report, logs, serving=True).splitlines()
+    assert serving[0] == f"Logs of the twin's processes in {logs}/ (--verbose shows them here too):"
+    assert [line.split()[0] for line in serving[1:4]] == ["glue.log", "lambda.log", "sagemaker.log"]
+    assert "  web app     http://127.0.0.1:8081/" in serving
+    assert "  Swagger UI  http://127.0.0.1:8080/v1/docs" in serving
+    assert f"  report      {report.as_uri()} (report.json beside it)" in serving
+    stopped = render_closing(result, report, logs, serving=False)
+    assert "http://" not in stopped  # the servers stopped with the demo: no address that no longer answers
+    assert report.as_uri() in stopped and "without --exit" in stopped
