@@ -106,6 +106,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_impressions.py
 	$(PY) bench/bench_jobs.py
 	$(PY) bench/bench_model.py
+	$(PY) bench/bench_handlers.py
 
 clean:
 	rm -rf $(VENV) cdk.out build node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis data .encore

@@ -155,3 +155,20 @@ def test_rank_without_the_model_or_the_catalog_cannot_honour_a_filter() -> None:
     response, outcome = rank(deps, "u1", ["t9", "t3"], opts(genres="rock").controls)
     assert response.items == [] and response.filtered == ["t9", "t3"]
     assert outcome.degraded == ["endpoint_timeout", "tracks_unavailable"]
+
+
+def test_the_catalogs_memory_answers_until_it_expires_and_keeps_the_newest_within_its_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("encore.catalog.LOCAL_ITEMS", 3)
+    now = [0.0]
+    tracks, cache = Tracks(dict(TRACKS)), Cache(down=True)  # no shared cache: memory or the table
+    catalog = Catalog(tracks, cache, clock=lambda: now[0])
+    assert catalog.metadata(["t1", "t2"], []) == {"t1": TRACKS["t1"], "t2": TRACKS["t2"]}
+    assert catalog.metadata(["t1"], []) == {"t1": TRACKS["t1"]} and len(tracks.reads) == 1  # from memory
+    catalog.metadata(["t3", "t4"], [])  # over the bound: t1, the oldest, goes
+    catalog.metadata(["t1", "t4"], [])
+    assert tracks.reads[-1] == ["t1"]
+    now[0] = 301.0  # past LOCAL_TTL_S
+    catalog.metadata(["t4"], [])
+    assert tracks.reads[-1] == ["t4"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +55,7 @@ class ModelClient:
         except BotoCoreError as exc:  # read timeout, connection refused
             cause = "endpoint_timeout" if "timeout" in type(exc).__name__.lower() else "endpoint_error"
             raise ModelUnavailable(cause, str(exc)) from exc
-        answer = InferenceResponse.model_validate(json.loads(resp["Body"].read()))
+        answer = InferenceResponse.model_validate_json(resp["Body"].read())  # a third of json.loads + validate
         return Answer(answer, resp.get("InvokedProductionVariant"))
 
     def _call(self, client: Any, body: str, variant: str | None) -> dict[str, Any]:
